@@ -1,0 +1,41 @@
+# clv: the two commands a newcomer needs are `make report MARKET=us` and `make test`.
+# The cargo target directory lives outside the clone so that CI and reruns build incrementally.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/clv-target
+CARGO ?= cargo
+PIPELINE ?= pipelines/nightly.yaml
+MARKET ?=
+OUT ?= out
+MARKET_FLAGS := $(foreach m,$(MARKET),--market $(m))
+
+.PHONY: report run test lint fmt validate sample clean
+
+## report: run the nightly pipeline on sample_data/ (MARKET=us for one market) into $(OUT)/
+report:
+	$(CARGO) run --quiet -- run $(PIPELINE) --out $(OUT) $(MARKET_FLAGS)
+	@for m in $(if $(MARKET),$(MARKET),$$(ls $(OUT)/reports | sed 's/\.md$$//')); do echo "report: $(OUT)/reports/$$m.md"; done
+
+run: report
+
+## test: unit and integration tests (debug build; shares the build with `make report`)
+test:
+	$(CARGO) test --all-targets
+
+## lint: formatting and clippy, warnings are errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## validate: check every shipped pipeline without reading data
+validate:
+	$(CARGO) run --quiet -- validate pipelines/*.yaml
+
+## sample: regenerate the committed sample data (deterministic)
+sample:
+	rm -rf sample_data/amazon sample_data/shopify sample_data/shop sample_data/fx_rates.csv
+	$(CARGO) run --quiet -- sample --out sample_data --customers 400 --seed 7
+
+clean:
+	rm -rf $(OUT)

@@ -1,0 +1,74 @@
+//! Command line: `run`, `validate`, `sample`. Exit codes are part of the interface (cron, make).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   data failure: a threshold (max_reject_rate) or a reconciliation failed; nothing was published
+  2   usage error, invalid pipeline, or an input that cannot be read (missing file or column,
+      wrong encoding); nothing was published
+  75  another run holds the lock on a market (try again later)";
+
+#[derive(Debug, Parser)]
+#[command(name = "clv", version, about = "Customer-lifetime-value pipeline: Amazon, Shopify and WooCommerce exports in, Parquet and reports out", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr: `text` for people, `json` for cron and log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline: load, unify, publish Parquet tables, reports and manifest.json.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// The pipeline YAML file.
+        pipeline: PathBuf,
+        /// Output root (overrides the pipeline's `output`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Date the run is as of, YYYY-MM-DD (overrides the pipeline's `as_of`); later orders are dropped.
+        #[arg(long, value_parser = parse_date)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Restrict the run to this market and publish only its partitions (repeatable).
+        #[arg(long = "market", value_name = "M")]
+        markets: Vec<String>,
+        /// Worker threads for Polars and for model fitting (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Check pipeline files without reading data: every problem at once, with line and caret.
+    #[command(after_help = EXIT_CODES)]
+    Validate {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+    },
+    /// Write synthetic exports in the real Amazon, Shopify and WooCommerce formats, plus fx_rates.csv.
+    Sample {
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of customers to simulate.
+        #[arg(long, default_value_t = 400)]
+        customers: usize,
+        /// Random seed: the same seed writes the same files.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+fn parse_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("'{s}' is not a date YYYY-MM-DD"))
+}

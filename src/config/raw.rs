@@ -1,0 +1,148 @@
+//! A serde mirror of the pipeline YAML: closed vocabularies are enums, every struct refuses unknown
+//! fields, stages are externally tagged (`- load: {...}`) so that errors keep their YAML path and line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Top-level keys except `stages`, which `config::load` reads one stage at a time so that a mistake
+/// in one stage does not hide the mistakes in the others.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeader {
+    pub name: String,
+    pub base_currency: String,
+    #[serde(default)]
+    pub as_of: Option<String>,
+    /// Zone in which `yesterday` and order dates are reckoned (IANA name); default UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub time_unit: Option<TimeUnit>,
+    #[serde(default)]
+    pub output: Option<String>,
+    #[serde(default)]
+    pub fx_rates: Option<String>,
+    #[serde(default)]
+    pub markets: BTreeMap<String, Vec<String>>,
+    pub stages: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeUnit {
+    Day,
+    Week,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStage {
+    Load(RawLoad),
+    Unify(RawUnify),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Amazon,
+    Shopify,
+    Woocommerce,
+    Csv,
+}
+
+/// One glob or a list of globs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Paths {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Paths {
+    pub fn patterns(&self) -> Vec<String> {
+        match self {
+            Paths::One(p) => vec![p.clone()],
+            Paths::Many(ps) => ps.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoad {
+    pub id: String,
+    pub source: SourceKind,
+    pub path: Paths,
+    /// Amazon only: Fulfilled Shipments reports that link orders to buyers.
+    #[serde(default)]
+    pub buyers: Option<Paths>,
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    #[serde(default)]
+    pub has_header: Option<bool>,
+    #[serde(default)]
+    pub quoting: Option<bool>,
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub decimal_comma: Option<bool>,
+    #[serde(default)]
+    pub date_format: Option<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub columns: Option<RawColumns>,
+    #[serde(default)]
+    pub constants: BTreeMap<ConstantField, String>,
+    #[serde(default)]
+    pub max_reject_rate: Option<f64>,
+}
+
+/// Generic-source mapping: canonical field -> column name in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawColumns {
+    pub order_id: Option<String>,
+    pub customer: Option<String>,
+    pub ordered_at: Option<String>,
+    pub quantity: Option<String>,
+    pub unit_price: Option<String>,
+    pub amount: Option<String>,
+    pub discount: Option<String>,
+    pub tax: Option<String>,
+    pub shipping: Option<String>,
+    pub refunded: Option<String>,
+    pub currency: Option<String>,
+    pub country: Option<String>,
+    pub status: Option<String>,
+}
+
+/// Fields a source may lack and the pipeline may supply as one value for every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstantField {
+    Currency,
+    Country,
+    Status,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnify {
+    pub id: String,
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub test_orders: Option<RawTestOrders>,
+    /// Shopify `Source` values whose orders are copies of another platform's export.
+    #[serde(default)]
+    pub duplicate_channels: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTestOrders {
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}

@@ -1,0 +1,421 @@
+//! Semantic checks on the raw configuration, collecting every problem (with its YAML path) instead
+//! of stopping at the first, and the typed pipeline the stages run from.
+
+use super::Problem;
+use super::locate::Seg;
+use super::raw::{
+    ConstantField, Paths, RawColumns, RawHeader, RawLoad, RawStage, RawUnify, SourceKind, TimeUnit,
+};
+use crate::countries;
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub file: PathBuf,
+    pub base_currency: String,
+    pub as_of: AsOf,
+    pub timezone: Tz,
+    pub time_unit: TimeUnit,
+    pub output: PathBuf,
+    pub fx_rates: Option<PathBuf>,
+    /// market -> alpha-2 countries; countries in no market belong to `other`.
+    pub markets: BTreeMap<String, Vec<String>>,
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    Yesterday,
+    Today,
+    Date(NaiveDate),
+}
+
+impl AsOf {
+    /// Resolves once, in the pipeline's zone, at the start of a run.
+    pub fn resolve(self, tz: Tz) -> NaiveDate {
+        let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+        match self {
+            AsOf::Yesterday => today.pred_opt().unwrap_or(today),
+            AsOf::Today => today,
+            AsOf::Date(d) => d,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Stage {
+    Load(LoadSpec),
+    Unify(UnifySpec),
+}
+
+impl Stage {
+    pub fn id(&self) -> &str {
+        match self {
+            Stage::Load(s) => &s.id,
+            Stage::Unify(s) => &s.id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delimiter {
+    Byte(u8),
+    /// Runs of spaces and tabs; leading blanks ignored.
+    Whitespace,
+}
+
+/// How the bytes of a delimited file are split into records and fields.
+#[derive(Debug, Clone, Copy)]
+pub struct TextFormat {
+    pub delimiter: Delimiter,
+    pub has_header: bool,
+    /// Whether `"` quotes fields. Off for Amazon: product names contain raw `"`.
+    pub quoting: bool,
+    pub encoding: &'static encoding_rs::Encoding,
+    pub decimal_comma: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub id: String,
+    pub kind: SourceKind,
+    pub paths: Vec<String>,
+    pub buyers: Vec<String>,
+    pub format: TextFormat,
+    pub date_format: Option<String>,
+    /// Zone of timestamps that carry no offset.
+    pub timezone: Tz,
+    pub columns: RawColumns,
+    pub constants: BTreeMap<ConstantField, String>,
+    pub max_reject_rate: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UnifySpec {
+    pub id: String,
+    pub inputs: Vec<String>,
+    pub test_orders: TestOrders,
+    /// `None`: the ids and source kinds of the other inputs.
+    pub duplicate_channels: Option<Vec<String>>,
+}
+
+/// Patterns that mark test orders: `*` matches any run of characters.
+#[derive(Debug, Clone)]
+pub struct TestOrders {
+    pub emails: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+impl Default for TestOrders {
+    fn default() -> Self {
+        TestOrders {
+            emails: ["test@*", "*+test@*", "*@example.com", "*@example.org", "*@example.net"]
+                .map(String::from)
+                .to_vec(),
+            tags: vec!["test".into()],
+        }
+    }
+}
+
+pub const DEFAULT_MAX_REJECT_RATE: f64 = 0.01;
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn at(&mut self, path: &[Seg], message: impl Into<String>) {
+        self.problems.push(Problem { path: path.to_vec(), message: message.into() });
+    }
+}
+
+fn key(path: &[Seg], k: &str) -> Vec<Seg> {
+    let mut p = path.to_vec();
+    p.push(Seg::Key(k.into()));
+    p
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipeline, Vec<Problem>> {
+    let mut c = Checker { problems: Vec::new() };
+    let root: Vec<Seg> = Vec::new();
+
+    if h.name.trim().is_empty() {
+        c.at(&key(&root, "name"), "must not be empty");
+    }
+    if !(h.base_currency.len() == 3 && h.base_currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        c.at(&key(&root, "base_currency"), format!("'{}' is not an ISO 4217 code like USD", h.base_currency));
+    }
+    let as_of = match h.as_of.as_deref() {
+        None | Some("yesterday") => AsOf::Yesterday,
+        Some("today") => AsOf::Today,
+        Some(s) => match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            Ok(d) => AsOf::Date(d),
+            Err(_) => {
+                c.at(&key(&root, "as_of"), format!("'{s}' is not `yesterday`, `today` or a date YYYY-MM-DD"));
+                AsOf::Yesterday
+            }
+        },
+    };
+    let timezone = parse_tz(&mut c, &key(&root, "timezone"), h.timezone.as_deref());
+    let fx_rates = h.fx_rates.as_ref().map(PathBuf::from);
+    if let Some(p) = &fx_rates
+        && !p.is_file()
+    {
+        c.at(&key(&root, "fx_rates"), format!("file '{}' does not exist", p.display()));
+    }
+
+    let mut seen_country: BTreeMap<String, String> = BTreeMap::new();
+    for (market, countries_) in &h.markets {
+        let mpath = key(&key(&root, "markets"), market);
+        if !is_name(market) {
+            c.at(&mpath, format!("market name '{market}' must be lower-case letters, digits, '_' or '-'"));
+        }
+        if market == crate::schema::OTHER_MARKET {
+            c.at(&mpath, "`other` is reserved for countries no market lists");
+        }
+        for (i, code) in countries_.iter().enumerate() {
+            let cpath = [mpath.clone(), vec![Seg::Index(i)]].concat();
+            if !countries::is_alpha2(code) {
+                c.at(&cpath, format!("'{code}' is not an ISO 3166-1 alpha-2 country code like US or DE"));
+            } else if let Some(prev) = seen_country.insert(code.clone(), market.clone()) {
+                c.at(&cpath, format!("country {code} is already in market `{prev}`"));
+            }
+        }
+    }
+
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut load_ids: BTreeMap<String, SourceKind> = BTreeMap::new();
+    let mut typed = Vec::new();
+    for (i, stage) in stages.into_iter().enumerate() {
+        let tag = match &stage {
+            RawStage::Load(_) => "load",
+            RawStage::Unify(_) => "unify",
+        };
+        let spath = vec![Seg::Key("stages".into()), Seg::Index(i), Seg::Key(tag.into())];
+        let id = match &stage {
+            RawStage::Load(l) => &l.id,
+            RawStage::Unify(u) => &u.id,
+        };
+        if !is_name(id) {
+            c.at(&key(&spath, "id"), format!("id '{id}' must be lower-case letters, digits, '_' or '-'"));
+        }
+        if !ids.insert(id.clone()) {
+            c.at(&key(&spath, "id"), format!("id '{id}' is used by an earlier stage"));
+        }
+        match stage {
+            RawStage::Load(l) => {
+                load_ids.insert(l.id.clone(), l.source);
+                typed.push(Stage::Load(check_load(&mut c, &spath, l)));
+            }
+            RawStage::Unify(u) => typed.push(Stage::Unify(check_unify(&mut c, &spath, u, &load_ids))),
+        }
+    }
+    if !typed.iter().any(|s| matches!(s, Stage::Unify(_))) {
+        c.at(&key(&root, "stages"), "needs a `unify` stage: it builds the orders table every output starts from");
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Pipeline {
+        name: h.name,
+        file: file.to_path_buf(),
+        base_currency: h.base_currency,
+        as_of,
+        timezone,
+        time_unit: h.time_unit.unwrap_or(TimeUnit::Day),
+        output: PathBuf::from(h.output.unwrap_or_else(|| "out".into())),
+        fx_rates,
+        markets: h.markets,
+        stages: typed,
+    })
+}
+
+fn parse_tz(c: &mut Checker, path: &[Seg], tz: Option<&str>) -> Tz {
+    match tz {
+        None => Tz::UTC,
+        Some(s) => s.parse::<Tz>().unwrap_or_else(|_| {
+            c.at(path, format!("'{s}' is not an IANA time zone like Europe/Berlin or UTC"));
+            Tz::UTC
+        }),
+    }
+}
+
+fn check_paths(c: &mut Checker, path: &[Seg], paths: &Paths) -> Vec<String> {
+    let patterns = paths.patterns();
+    if patterns.is_empty() {
+        c.at(path, "needs at least one file or glob");
+    }
+    for (i, p) in patterns.iter().enumerate() {
+        let at = match paths {
+            Paths::One(_) => path.to_vec(),
+            Paths::Many(_) => [path.to_vec(), vec![Seg::Index(i)]].concat(),
+        };
+        match glob::glob(p) {
+            Err(e) => c.at(&at, format!("'{p}' is not a valid glob: {e}")),
+            Ok(mut it) => {
+                if !it.any(|e| e.map(|p| p.is_file()).unwrap_or(false)) {
+                    c.at(&at, format!("no file matches '{p}'"));
+                }
+            }
+        }
+    }
+    patterns
+}
+
+fn check_load(c: &mut Checker, path: &[Seg], l: RawLoad) -> LoadSpec {
+    use SourceKind::*;
+    let kind = l.source;
+    let name = match kind {
+        Amazon => "amazon",
+        Shopify => "shopify",
+        Woocommerce => "woocommerce",
+        Csv => "csv",
+    };
+    let only = |c: &mut Checker, present: bool, field: &str, allowed: &[SourceKind], why: &str| {
+        if present && !allowed.contains(&kind) {
+            c.at(&key(path, field), format!("not used by source `{name}`: {why}"));
+        }
+    };
+    only(c, l.buyers.is_some(), "buyers", &[Amazon], "only Amazon orders need a separate buyers report");
+    only(c, l.columns.is_some(), "columns", &[Csv], "the preset knows its columns");
+    only(c, l.delimiter.is_some(), "delimiter", &[Csv], "the preset knows its delimiter");
+    only(c, l.has_header.is_some(), "has_header", &[Csv], "the preset's files have a header");
+    only(c, l.quoting.is_some(), "quoting", &[Csv], "the preset knows its quoting");
+    only(c, l.timezone.is_some(), "timezone", &[Woocommerce, Csv], "its timestamps carry their UTC offset");
+    only(c, l.date_format.is_some(), "date_format", &[Woocommerce, Csv], "its date format is fixed");
+    only(c, l.decimal_comma.is_some(), "decimal_comma", &[Woocommerce, Csv], "its amounts use decimal points");
+
+    let paths = check_paths(c, &key(path, "path"), &l.path);
+    let buyers = l.buyers.as_ref().map(|b| check_paths(c, &key(path, "buyers"), b)).unwrap_or_default();
+
+    let delimiter = match l.delimiter.as_deref() {
+        None => match kind {
+            Amazon => Delimiter::Byte(b'\t'),
+            _ => Delimiter::Byte(b','),
+        },
+        Some("whitespace") => Delimiter::Whitespace,
+        Some("tab" | "\\t" | "\t") => Delimiter::Byte(b'\t'),
+        Some(s) if s.len() == 1 && s.is_ascii() && !matches!(s, "\"" | "\n" | "\r") => Delimiter::Byte(s.as_bytes()[0]),
+        Some(s) => {
+            c.at(&key(path, "delimiter"), format!("'{s}' is not one character (or `tab`, `whitespace`)"));
+            Delimiter::Byte(b',')
+        }
+    };
+    let encoding = match l.encoding.as_deref() {
+        None => encoding_rs::UTF_8,
+        Some(e) => encoding_rs::Encoding::for_label(e.as_bytes()).unwrap_or_else(|| {
+            c.at(&key(path, "encoding"), format!("unknown encoding '{e}' (utf-8, windows-1252, shift_jis, iso-8859-1, ...)"));
+            encoding_rs::UTF_8
+        }),
+    };
+    let timezone = parse_tz(c, &key(path, "timezone"), l.timezone.as_deref());
+    let max_reject_rate = l.max_reject_rate.unwrap_or(DEFAULT_MAX_REJECT_RATE);
+    if !(0.0..=1.0).contains(&max_reject_rate) {
+        c.at(&key(path, "max_reject_rate"), format!("{max_reject_rate} is not a share between 0 and 1"));
+    }
+    if let Some(f) = &l.date_format
+        && f.trim().is_empty()
+    {
+        c.at(&key(path, "date_format"), "must not be empty");
+    }
+
+    let columns = l.columns.clone().unwrap_or_default();
+    if kind == Csv {
+        let cpath = key(path, "columns");
+        match &l.columns {
+            None => c.at(&cpath, "source `csv` needs a column mapping (customer, ordered_at, amount or quantity + unit_price)"),
+            Some(m) => {
+                if m.customer.is_none() {
+                    c.at(&cpath, "needs `customer`: the column with the e-mail or customer id");
+                }
+                if m.ordered_at.is_none() {
+                    c.at(&cpath, "needs `ordered_at`: the column with the order date");
+                }
+                if m.amount.is_none() && (m.quantity.is_none() || m.unit_price.is_none()) {
+                    c.at(&cpath, "needs `amount` (line total), or `quantity` and `unit_price`");
+                }
+                if m.currency.is_none() && !l.constants.contains_key(&ConstantField::Currency) {
+                    c.at(&cpath, "needs `currency`, or `constants: { currency: XXX }` for files in one currency");
+                }
+            }
+        }
+    }
+    for (field, value) in &l.constants {
+        let at = key(&key(path, "constants"), constant_name(*field));
+        match field {
+            ConstantField::Currency if !(value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase())) => {
+                c.at(&at, format!("'{value}' is not an ISO 4217 code like EUR"))
+            }
+            ConstantField::Country if countries::to_alpha2(value).is_none() => {
+                c.at(&at, format!("'{value}' is not a country code or name"))
+            }
+            _ => {}
+        }
+    }
+
+    LoadSpec {
+        id: l.id,
+        kind,
+        paths,
+        buyers,
+        format: TextFormat {
+            delimiter,
+            has_header: l.has_header.unwrap_or(true),
+            quoting: l.quoting.unwrap_or(kind != Amazon),
+            encoding,
+            decimal_comma: l.decimal_comma.unwrap_or(false),
+        },
+        date_format: l.date_format,
+        timezone,
+        columns,
+        constants: l.constants,
+        max_reject_rate,
+    }
+}
+
+pub fn constant_name(f: ConstantField) -> &'static str {
+    match f {
+        ConstantField::Currency => "currency",
+        ConstantField::Country => "country",
+        ConstantField::Status => "status",
+    }
+}
+
+fn check_unify(c: &mut Checker, path: &[Seg], u: RawUnify, loads: &BTreeMap<String, SourceKind>) -> UnifySpec {
+    if u.inputs.is_empty() {
+        c.at(&key(path, "inputs"), "needs at least one load stage id");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, input) in u.inputs.iter().enumerate() {
+        let at = [key(path, "inputs"), vec![Seg::Index(i)]].concat();
+        if !loads.contains_key(input) {
+            let known: Vec<&str> = loads.keys().map(String::as_str).collect();
+            c.at(&at, format!("'{input}' is not a load stage defined above (known: {})", known.join(", ")));
+        } else if !seen.insert(input) {
+            c.at(&at, format!("'{input}' is listed twice"));
+        }
+    }
+    let test_orders = match u.test_orders {
+        None => TestOrders::default(),
+        Some(t) => TestOrders {
+            emails: t.emails.iter().map(|e| e.to_lowercase()).collect(),
+            tags: t.tags.iter().map(|e| e.to_lowercase()).collect(),
+        },
+    };
+    UnifySpec {
+        id: u.id,
+        inputs: u.inputs,
+        test_orders,
+        duplicate_channels: u.duplicate_channels.map(|v| v.iter().map(|s| s.to_lowercase()).collect()),
+    }
+}

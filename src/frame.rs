@@ -1,0 +1,211 @@
+//! The thin wrapper around Polars' construction, UDF and conversion API. Polars changes these
+//! between minor versions; keeping them here means an upgrade touches this file and the stages'
+//! lazy expressions, nothing else. Also the zero-copy hand-off to arrow-rs (Arrow C Data Interface).
+
+use crate::error::{Context, Result};
+use polars::prelude::*;
+
+/// Builds a string column from borrowed fields; an empty field is null ("absent", not "").
+pub struct StrBuilder(StringChunkedBuilder);
+
+impl StrBuilder {
+    pub fn with_capacity(n: usize) -> Self {
+        StrBuilder(StringChunkedBuilder::new(PlSmallStr::EMPTY, n))
+    }
+
+    #[inline]
+    pub fn push(&mut self, field: &str) {
+        if field.is_empty() {
+            self.0.append_null()
+        } else {
+            self.0.append_value(field)
+        }
+    }
+
+    pub fn finish(self, name: &str) -> Column {
+        self.0.finish().with_name(name.into()).into_column()
+    }
+}
+
+pub fn u32_column(name: &str, values: Vec<u32>) -> Column {
+    UInt32Chunked::from_vec(name.into(), values).into_column()
+}
+
+pub fn frame(columns: Vec<Column>) -> Result<DataFrame> {
+    DataFrame::new_infer_height(columns).ctx(|| "assembling a table")
+}
+
+/// Applies `f` to every non-null string of `e`, giving a Float64 column (null where `f` says None).
+pub fn str_to_f64(e: Expr, f: impl Fn(&str) -> Option<f64> + Send + Sync + 'static) -> Expr {
+    e.map(
+        move |c: Column| {
+            let out: Float64Chunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::Float64)),
+    )
+}
+
+/// Like [`str_to_f64`], for a timestamp in microseconds since the epoch (UTC).
+pub fn str_to_datetime(e: Expr, f: impl Fn(&str) -> Option<i64> + Send + Sync + 'static) -> Expr {
+    e.map(
+        move |c: Column| {
+            let out: Int64Chunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::Int64)),
+    )
+    .cast(datetime_type())
+}
+
+/// Like [`str_to_f64`], for strings.
+pub fn str_to_str(e: Expr, f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Expr {
+    e.map(
+        move |c: Column| {
+            let out: StringChunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+    )
+}
+
+/// Timestamps are kept as naive microseconds meaning UTC; the Parquet writer labels them UTC.
+pub fn datetime_type() -> DataType {
+    DataType::Datetime(TimeUnit::Microseconds, None)
+}
+
+pub fn null_str() -> Expr {
+    lit(NULL).cast(DataType::String)
+}
+
+pub fn null_f64() -> Expr {
+    lit(NULL).cast(DataType::Float64)
+}
+
+pub fn collect(lf: LazyFrame, what: &str) -> Result<DataFrame> {
+    lf.collect().ctx(|| format!("computing {what}"))
+}
+
+/// Values of a string column, for reports and tests.
+pub fn strings(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
+    let c = df.column(name).ctx(|| format!("column {name}"))?;
+    let c = c.cast(&DataType::String).ctx(|| format!("column {name} as text"))?;
+    Ok(c.str().ctx(|| format!("column {name}"))?.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+/// Values of a numeric column as f64, for reports and tests.
+pub fn floats(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
+    let c = df.column(name).ctx(|| format!("column {name}"))?;
+    let c = c.cast(&DataType::Float64).ctx(|| format!("column {name} as number"))?;
+    Ok(c.f64().ctx(|| format!("column {name}"))?.iter().collect())
+}
+
+/// Hands a Polars frame to arrow-rs without copying: each column crosses the Arrow C Data
+/// Interface. Strings leave as `LargeUtf8`, not views, for the widest reader support.
+pub fn to_record_batch(df: &DataFrame) -> Result<arrow::record_batch::RecordBatch> {
+    use arrow::array::{ArrayRef, make_array};
+    use std::sync::Arc;
+    let df = df.clone().rechunk_into();
+    let mut fields = Vec::with_capacity(df.width());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(df.width());
+    for col in df.columns() {
+        let series = col.as_materialized_series();
+        let array = series.to_arrow(0, CompatLevel::oldest());
+        let field = polars_arrow::datatypes::Field::new(col.name().clone(), array.dtype().clone(), true);
+        let c_schema = polars_arrow::ffi::export_field_to_c(&field);
+        let c_array = polars_arrow::ffi::export_array_to_c(array);
+        // SAFETY: both crates implement the same #[repr(C)] structs of the Arrow C Data Interface
+        // spec; ownership of the buffers moves to arrow-rs, whose release callback frees them.
+        let data = unsafe {
+            let c_schema: arrow::ffi::FFI_ArrowSchema = std::mem::transmute(c_schema);
+            let c_array: arrow::ffi::FFI_ArrowArray = std::mem::transmute(c_array);
+            arrow::ffi::from_ffi(c_array, &c_schema)
+        }
+        .ctx(|| format!("handing column {} to arrow", col.name()))?;
+        let array = make_array(data);
+        fields.push(arrow::datatypes::Field::new(col.name().as_str(), array.data_type().clone(), true));
+        arrays.push(array);
+    }
+    let schema = Arc::new(arrow::datatypes::Schema::new(fields));
+    arrow::record_batch::RecordBatch::try_new(schema, arrays).ctx(|| "assembling an arrow batch")
+}
+
+/// Days since the epoch of a UTC-micros timestamp seen in `zone`, as a `Date` column.
+pub fn local_date(e: Expr, zone: chrono_tz::Tz) -> Expr {
+    e.cast(DataType::Int64)
+        .map(
+            move |c: Column| {
+                let out: Int32Chunked = c
+                    .i64()?
+                    .iter()
+                    .map(|v| {
+                        v.and_then(chrono::DateTime::from_timestamp_micros)
+                            .map(|t| crate::fx::epoch_days(t.with_timezone(&zone).date_naive()))
+                    })
+                    .collect();
+                Ok(out.with_name(c.name().clone()).into_column())
+            },
+            |_, f| Ok(Field::new(f.name().clone(), DataType::Int32)),
+        )
+        .cast(DataType::Date)
+}
+
+/// Calls `f(text, day, number)` row by row over three columns (String, Date, Float64).
+fn map_text_day_number<T, C>(
+    text: Expr,
+    day: Expr,
+    number: Expr,
+    out: DataType,
+    f: impl Fn(Option<&str>, Option<i32>, Option<f64>) -> Option<T> + Send + Sync + 'static,
+) -> Expr
+where
+    C: FromIterator<Option<T>> + IntoColumn + NamedFrom,
+{
+    let out2 = out.clone();
+    text.cast(DataType::String).map_many(
+        move |cols: &mut [Column]| {
+            let t = cols[0].str()?.clone();
+            let d = cols[1].cast(&DataType::Int32)?;
+            let d = d.i32()?;
+            let n = cols[2].cast(&DataType::Float64)?;
+            let n = n.f64()?;
+            let out: C = t.iter().zip(d.iter()).zip(n.iter()).map(|((t, d), n)| f(t, d, n)).collect();
+            Ok(out.named(cols[0].name().clone()).into_column())
+        },
+        &[day, number],
+        move |_, fields| Ok(Field::new(fields[0].name().clone(), out2.clone())),
+    )
+}
+
+/// Helper trait: give a collected chunked array a name.
+pub trait NamedFrom {
+    fn named(self, name: PlSmallStr) -> Self;
+}
+impl NamedFrom for StringChunked {
+    fn named(self, name: PlSmallStr) -> Self {
+        self.with_name(name)
+    }
+}
+impl NamedFrom for Float64Chunked {
+    fn named(self, name: PlSmallStr) -> Self {
+        self.with_name(name)
+    }
+}
+
+pub fn text_day_number_to_str(
+    text: Expr,
+    day: Expr,
+    number: Expr,
+    f: impl Fn(Option<&str>, Option<i32>, Option<f64>) -> Option<String> + Send + Sync + 'static,
+) -> Expr {
+    map_text_day_number::<String, StringChunked>(text, day, number, DataType::String, f)
+}
+
+pub fn text_day_number_to_f64(
+    text: Expr,
+    day: Expr,
+    number: Expr,
+    f: impl Fn(Option<&str>, Option<i32>, Option<f64>) -> Option<f64> + Send + Sync + 'static,
+) -> Expr {
+    map_text_day_number::<f64, Float64Chunked>(text, day, number, DataType::Float64, f)
+}

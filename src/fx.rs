@@ -1,0 +1,148 @@
+//! Exchange rates: `date,currency,rate` where 1 unit of `currency` = `rate` units of the base.
+//! A line takes the rate of its order date or the latest earlier one; a currency with no such
+//! rate is a rejected row, never a guess.
+
+use crate::config::{Delimiter, TextFormat};
+use crate::error::{Error, Result};
+use crate::sources::delimited;
+use chrono::NaiveDate;
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default)]
+pub struct FxRates {
+    base: String,
+    /// currency -> (days since 1970-01-01, rate), sorted by day.
+    rates: HashMap<String, Vec<(i32, f64)>>,
+}
+
+pub fn epoch_days(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
+}
+
+pub fn from_epoch_days(days: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid") + chrono::Duration::days(days as i64)
+}
+
+impl FxRates {
+    /// Rates for the base currency only (no file configured).
+    pub fn base_only(base: &str) -> Self {
+        FxRates { base: base.to_string(), rates: HashMap::new() }
+    }
+
+    pub fn load(path: &Path, base: &str) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+        let text = crate::sources::text::decode(path, bytes, encoding_rs::UTF_8)?;
+        let format = TextFormat {
+            delimiter: Delimiter::Byte(b','),
+            has_header: true,
+            quoting: true,
+            encoding: encoding_rs::UTF_8,
+            decimal_comma: false,
+        };
+        let (names, start, line) = delimited::header(&text, &format);
+        let want = ["date", "currency", "rate"];
+        let mut idx = Vec::new();
+        for w in want {
+            match names.iter().position(|n| n.eq_ignore_ascii_case(w)) {
+                Some(i) => idx.push(i),
+                None => {
+                    return Err(Error::input(
+                        path,
+                        format!("missing column '{w}': expected date,currency,rate; found {}", names.join(",")),
+                    ));
+                }
+            }
+        }
+        let mut fx = FxRates::base_only(base);
+        let mut rows: Vec<(String, String, String, u32)> = Vec::new();
+        let records = delimited::records(&text, &format, names.len(), (start, line), &idx);
+        let cols: Vec<Vec<Option<String>>> =
+            records.columns.into_iter().map(|b| column_values(b.finish("v"))).collect();
+        for (i, line) in records.lines.iter().enumerate() {
+            let get = |k: usize| cols[k][i].clone().unwrap_or_default();
+            rows.push((get(0), get(1), get(2), *line));
+        }
+        for (date, currency, rate, line) in rows {
+            let bad = |what: &str| Error::input(path, format!("line {line}: {what}"));
+            let d = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+                .map_err(|_| bad(&format!("date '{date}' is not YYYY-MM-DD")))?;
+            let cur = currency.trim().to_uppercase();
+            if !(cur.len() == 3 && cur.bytes().all(|b| b.is_ascii_uppercase())) {
+                return Err(bad(&format!("currency '{currency}' is not an ISO 4217 code")));
+            }
+            let r = crate::sources::parse::amount(&rate, false)
+                .filter(|r| *r > 0.0)
+                .ok_or_else(|| bad(&format!("rate '{rate}' is not a positive number")))?;
+            fx.rates.entry(cur).or_default().push((epoch_days(d), r));
+        }
+        for v in fx.rates.values_mut() {
+            v.sort_by_key(|(d, _)| *d);
+        }
+        Ok(fx)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Rate on `day` (days since epoch) or the latest earlier day.
+    pub fn rate(&self, currency: &str, day: i32) -> Option<f64> {
+        if currency == self.base {
+            return Some(1.0);
+        }
+        let v = self.rates.get(currency)?;
+        let i = v.partition_point(|(d, _)| *d <= day);
+        (i > 0).then(|| v[i - 1].1)
+    }
+
+    /// Why a line cannot be converted, or `None` when it can.
+    pub fn problem(&self, currency: Option<&str>, day: Option<i32>, net: Option<f64>) -> Option<String> {
+        let (Some(c), Some(d)) = (currency, day) else {
+            return match (currency, net) {
+                (None, Some(n)) if n != 0.0 => Some("missing currency".into()),
+                _ => None,
+            };
+        };
+        if self.rate(c, d).is_some() {
+            return None;
+        }
+        Some(match self.rates.get(c) {
+            None => format!("no FX rate for currency {c} (add it to fx_rates)"),
+            Some(_) => format!("no FX rate for {c} on or before {}", from_epoch_days(d)),
+        })
+    }
+}
+
+fn column_values(c: polars::prelude::Column) -> Vec<Option<String>> {
+    c.str().map(|s| s.iter().map(|v| v.map(str::to_string)).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_earlier_rate_and_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fx.csv");
+        std::fs::write(&p, "date,currency,rate\n2024-01-01,EUR,1.10\n2024-01-03,EUR,1.20\n").unwrap();
+        let fx = FxRates::load(&p, "USD").unwrap();
+        let day = |s: &str| epoch_days(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+        assert_eq!(fx.rate("EUR", day("2024-01-02")), Some(1.10));
+        assert_eq!(fx.rate("EUR", day("2024-01-03")), Some(1.20));
+        assert_eq!(fx.rate("EUR", day("2023-12-31")), None);
+        assert_eq!(fx.rate("USD", 0), Some(1.0));
+        assert!(fx.problem(Some("GBP"), Some(day("2024-01-02")), Some(1.0)).unwrap().contains("GBP"));
+        assert_eq!(fx.problem(None, Some(0), None), None, "blank currency on a cancelled line is fine");
+    }
+
+    #[test]
+    fn bad_row_names_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fx.csv");
+        std::fs::write(&p, "date,currency,rate\n2024-01-01,EUR,1.10\n2024-13-01,EUR,1\n").unwrap();
+        let msg = FxRates::load(&p, "USD").unwrap_err().to_string();
+        assert!(msg.contains("line 3") && msg.contains("2024-13-01"), "{msg}");
+    }
+}

@@ -1,0 +1,18 @@
+//! `clv`: customer lifetime value for cross-border sellers, from the platforms' own order exports.
+//! Data flows one way: config -> sources -> unify -> publish (see docs/architecture.md).
+
+pub mod cli; // command-line interface and exit codes
+pub mod config; // pipeline YAML -> typed, validated Pipeline
+pub mod countries; // country codes and names -> ISO alpha-2
+pub mod error; // error type and exit codes
+pub mod frame; // the thin wrapper around Polars' API
+pub mod fx; // exchange rates
+pub mod identity; // pseudonymous customer ids
+pub mod pipeline; // runs the stages and publishes
+pub mod progress; // progress spinners on terminals
+pub mod publish; // staged, swapped-in Parquet and manifest
+pub mod report; // reports people read
+pub mod sample; // synthetic exports in the real formats
+pub mod schema; // canonical column names
+pub mod sources; // one loader per platform + the generic CSV source
+pub mod unify; // one order-line table from many sources

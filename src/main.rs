@@ -1,0 +1,78 @@
+//! The `clv` binary: parse the command line, run, print the error chain, map it to an exit code.
+
+use clap::Parser;
+use clv::cli::{Cli, Command, LogFormat};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    if let Command::Run { threads: Some(n), .. } = &cli.command {
+        set_threads(*n);
+    }
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn execute(command: Command) -> clv::error::Result<()> {
+    match command {
+        Command::Run { pipeline, out, as_of, markets, threads: _ } => {
+            let p = clv::config::load(&pipeline)?;
+            let summary = clv::pipeline::run(&p, &clv::pipeline::RunOptions { out, as_of, markets })?;
+            println!(
+                "run {} as of {}: published {} file(s) for market(s) {} under {}",
+                summary.run_id,
+                summary.as_of,
+                summary.outputs.len(),
+                summary.markets.join(", "),
+                summary.out.display()
+            );
+            Ok(())
+        }
+        Command::Validate { pipelines } => {
+            let mut problems = Vec::new();
+            for path in &pipelines {
+                match clv::config::load(path) {
+                    Ok(_) => println!("{}: ok", path.display()),
+                    Err(clv::error::Error::Config(p)) => problems.extend(p),
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+            if problems.is_empty() { Ok(()) } else { Err(clv::error::Error::Config(problems)) }
+        }
+        Command::Sample { out, customers, seed } => {
+            let written = clv::sample::write(&out, customers, seed)?;
+            for f in written {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One setting sizes both pools: Polars' (read once, at its first use) and rayon's global pool.
+fn set_threads(n: usize) {
+    // SAFETY: called before any other thread exists (first thing after argument parsing).
+    unsafe { std::env::set_var("POLARS_MAX_THREADS", n.to_string()) };
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_target(false).init(),
+    }
+}

@@ -1,0 +1,217 @@
+//! Runs a validated pipeline: stages in order, each with its typed spec, then one publication.
+//! Nothing is published unless every stage and every threshold check passed.
+
+use crate::config::{Pipeline, Stage};
+use crate::error::{Error, Result};
+use crate::fx::FxRates;
+use crate::publish::{Publisher, manifest, parquet};
+use crate::report::markdown;
+use crate::schema::{self, OTHER_MARKET};
+use crate::sources::{self, InputFile, LoadCtx, Loaded};
+use crate::unify::{self, Unified};
+use crate::{frame, progress};
+use chrono::NaiveDate;
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub out: Option<PathBuf>,
+    pub as_of: Option<NaiveDate>,
+    /// Restrict to these markets (and publish only their partitions); empty: all.
+    pub markets: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub out: PathBuf,
+    pub as_of: NaiveDate,
+    pub markets: Vec<String>,
+    pub outputs: Vec<manifest::Output>,
+}
+
+pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
+    let as_of = opts.as_of.unwrap_or_else(|| p.as_of.resolve(p.timezone));
+    let out = opts.out.clone().unwrap_or_else(|| p.output.clone());
+    for m in &opts.markets {
+        if !p.markets.contains_key(m) && m != OTHER_MARKET {
+            let known: Vec<&str> = p.markets.keys().map(String::as_str).chain([OTHER_MARKET]).collect();
+            return Err(Error::input(&p.file, format!("--market {m}: no such market (known: {})", known.join(", "))));
+        }
+    }
+    let fx = match &p.fx_rates {
+        Some(path) => FxRates::load(path, &p.base_currency)?,
+        None => FxRates::base_only(&p.base_currency),
+    };
+    let mut timings = BTreeMap::new();
+    let mut loaded: BTreeMap<String, (crate::config::SourceKind, Loaded, f64)> = BTreeMap::new();
+    let mut unified: Option<Unified> = None;
+    for stage in &p.stages {
+        let started = Instant::now();
+        let bar = progress::stage(stage.id());
+        match stage {
+            Stage::Load(spec) => {
+                let ctx = LoadCtx { spec, fx: &fx, zone: p.timezone };
+                let l = sources::load(&ctx)?;
+                tracing::info!(stage = %spec.id, rows = l.rows_read, kept = l.lines.height(), rejected = l.rejects.height(), "loaded");
+                loaded.insert(spec.id.clone(), (spec.kind, l, spec.max_reject_rate));
+            }
+            Stage::Unify(spec) => {
+                let inputs: Vec<unify::Input> = spec
+                    .inputs
+                    .iter()
+                    .map(|id| {
+                        let (kind, l, _) = &loaded[id];
+                        unify::Input { id, kind: *kind, loaded: l }
+                    })
+                    .collect();
+                let u = unify::unify(spec, &inputs, p, as_of, &fx)?;
+                tracing::info!(stage = %spec.id, rows = u.orders.height(), "unified");
+                unified = Some(u);
+            }
+        }
+        bar.finish_and_clear();
+        timings.insert(stage.id().to_string(), started.elapsed().as_millis());
+    }
+    let unified = unified.expect("validation requires a unify stage");
+    check_reject_rates(&loaded)?;
+
+    let inputs: Vec<InputFile> = loaded.values().flat_map(|(_, l, _)| l.files.clone()).collect();
+    let run_id = run_id(p, &inputs, as_of)?;
+    let started = Instant::now();
+    let markets = markets_to_publish(p, &unified.orders, &opts.markets)?;
+    let outputs = publish(p, &out, &run_id, as_of, &markets, &unified, &loaded, &inputs, &timings)?;
+    timings.insert("publish".into(), started.elapsed().as_millis());
+    tracing::info!(run_id = %run_id, out = %out.display(), ms = timings["publish"], "published");
+    Ok(RunSummary { run_id, out, as_of, markets, outputs })
+}
+
+/// Derived from what determines the output (inputs, configuration, as_of), never from the clock,
+/// so a rerun on the same inputs writes the same bytes.
+fn run_id(p: &Pipeline, inputs: &[InputFile], as_of: NaiveDate) -> Result<String> {
+    let mut h = Sha256::new();
+    let config = std::fs::read(&p.file).unwrap_or_default();
+    h.update(&config);
+    h.update(as_of.to_string().as_bytes());
+    for i in inputs {
+        h.update(i.path.as_bytes());
+        h.update(i.sha256.as_bytes());
+    }
+    Ok(sources::hex(&h.finalize()[..8]))
+}
+
+fn check_reject_rates(loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>) -> Result<()> {
+    let mut failures = Vec::new();
+    for (id, (_, l, max)) in loaded {
+        let rejected = l.rejects.height() as f64;
+        if l.rows_read > 0 && rejected / l.rows_read as f64 > *max {
+            let examples: Vec<String> = (0..l.rejects.height().min(3))
+                .map(|i| {
+                    let f = frame::strings(&l.rejects, schema::rejects::FILE).unwrap_or_default();
+                    let n = frame::floats(&l.rejects, schema::rejects::LINE).unwrap_or_default();
+                    let r = frame::strings(&l.rejects, schema::rejects::REASON).unwrap_or_default();
+                    format!(
+                        "  {}:{}: {}",
+                        f[i].clone().unwrap_or_default(),
+                        n[i].unwrap_or(0.0) as u64,
+                        r[i].clone().unwrap_or_default()
+                    )
+                })
+                .collect();
+            failures.push(format!(
+                "source `{id}`: {} of {} rows rejected ({:.1}%), above max_reject_rate {:.1}%; first rejects:\n{}",
+                l.rejects.height(),
+                l.rows_read,
+                100.0 * rejected / l.rows_read as f64,
+                100.0 * max,
+                examples.join("\n")
+            ));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Data(format!("nothing was published:\n{}", failures.join("\n"))))
+    }
+}
+
+fn markets_to_publish(p: &Pipeline, orders: &DataFrame, only: &[String]) -> Result<Vec<String>> {
+    if !only.is_empty() {
+        return Ok(only.to_vec());
+    }
+    let mut markets: Vec<String> = p.markets.keys().cloned().collect();
+    let present = frame::strings(orders, schema::MARKET)?;
+    if present.iter().flatten().any(|m| m == OTHER_MARKET) {
+        markets.push(OTHER_MARKET.to_string());
+    }
+    Ok(markets)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn publish(
+    p: &Pipeline,
+    out: &std::path::Path,
+    run_id: &str,
+    as_of: NaiveDate,
+    markets: &[String],
+    unified: &Unified,
+    loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>,
+    inputs: &[InputFile],
+    timings: &BTreeMap<String, u128>,
+) -> Result<Vec<manifest::Output>> {
+    let as_of_s = as_of.to_string();
+    let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name };
+    let mut publisher = Publisher::new(out, run_id)?;
+    let mut outputs = Vec::new();
+    let report_ctx = markdown::Context {
+        pipeline: &p.name,
+        as_of: &as_of_s,
+        base_currency: &p.base_currency,
+        run_id,
+        accounting: &unified.accounting,
+    };
+    for market in markets {
+        let part = frame::collect(
+            unified.orders.clone().lazy().filter(col(schema::MARKET).eq(lit(market.as_str()))),
+            &format!("market {market}"),
+        )?;
+        let entry = PathBuf::from(format!("orders/market={market}"));
+        let rel = entry.join("part-0.parquet");
+        let file = part.drop(schema::MARKET).map_err(|e| Error::Polars { context: "dropping market".into(), source: e })?;
+        let path = publisher.stage(entry, &rel)?;
+        let rows = parquet::write(&file, &path, &schema::MONEY_COLUMNS, &meta)?;
+        outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+
+        let report = markdown::render(market, &part, &report_ctx)?;
+        let rel = PathBuf::from(format!("reports/{market}.md"));
+        publisher.write_text(&rel, &report)?;
+        outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
+    }
+    for (id, (_, l, _)) in loaded {
+        let entry = PathBuf::from(format!("rejects/source={id}"));
+        let rel = entry.join("part-0.parquet");
+        let path = publisher.stage(entry, &rel)?;
+        let rows = parquet::write(&l.rejects, &path, &[], &meta)?;
+        outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+    }
+    let m = manifest::Manifest {
+        pipeline: p.name.clone(),
+        run_id: run_id.to_string(),
+        as_of: as_of_s.clone(),
+        base_currency: p.base_currency.clone(),
+        schema_version: parquet::SCHEMA_VERSION.to_string(),
+        markets: markets.to_vec(),
+        inputs: inputs.to_vec(),
+        outputs: outputs.iter().map(|o| manifest::Output { path: o.path.clone(), rows: o.rows }).collect(),
+        accounting: unified.accounting.clone(),
+        timings_ms: timings.clone(),
+    };
+    let json = serde_json::to_string_pretty(&m).expect("manifest serializes");
+    publisher.write_text("manifest.json", &(json + "\n"))?;
+    publisher.commit()?;
+    Ok(outputs)
+}

@@ -1,0 +1,88 @@
+//! Parquet for BI tools, written with arrow-rs so the physical contract is explicit: timestamps
+//! `TIMESTAMP(MICROS, UTC)`, dates `DATE`, money `DECIMAL(18,2)`, counts `INT64`, plain strings,
+//! Snappy, statistics on, a bloom filter on `customer_id`, and run metadata as key-value pairs.
+
+use crate::error::{Context, Result};
+use crate::frame;
+use arrow::array::{Array, ArrayRef};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use polars::prelude::DataFrame;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Version of the output tables' schemas; bumped on any change (changes are additive only).
+pub const SCHEMA_VERSION: &str = "1";
+
+pub struct Meta<'a> {
+    pub run_id: &'a str,
+    pub as_of: &'a str,
+    pub pipeline: &'a str,
+}
+
+/// Writes `df` to `path`; `money` columns become DECIMAL(18,2).
+pub fn write(df: &DataFrame, path: &Path, money: &[&str], meta: &Meta) -> Result<u64> {
+    let batch = bi_types(frame::to_record_batch(df)?, money)?;
+    let has_customer = batch.schema().field_with_name(crate::schema::CUSTOMER_ID).is_ok();
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("clv {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("schema_version".into(), SCHEMA_VERSION.to_string()),
+            KeyValue::new("run_id".into(), meta.run_id.to_string()),
+            KeyValue::new("as_of".into(), meta.as_of.to_string()),
+            KeyValue::new("pipeline".into(), meta.pipeline.to_string()),
+        ]));
+    if has_customer {
+        props = props.set_column_bloom_filter_enabled(crate::schema::CUSTOMER_ID.into(), true);
+    }
+    let file = std::fs::File::create(path).ctx(|| format!("creating {}", path.display()))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props.build()))
+        .ctx(|| format!("starting {}", path.display()))?;
+    writer.write(&batch).ctx(|| format!("writing {}", path.display()))?;
+    let file = writer.into_inner().ctx(|| format!("finishing {}", path.display()))?;
+    file.sync_all().ctx(|| format!("syncing {}", path.display()))?;
+    Ok(batch.num_rows() as u64)
+}
+
+/// Casts Polars' arrow types to the BI contract.
+fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        let target = match field.data_type() {
+            DataType::Float64 if money.contains(&field.name().as_str()) => DataType::Decimal128(18, 2),
+            DataType::Timestamp(unit, _) => DataType::Timestamp(*unit, Some("UTC".into())),
+            DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+            DataType::UInt32 | DataType::Int32 | DataType::UInt64 => DataType::Int64,
+            other => other.clone(),
+        };
+        let target = match target {
+            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz),
+            t => t,
+        };
+        let array = if array.data_type() == &target {
+            array.clone()
+        } else {
+            let rounded = match target {
+                DataType::Decimal128(..) => round_cents(array)?,
+                _ => array.clone(),
+            };
+            arrow::compute::cast(&rounded, &target).ctx(|| format!("casting {} to {target}", field.name()))?
+        };
+        fields.push(Field::new(field.name(), target, true));
+        arrays.push(array);
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).ctx(|| "assembling the output batch")
+}
+
+/// Rounds half away from zero to cents before the decimal cast (which would truncate).
+fn round_cents(array: &ArrayRef) -> Result<ArrayRef> {
+    let a = array.as_any().downcast_ref::<arrow::array::Float64Array>().expect("checked Float64");
+    let out: arrow::array::Float64Array = a.iter().map(|v| v.map(|x| (x * 100.0).round() / 100.0)).collect();
+    Ok(Arc::new(out))
+}

@@ -1,0 +1,136 @@
+//! `OUT/reports/<market>.md`.
+
+use crate::error::Result;
+use crate::frame;
+use crate::schema;
+use crate::unify::Accounting;
+use polars::prelude::*;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+pub struct Context<'a> {
+    pub pipeline: &'a str,
+    pub as_of: &'a str,
+    pub base_currency: &'a str,
+    pub run_id: &'a str,
+    pub accounting: &'a BTreeMap<String, Accounting>,
+}
+
+/// Per-source figures of one market's orders (cancelled lines excluded from orders and revenue).
+pub struct SourceFigures {
+    pub source: String,
+    pub orders: u64,
+    pub customers: u64,
+    pub revenue: f64,
+}
+
+pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
+    let live = orders.clone().lazy().filter(col(schema::STATUS).neq(lit(schema::status::CANCELLED)));
+    let order_key = concat_str([col(schema::SOURCE), col(schema::ORDER_ID)], "\u{1}", false);
+    let aggs = [
+        order_key.n_unique().alias("orders"),
+        col(schema::CUSTOMER_ID).n_unique().alias("customers"),
+        col(schema::NET_BASE).sum().alias("revenue"),
+    ];
+    let by_source = frame::collect(
+        live.clone().group_by([col(schema::SOURCE)]).agg(aggs.clone()).sort([schema::SOURCE], Default::default()),
+        "report figures",
+    )?;
+    let total = frame::collect(live.select(aggs), "report totals")?;
+    let read = |df: &DataFrame| -> Result<Vec<SourceFigures>> {
+        let sources = if df.column(schema::SOURCE).is_ok() { frame::strings(df, schema::SOURCE)? } else { vec![Some("all".into())] };
+        let o = frame::floats(df, "orders")?;
+        let c = frame::floats(df, "customers")?;
+        let r = frame::floats(df, "revenue")?;
+        Ok((0..df.height())
+            .map(|i| SourceFigures {
+                source: sources[i].clone().unwrap_or_default(),
+                orders: o[i].unwrap_or(0.0) as u64,
+                customers: c[i].unwrap_or(0.0) as u64,
+                revenue: r[i].unwrap_or(0.0),
+            })
+            .collect())
+    };
+    let mut total = read(&total)?;
+    Ok((read(&by_source)?, total.pop().unwrap_or(SourceFigures { source: "all".into(), orders: 0, customers: 0, revenue: 0.0 })))
+}
+
+pub fn money(v: f64) -> String {
+    let s = format!("{:.2}", v.abs());
+    let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
+    let mut grouped = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{}{grouped}.{frac}", if v < 0.0 { "-" } else { "" })
+}
+
+/// Escapes text from the data for a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String> {
+    let (by_source, total) = figures(orders)?;
+    let mut md = String::new();
+    let cur = ctx.base_currency;
+    let _ = writeln!(md, "# Market `{}`: {} as of {}\n", cell(market), cell(ctx.pipeline), ctx.as_of);
+    let _ = writeln!(md, "Run `{}`. Revenue is net merchandise value (after discounts and refunds, without tax and shipping) in {cur}; cancelled orders are not counted.\n", ctx.run_id);
+    let _ = writeln!(md, "## Orders by source\n");
+    let _ = writeln!(md, "| source | orders | customers | revenue ({cur}) |\n|---|---:|---:|---:|");
+    for f in by_source.iter().chain(std::iter::once(&total)) {
+        let name = if f.source == "all" { "**all sources**".to_string() } else { cell(&f.source) };
+        let _ = writeln!(md, "| {name} | {} | {} | {} |", f.orders, f.customers, money(f.revenue));
+    }
+    let _ = writeln!(md, "\nA customer who bought through several sources is counted once in **all sources**.\n");
+
+    let _ = writeln!(md, "## Data quality (every source, all markets)\n");
+    let _ = writeln!(md, "Every row read is kept, dropped with a reason, or rejected as unreadable.\n");
+    let _ = writeln!(md, "| source | rows read | kept | dropped | rejected | read = kept + dropped + rejected |\n|---|---:|---:|---:|---:|---|");
+    for (source, a) in ctx.accounting {
+        let dropped: u64 = a.dropped.values().sum();
+        let rejected: u64 = a.rejected.values().sum();
+        let ok = if a.balanced() { "yes" } else { "**NO**" };
+        let _ = writeln!(md, "| {} | {} | {} | {dropped} | {rejected} | {ok} |", cell(source), a.rows_read, a.kept);
+    }
+    let mut drops = String::new();
+    let mut rejects = String::new();
+    let mut notes = String::new();
+    for (source, a) in ctx.accounting {
+        for (reason, n) in &a.dropped {
+            let _ = writeln!(drops, "| {} | {} | {n} |", cell(source), cell(reason));
+        }
+        for (reason, n) in &a.rejected {
+            let _ = writeln!(rejects, "| {} | {} | {n} |", cell(source), cell(reason));
+        }
+        if a.unknown_country > 0 {
+            let _ = writeln!(notes, "- `{}`: {} kept row(s) name a country that is not an ISO country (e.g. `Unspecified`); they count in market `other`.", cell(source), a.unknown_country);
+        }
+        for note in &a.notes {
+            let _ = writeln!(notes, "- `{}`: {}", cell(source), cell(note));
+        }
+    }
+    if !drops.is_empty() {
+        let _ = writeln!(md, "\n### Dropped rows by reason\n\n| source | reason | rows |\n|---|---|---:|\n{drops}");
+    }
+    if !rejects.is_empty() {
+        let _ = writeln!(md, "\n### Rejected rows by reason\n\nThe rows, with file, line and raw text, are in `rejects/source=<id>/`.\n\n| source | reason | rows |\n|---|---|---:|\n{rejects}");
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(md, "\n### Notes\n\n{notes}");
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn money_groups_thousands() {
+        assert_eq!(super::money(1234567.891), "1,234,567.89");
+        assert_eq!(super::money(-5.0), "-5.00");
+        assert_eq!(super::money(999.5), "999.50");
+    }
+}

@@ -1,0 +1,184 @@
+//! Amazon Seller Central "All Orders" report: tab-separated with quoting off (product names hold
+//! raw `"`), one row per order item, prices are row totals. The optional Fulfilled Shipments
+//! report is the only Amazon file naming a buyer (a relay e-mail); without it every Amazon order
+//! is its own customer and the report says repeat purchases on Amazon cannot be seen.
+
+use super::{
+    FileOut, LineExprs, LoadCtx, Loaded, Want, amount, email_key, finish, parse, read, required,
+    status_of, unparseable,
+};
+use crate::config::{Delimiter, TextFormat};
+use crate::error::{Context, Result};
+use crate::frame::{self, null_str};
+use crate::schema::{self, aux, status};
+use polars::prelude::*;
+use std::path::Path;
+
+/// Marketplaces whose prices include VAT/GST: their `item-tax` is inside `item-price`.
+const TAX_INCLUSIVE: &[&str] = &[
+    "amazon.co.uk", "amazon.de", "amazon.fr", "amazon.it", "amazon.es", "amazon.nl", "amazon.se",
+    "amazon.pl", "amazon.com.be", "amazon.ie", "amazon.com.tr", "amazon.co.jp", "amazon.com.au",
+    "amazon.in",
+];
+
+/// Currency of each marketplace, for lines whose `currency` is blank (cancelled lines).
+const MARKETPLACE_CURRENCY: &[(&str, &str)] = &[
+    ("amazon.com", "USD"), ("amazon.ca", "CAD"), ("amazon.com.mx", "MXN"), ("amazon.com.br", "BRL"),
+    ("amazon.co.uk", "GBP"), ("amazon.de", "EUR"), ("amazon.fr", "EUR"), ("amazon.it", "EUR"),
+    ("amazon.es", "EUR"), ("amazon.nl", "EUR"), ("amazon.com.be", "EUR"), ("amazon.ie", "EUR"),
+    ("amazon.se", "SEK"), ("amazon.pl", "PLN"), ("amazon.com.tr", "TRY"), ("amazon.co.jp", "JPY"),
+    ("amazon.com.au", "AUD"), ("amazon.in", "INR"), ("amazon.ae", "AED"), ("amazon.sa", "SAR"),
+    ("amazon.sg", "SGD"), ("amazon.eg", "EGP"),
+];
+
+fn tsv(encoding: &'static encoding_rs::Encoding) -> TextFormat {
+    TextFormat { delimiter: Delimiter::Byte(b'\t'), has_header: true, quoting: false, encoding, decimal_comma: false }
+}
+
+fn wants() -> Vec<Want> {
+    vec![
+        Want::required("order_id", &["amazon-order-id"]),
+        Want::required("purchase_date", &["purchase-date"]),
+        Want::optional("updated", &["last-updated-date"]),
+        Want::required("order_status", &["order-status"]),
+        Want::optional("item_status", &["item-status"]),
+        Want::optional("sales_channel", &["sales-channel"]),
+        Want::required("quantity", &["quantity", "quantity-purchased"]),
+        Want::required("currency", &["currency"]),
+        Want::required("item_price", &["item-price"]),
+        Want::optional("item_tax", &["item-tax"]),
+        Want::optional("shipping_price", &["shipping-price"]),
+        Want::optional("item_promo", &["item-promotion-discount"]),
+        Want::optional("ship_promo", &["ship-promotion-discount"]),
+        Want::optional("ship_country", &["ship-country"]),
+    ]
+}
+
+pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
+    let raw = read(path, &tsv(ctx.spec.format.encoding), |_| Ok(wants()))?;
+    let ts = parse::Timestamps::new(None, &[], ctx.zone);
+    let num = |c: &str| amount(col(c), false);
+    let lf = raw.frame.clone().lazy().with_columns([
+        super::timestamp(col("purchase_date"), ts.clone()).alias("_ordered_at"),
+        super::timestamp(col("updated"), ts).alias("_updated"),
+        status_of(col("order_status")).alias("_order_status"),
+        status_of(col("item_status")).alias("_item_status"),
+        num("quantity").alias("_qty"),
+        num("item_price").alias("_gross"),
+        num("item_tax").alias("_tax"),
+        num("shipping_price").alias("_ship"),
+        num("item_promo").alias("_promo"),
+        num("ship_promo").alias("_ship_promo"),
+        frame::str_to_f64(col("sales_channel"), |s| {
+            Some(if TAX_INCLUSIVE.contains(&s.trim().to_lowercase().as_str()) { 1.0 } else { 0.0 })
+        })
+        .fill_null(lit(0.0))
+        .alias("_inclusive"),
+        frame::str_to_str(col("sales_channel"), |s| {
+            let s = s.trim().to_lowercase();
+            MARKETPLACE_CURRENCY.iter().find(|(m, _)| *m == s).map(|(_, c)| c.to_string())
+        })
+        .alias("_market_currency"),
+    ]);
+    let status = when(col("_item_status").eq(lit(status::CANCELLED)).or(col("_order_status").eq(lit(status::CANCELLED))))
+        .then(lit(status::CANCELLED))
+        .otherwise(col("_order_status"));
+    let lf = lf.with_columns([
+        status.alias("_status"),
+        (col("_gross") - col("_promo").abs().fill_null(lit(0.0)) - col("_tax").fill_null(lit(0.0)) * col("_inclusive"))
+            .alias("_net_before"),
+    ]);
+    let returned = col("_status").eq(lit(status::REFUNDED));
+    let e = LineExprs {
+        order_id: col("order_id"),
+        ordered_at: col("_ordered_at"),
+        updated_at: col("_updated"),
+        ship_country: super::country(col("ship_country")),
+        currency: coalesce(&[col("currency").str().to_uppercase(), col("_market_currency")]),
+        quantity: col("_qty"),
+        gross: col("_gross"),
+        discount: col("_promo").abs().fill_null(lit(0.0)),
+        tax: col("_tax").fill_null(lit(0.0)),
+        shipping: (col("_ship").fill_null(lit(0.0)) - col("_ship_promo").abs().fill_null(lit(0.0))),
+        refunded: when(returned.clone()).then(col("_net_before")).otherwise(lit(0.0)),
+        net: when(returned).then(lit(0.0)).otherwise(col("_net_before")),
+        status: col("_status"),
+        checks: vec![
+            required(col("order_id"), col("order_id"), "amazon-order-id"),
+            required(col("purchase_date"), col("_ordered_at"), "purchase-date"),
+            unparseable(col("order_status"), col("_order_status"), "order-status"),
+            unparseable(col("quantity"), col("_qty"), "quantity"),
+            unparseable(col("item_price"), col("_gross"), "item-price"),
+            unparseable(col("item_tax"), col("_tax"), "item-tax"),
+            unparseable(col("shipping_price"), col("_ship"), "shipping-price"),
+            unparseable(col("item_promo"), col("_promo"), "item-promotion-discount"),
+            when(col("item_price").is_null().and(col("_status").eq(lit(status::COMPLETED))))
+                .then(lit("missing item-price on a shipped line"))
+                .otherwise(null_str()),
+        ],
+        ..LineExprs::default()
+    };
+    finish(ctx, raw, lf, e)
+}
+
+/// Gives every Amazon line a customer: the buyer of the Fulfilled Shipments report when one is
+/// configured and names the order, else the order itself (`<source>:order:<id>`).
+pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
+    let id = ctx.spec.id.clone();
+    let own_customer = concat_str([lit(format!("{id}:order:")), col(schema::ORDER_ID)], "", false);
+    if ctx.spec.buyers.is_empty() {
+        loaded.notes.push(
+            "No Fulfilled Shipments report (`buyers:`) is configured: every Amazon order counts as its own \
+             customer, so repeat purchases on Amazon cannot be seen and Amazon CLV is understated."
+                .into(),
+        );
+        loaded.lines = frame::collect(
+            loaded.lines.clone().lazy().with_column(own_customer.alias(aux::CUSTOMER_KEY)),
+            "Amazon customers",
+        )?;
+        return Ok(());
+    }
+    let mut buyers = Vec::new();
+    for path in super::expand(&ctx.spec.buyers)? {
+        let raw = read(&path, &tsv(ctx.spec.format.encoding), |_| {
+            Ok(vec![
+                Want::required("order_id", &["amazon-order-id"]),
+                Want::required("buyer_email", &["buyer-email"]),
+                Want::optional("bill_country", &["bill-country"]),
+            ])
+        })?;
+        loaded.files.push(raw.input.clone());
+        buyers.push(raw.frame.lazy().select([col("order_id"), col("buyer_email"), col("bill_country")]));
+    }
+    let buyers = concat(buyers, UnionArgs::default())
+        .ctx(|| "combining buyer reports")?
+        .filter(col("buyer_email").is_not_null())
+        .group_by([col("order_id")])
+        .agg([col("buyer_email").first().alias("_buyer"), col("bill_country").first().alias("_bill")]);
+    let joined = loaded
+        .lines
+        .clone()
+        .lazy()
+        .join(buyers, [col(schema::ORDER_ID)], [col("order_id")], JoinArgs::new(JoinType::Left))
+        .with_columns([
+            coalesce(&[email_key(col("_buyer")), own_customer]).alias(aux::CUSTOMER_KEY),
+            col("_buyer").alias(aux::EMAIL),
+            coalesce(&[col(aux::BILL_COUNTRY), super::country(col("_bill"))]).alias(aux::BILL_COUNTRY),
+        ]);
+    let df = frame::collect(joined, "Amazon buyers")?;
+    let unmatched = df
+        .column("_buyer")
+        .ctx(|| "buyers")?
+        .is_null()
+        .sum()
+        .unwrap_or(0);
+    if unmatched > 0 {
+        loaded.notes.push(format!(
+            "{unmatched} Amazon line(s) have no buyer in the Fulfilled Shipments report (not shipped by Amazon, \
+             or the buyer columns are blank): each of their orders counts as its own customer."
+        ));
+    }
+    let names: Vec<&str> = super::line_schema().iter().map(|(n, _)| *n).collect();
+    loaded.lines = df.select(names).ctx(|| "Amazon lines")?;
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! Loaders: one module per platform, each turning its export files into the same working table of
+//! order lines (canonical columns plus the `schema::aux` columns `unify` needs) and a table of
+//! rejects with file, line, reason and raw text. Amazon, Shopify and WooCommerce are presets of the
+//! machinery the generic `csv` source uses: [`read`] a file, build [`LineExprs`], [`finish`].
+
+pub mod amazon;
+pub mod csv;
+pub mod delimited;
+pub mod parse;
+pub mod shopify;
+pub mod text;
+pub mod woocommerce;
+
+use crate::config::{LoadSpec, SourceKind, TextFormat};
+use crate::error::{Context, Error, Result};
+use crate::frame::{self, null_f64, null_str};
+use crate::fx::FxRates;
+use crate::schema::{self, aux, rejects};
+use chrono_tz::Tz;
+use delimited::Records;
+use polars::prelude::*;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// What a loader gets: its stage, the rates (to reject unconvertible rows where they are read) and
+/// the pipeline's zone (order dates are reckoned there).
+pub struct LoadCtx<'a> {
+    pub spec: &'a LoadSpec,
+    pub fx: &'a FxRates,
+    pub zone: Tz,
+}
+
+/// An input file as the manifest records it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InputFile {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub rows: u64,
+}
+
+/// A load stage's result.
+pub struct Loaded {
+    pub lines: DataFrame,
+    pub rejects: DataFrame,
+    pub files: Vec<InputFile>,
+    /// Data records read (header and blank lines excluded).
+    pub rows_read: u64,
+    /// Things the report must say about this source (e.g. Amazon without buyers).
+    pub notes: Vec<String>,
+}
+
+pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
+    let paths = expand(&ctx.spec.paths)?;
+    let mut outs = Vec::new();
+    for path in &paths {
+        let out = match ctx.spec.kind {
+            SourceKind::Amazon => amazon::file(ctx, path)?,
+            SourceKind::Shopify => shopify::file(ctx, path)?,
+            SourceKind::Woocommerce => woocommerce::file(ctx, path)?,
+            SourceKind::Csv => csv::file(ctx, path)?,
+        };
+        outs.push(out);
+    }
+    let mut loaded = Loaded {
+        lines: stack(outs.iter().map(|o| o.lines.clone()).collect(), line_schema())?,
+        rejects: stack(outs.iter().map(|o| o.rejects.clone()).collect(), reject_schema())?,
+        files: outs.iter().map(|o| o.input.clone()).collect(),
+        rows_read: outs.iter().map(|o| o.input.rows).sum(),
+        notes: Vec::new(),
+    };
+    if ctx.spec.kind == SourceKind::Amazon {
+        amazon::attach_buyers(ctx, &mut loaded)?;
+    }
+    Ok(loaded)
+}
+
+/// One file's share of a load.
+pub struct FileOut {
+    pub lines: DataFrame,
+    pub rejects: DataFrame,
+    pub input: InputFile,
+}
+
+/// Expands globs into a sorted list of files; a file matched twice is read once.
+pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in patterns {
+        let matches = glob::glob(p).map_err(|e| Error::input(p, format!("invalid glob: {e}")))?;
+        let before = files.len();
+        for m in matches {
+            let path = m.map_err(|e| Error::input(p, format!("cannot list: {e}")))?;
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+        if files.len() == before {
+            return Err(Error::input(p, "no file matches this path"));
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// A column a source reads: the name it goes by in the loader, the header names it has had
+/// across export versions (first match wins, case-insensitive), and whether a file without it is
+/// unusable.
+pub struct Want {
+    pub name: String,
+    pub headers: Vec<String>,
+    pub required: bool,
+}
+
+impl Want {
+    pub fn required(name: &str, headers: &[&str]) -> Self {
+        Want { name: name.to_string(), headers: headers.iter().map(|s| s.to_string()).collect(), required: true }
+    }
+    pub fn optional(name: &str, headers: &[&str]) -> Self {
+        Want { name: name.to_string(), headers: headers.iter().map(|s| s.to_string()).collect(), required: false }
+    }
+}
+
+/// One export file, split into records, with the wanted columns as strings.
+pub struct RawFile {
+    pub shown: String,
+    pub header: Vec<String>,
+    pub text: String,
+    pub records: Records,
+    /// Wanted columns (by their `Want::name`), `line`, `rec` and `pre_reason`.
+    pub frame: DataFrame,
+    pub input: InputFile,
+}
+
+pub const REC: &str = "rec";
+pub const PRE_REASON: &str = "pre_reason";
+pub const REASON: &str = "reason";
+
+/// Reads `path`, resolving the columns `choose` wants (given the header) against its header. A
+/// missing required column stops the run with the file, the column and the columns found.
+pub fn read(
+    path: &Path,
+    format: &TextFormat,
+    choose: impl FnOnce(&[String]) -> Result<Vec<Want>>,
+) -> Result<RawFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let size = bytes.len() as u64;
+    let text = text::decode(path, bytes, format.encoding)?;
+    let (header, start, line) = delimited::header(&text, format);
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        return Err(Error::input(path, "is empty: expected a header line"));
+    }
+    let wants = choose(&header)?;
+    let mut positions = Vec::new();
+    let mut missing = Vec::new();
+    for w in &wants {
+        let found = w.headers.iter().find_map(|h| header.iter().position(|n| n.eq_ignore_ascii_case(h)));
+        match found {
+            Some(i) => positions.push(Some(i)),
+            None if w.required => missing.push(w.headers.join("' or '")),
+            None => positions.push(None),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::input(
+            path,
+            format!(
+                "missing required column(s) '{}'; the file has {} column(s): {}",
+                missing.join("', '"),
+                header.len(),
+                header.join(", ")
+            ),
+        ));
+    }
+    let present: Vec<usize> = positions.iter().flatten().copied().collect();
+    let mut records = delimited::records(&text, format, header.len(), (start, line), &present);
+    let n = records.len();
+    let mut builders = std::mem::take(&mut records.columns).into_iter();
+    let mut columns = Vec::with_capacity(wants.len() + 3);
+    for (w, p) in wants.iter().zip(&positions) {
+        columns.push(match p {
+            Some(_) => builders.next().expect("one builder per present column").finish(&w.name),
+            None => Column::full_null(w.name.as_str().into(), n, &DataType::String),
+        });
+    }
+    columns.push(frame::u32_column(aux::LINE, records.lines.clone()));
+    columns.push(frame::u32_column(REC, (0..n as u32).collect()));
+    let mut pre = vec![None; n];
+    for &(i, found) in &records.ragged {
+        pre[i] = Some(format!("expected {} fields, found {found}", header.len()));
+    }
+    for &i in &records.unterminated {
+        pre[i] = Some("unterminated quoted field".to_string());
+    }
+    columns.push(StringChunked::from_iter_options(PRE_REASON.into(), pre.into_iter()).into_column());
+    let frame = frame::frame(columns)?;
+    let shown = path.display().to_string();
+    Ok(RawFile {
+        input: InputFile { path: shown.clone(), bytes: size, sha256, rows: n as u64 },
+        shown,
+        header,
+        text,
+        records,
+        frame,
+    })
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The canonical values of one line, as expressions over a loader's columns. Defaults are nulls;
+/// `checks` give the reasons a row is rejected (null when fine), first non-null wins.
+pub struct LineExprs {
+    pub order_id: Expr,
+    /// Position of the line in its order; default: record order within the file.
+    pub line_no: Option<Expr>,
+    pub customer_key: Expr,
+    pub email: Expr,
+    pub ordered_at: Expr,
+    pub updated_at: Expr,
+    pub ship_country: Expr,
+    pub bill_country: Expr,
+    pub currency: Expr,
+    pub quantity: Expr,
+    pub gross: Expr,
+    pub discount: Expr,
+    pub tax: Expr,
+    pub shipping: Expr,
+    pub refunded: Expr,
+    pub net: Expr,
+    pub status: Expr,
+    pub channel: Expr,
+    pub tags: Expr,
+    pub checks: Vec<Expr>,
+}
+
+impl Default for LineExprs {
+    fn default() -> Self {
+        LineExprs {
+            order_id: null_str(),
+            line_no: None,
+            customer_key: null_str(),
+            email: null_str(),
+            ordered_at: lit(NULL).cast(frame::datetime_type()),
+            updated_at: lit(NULL).cast(frame::datetime_type()),
+            ship_country: null_str(),
+            bill_country: null_str(),
+            currency: null_str(),
+            quantity: null_f64(),
+            gross: null_f64(),
+            discount: lit(0.0),
+            tax: lit(0.0),
+            shipping: lit(0.0),
+            refunded: lit(0.0),
+            net: null_f64(),
+            status: lit(schema::status::COMPLETED),
+            channel: null_str(),
+            tags: null_str(),
+            checks: Vec::new(),
+        }
+    }
+}
+
+/// The working line schema every loader produces, in order.
+pub fn line_schema() -> Vec<(&'static str, DataType)> {
+    use schema::*;
+    let dt = frame::datetime_type();
+    vec![
+        (aux::FILE, DataType::String),
+        (aux::LINE, DataType::Int64),
+        (ORDER_ID, DataType::String),
+        (LINE_NO, DataType::Int64),
+        (aux::CUSTOMER_KEY, DataType::String),
+        (aux::EMAIL, DataType::String),
+        (ORDERED_AT, dt.clone()),
+        (ORDER_DATE, DataType::Date),
+        (aux::UPDATED_AT, dt),
+        (aux::SHIP_COUNTRY, DataType::String),
+        (aux::BILL_COUNTRY, DataType::String),
+        (CURRENCY, DataType::String),
+        (QUANTITY, DataType::Float64),
+        (GROSS, DataType::Float64),
+        (DISCOUNT, DataType::Float64),
+        (TAX, DataType::Float64),
+        (SHIPPING, DataType::Float64),
+        (REFUNDED, DataType::Float64),
+        (NET, DataType::Float64),
+        (STATUS, DataType::String),
+        (aux::CHANNEL, DataType::String),
+        (aux::TAGS, DataType::String),
+    ]
+}
+
+pub fn reject_schema() -> Vec<(&'static str, DataType)> {
+    vec![
+        (rejects::FILE, DataType::String),
+        (rejects::LINE, DataType::Int64),
+        (rejects::REASON, DataType::String),
+        (rejects::RAW, DataType::String),
+    ]
+}
+
+fn empty(schema: &[(&'static str, DataType)]) -> Result<DataFrame> {
+    frame::frame(schema.iter().map(|(n, t)| Column::new_empty((*n).into(), t)).collect())
+}
+
+fn stack(frames: Vec<DataFrame>, schema: Vec<(&'static str, DataType)>) -> Result<DataFrame> {
+    let mut it = frames.into_iter();
+    let Some(mut acc) = it.next() else { return empty(&schema) };
+    for f in it {
+        acc.vstack_mut(&f).ctx(|| "stacking files")?;
+    }
+    Ok(acc)
+}
+
+/// Reason when `raw` is present but `parsed` is null: "unparseable <label> '<raw>'".
+pub fn unparseable(raw: Expr, parsed: Expr, label: &str) -> Expr {
+    when(raw.clone().is_not_null().and(parsed.is_null()))
+        .then(concat_str([lit(format!("unparseable {label} '")), raw, lit("'")], "", false))
+        .otherwise(null_str())
+}
+
+/// Reason when `raw` is absent: "missing <label>".
+pub fn missing(raw: Expr, label: &str) -> Expr {
+    when(raw.is_null()).then(lit(format!("missing {label}"))).otherwise(null_str())
+}
+
+/// Both checks for a required field.
+pub fn required(raw: Expr, parsed: Expr, label: &str) -> Expr {
+    coalesce(&[missing(raw.clone(), label), unparseable(raw, parsed, label)])
+}
+
+pub fn amount(e: Expr, decimal_comma: bool) -> Expr {
+    frame::str_to_f64(e, move |s| parse::amount(s, decimal_comma))
+}
+
+pub fn timestamp(e: Expr, ts: parse::Timestamps) -> Expr {
+    frame::str_to_datetime(e, move |s| ts.parse(s))
+}
+
+pub fn status_of(e: Expr) -> Expr {
+    frame::str_to_str(e, |s| parse::status(s).map(str::to_string))
+}
+
+pub fn email_key(e: Expr) -> Expr {
+    frame::str_to_str(e, |s| parse::email(s).map(|e| format!("email:{e}")))
+}
+
+pub fn country(e: Expr) -> Expr {
+    e.str().strip_chars(lit(NULL)).str().to_uppercase()
+}
+
+/// `w_i / sum(w)` over the order's lines (`1/n` when the weights sum to zero).
+pub fn share(weight: Expr, order: &[&str]) -> Expr {
+    let by: Vec<Expr> = order.iter().map(|c| col(*c)).collect();
+    let total = weight.clone().sum().over(&by);
+    let n = weight.clone().count().over(&by).cast(DataType::Float64);
+    when(total.clone().abs().gt(lit(1e-12))).then(weight / total).otherwise(lit(1.0) / n)
+}
+
+/// The merchandise part (ex tax and shipping) of an order-level refund: the refund scaled by the
+/// order's merchandise share of its total, capped at the merchandise value.
+pub fn merchandise_refund(refund: Expr, total: Expr, merchandise: Expr) -> Expr {
+    let scaled = refund.clone() * merchandise.clone() / total.clone();
+    let capped = when(scaled.clone().gt(merchandise.clone())).then(merchandise.clone()).otherwise(scaled);
+    when(refund.clone().fill_null(lit(0.0)).lt_eq(lit(0.0)))
+        .then(lit(0.0))
+        .when(total.gt(lit(0.0)))
+        .then(capped)
+        .otherwise(merchandise)
+}
+
+/// Builds the working lines and rejects of one file from its loader's expressions.
+pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Result<FileOut> {
+    use schema::*;
+    let zone = ctx.zone;
+    let fx = ctx.fx.clone();
+    let mut reasons = vec![col(PRE_REASON)];
+    reasons.extend(e.checks);
+    let selected = lf.select([
+        lit(raw.shown.clone()).alias(aux::FILE),
+        col(aux::LINE).cast(DataType::Int64),
+        col(REC),
+        col(PRE_REASON),
+        e.line_no.clone().unwrap_or_else(|| lit(NULL)).alias("_line_no"),
+        e.order_id.cast(DataType::String).alias(ORDER_ID),
+        e.customer_key.cast(DataType::String).alias(aux::CUSTOMER_KEY),
+        e.email.cast(DataType::String).alias(aux::EMAIL),
+        e.ordered_at.cast(frame::datetime_type()).alias(ORDERED_AT),
+        e.updated_at.cast(frame::datetime_type()).alias(aux::UPDATED_AT),
+        e.ship_country.cast(DataType::String).alias(aux::SHIP_COUNTRY),
+        e.bill_country.cast(DataType::String).alias(aux::BILL_COUNTRY),
+        e.currency.cast(DataType::String).alias(CURRENCY),
+        e.quantity.cast(DataType::Float64).alias(QUANTITY),
+        e.gross.cast(DataType::Float64).alias(GROSS),
+        e.discount.cast(DataType::Float64).alias(DISCOUNT),
+        e.tax.cast(DataType::Float64).alias(TAX),
+        e.shipping.cast(DataType::Float64).alias(SHIPPING),
+        e.refunded.cast(DataType::Float64).alias(REFUNDED),
+        e.net.cast(DataType::Float64).alias(NET),
+        e.status.cast(DataType::String).alias(STATUS),
+        e.channel.cast(DataType::String).alias(aux::CHANNEL),
+        e.tags.cast(DataType::String).alias(aux::TAGS),
+        coalesce(&reasons).alias(REASON),
+    ]);
+    let line_no = e.line_no.as_ref().map(|_| col("_line_no")).unwrap_or_else(|| {
+        col(REC).rank(RankOptions { method: RankMethod::Ordinal, descending: false }, None).over([col(ORDER_ID)])
+    });
+    let with_date = selected.with_columns([
+        frame::local_date(col(ORDERED_AT), zone).alias(ORDER_DATE),
+        line_no.cast(DataType::Int64).alias(LINE_NO),
+    ]);
+    let fx_reason = frame::text_day_number_to_str(col(CURRENCY), col(ORDER_DATE), col(NET), move |c, d, n| {
+        fx.problem(c, d, n)
+    });
+    let df = frame::collect(
+        with_date.with_column(coalesce(&[col(REASON), fx_reason]).alias(REASON)),
+        &format!("lines of {}", raw.shown),
+    )?;
+
+    let bad = df.column(REASON).ctx(|| "reasons")?.is_not_null();
+    let rejected = df.filter(&bad).ctx(|| "selecting rejects")?;
+    let recs: Vec<u32> = rejected.column(REC).ctx(|| "rec")?.u32().ctx(|| "rec")?.into_no_null_iter().collect();
+    let raws: Vec<&str> = recs.iter().map(|&r| raw.records.raw(&raw.text, r as usize)).collect();
+    let rejects = rejected
+        .lazy()
+        .select([
+            col(aux::FILE).alias(rejects::FILE),
+            col(aux::LINE).alias(rejects::LINE),
+            col(REASON).alias(rejects::REASON),
+        ])
+        .collect()
+        .ctx(|| "rejects")?
+        .hstack(&[Column::new(rejects::RAW.into(), raws)])
+        .ctx(|| "rejects")?;
+
+    let names: Vec<&str> = line_schema().iter().map(|(n, _)| *n).collect();
+    let lines = df.filter(&!bad).ctx(|| "selecting lines")?.select(names).ctx(|| "line columns")?;
+    Ok(FileOut { lines, rejects, input: raw.input })
+}

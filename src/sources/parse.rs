@@ -1,0 +1,226 @@
+//! Text -> values, the same way for every source: amounts (decimal points, decimal commas, thousands
+//! separators, leading apostrophes), timestamps (with or without offset, in a configured zone) and
+//! statuses (each platform's words -> the canonical five). Plain functions, used inside Polars UDFs.
+
+use crate::schema::status;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+
+/// Parses an amount. With `decimal_comma`, `57,10` and `1.234,56` are read European style while a
+/// plain `3.5` still reads as 3.5 (files mix both). Without it, a comma is only accepted as a
+/// thousands separator (`1,234.50`), so `57,10` is an error rather than 5710.
+pub fn amount(raw: &str, decimal_comma: bool) -> Option<f64> {
+    let s = raw.trim().trim_start_matches('\'').trim();
+    let (negative, s) = match s.strip_prefix('(').and_then(|s| s.strip_suffix(')')) {
+        Some(inner) => (true, inner.trim()),
+        None => (false, s),
+    };
+    let s = s.trim_matches(|c: char| matches!(c, '$' | '€' | '£' | '¥' | '\u{a0}' | ' '));
+    if s.is_empty() {
+        return None;
+    }
+    let cleaned: String = if s.contains(',') {
+        if decimal_comma {
+            s.chars().filter(|c| !matches!(c, '.' | ' ' | '\u{a0}' | '\'')).map(|c| if c == ',' { '.' } else { c }).collect()
+        } else if is_thousands_grouped(s) {
+            s.replace(',', "")
+        } else {
+            return None;
+        }
+    } else {
+        s.to_string()
+    };
+    let v: f64 = cleaned.parse().ok()?;
+    v.is_finite().then_some(if negative { -v } else { v })
+}
+
+/// `1,234` / `-12,345,678.90`: groups of three after the first comma, before any decimal point.
+fn is_thousands_grouped(s: &str) -> bool {
+    let int = s.split('.').next().unwrap_or("");
+    let int = int.trim_start_matches(['-', '+']);
+    let mut groups = int.split(',');
+    let first = groups.next().unwrap_or("");
+    !first.is_empty()
+        && first.len() <= 3
+        && first.bytes().all(|b| b.is_ascii_digit())
+        && groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Timestamp formats tried in order; RFC 3339 is always tried first.
+#[derive(Debug, Clone)]
+pub struct Timestamps {
+    formats: Vec<String>,
+    zone: Tz,
+}
+
+/// ISO 8601 shapes accepted when a generic source gives no `date_format`.
+pub const ISO_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S%.f %z",
+    "%Y-%m-%d %H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+];
+
+impl Timestamps {
+    /// `explicit` (the stage's `date_format`) wins over the source's defaults.
+    pub fn new(explicit: Option<&str>, defaults: &[&str], zone: Tz) -> Self {
+        let formats = match explicit {
+            Some(f) => vec![f.to_string()],
+            None => defaults.iter().map(|s| s.to_string()).collect(),
+        };
+        Timestamps { formats, zone }
+    }
+
+    /// Microseconds since the epoch, UTC.
+    pub fn parse(&self, raw: &str) -> Option<i64> {
+        let s = raw.trim();
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Some(t.timestamp_micros());
+        }
+        self.formats.iter().find_map(|f| self.parse_with(s, f))
+    }
+
+    fn parse_with(&self, s: &str, f: &str) -> Option<i64> {
+        if f.contains("%z") || f.contains("%:z") || f.contains("%#z") {
+            return DateTime::parse_from_str(s, f).ok().map(|t| t.timestamp_micros());
+        }
+        let naive = NaiveDateTime::parse_from_str(s, f)
+            .ok()
+            .or_else(|| NaiveDate::parse_from_str(s, f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+        Some(localize(self.zone, naive).timestamp_micros())
+    }
+}
+
+/// Local wall time -> instant. Ambiguous times (DST fall-back) take the earlier instant; times in
+/// a DST gap (spring-forward) are read one hour later, as clocks showed them.
+pub fn localize(zone: Tz, naive: NaiveDateTime) -> DateTime<Tz> {
+    zone.from_local_datetime(&naive)
+        .earliest()
+        .or_else(|| zone.from_local_datetime(&(naive + chrono::Duration::hours(1))).earliest())
+        .unwrap_or_else(|| zone.from_utc_datetime(&naive))
+}
+
+/// Platform status words -> canonical status; `None` for words this tool does not know.
+pub fn status(raw: &str) -> Option<&'static str> {
+    let s = raw.trim().to_lowercase().replace(['-', ' '], "_");
+    Some(match s.as_str() {
+        "completed" | "complete" | "paid" | "shipped" | "delivered" | "fulfilled" | "processing"
+        | "closed" | "success" | "succeeded" | "shipped___delivered_to_buyer" | "unshipped"
+        | "partiallyshipped" | "partially_shipped" | "invoiceunconfirmed" | "shipping" => status::COMPLETED,
+        "pending" | "on_hold" | "onhold" | "authorized" | "unpaid" | "partially_paid" | "open"
+        | "pendingavailability" | "pending_payment" | "awaiting_payment" => status::PENDING,
+        "cancelled" | "canceled" | "voided" | "void" | "failed" | "expired" | "declined"
+        | "trash" => status::CANCELLED,
+        "refunded" | "returned" | "shipped___returned_to_seller" | "shipped___rejected_by_buyer" => {
+            status::REFUNDED
+        }
+        "partially_refunded" | "partiallyrefunded" => status::PARTIALLY_REFUNDED,
+        _ => return None,
+    })
+}
+
+/// `e-mail` -> the identity key: trimmed, lower-cased; `None` if it is not an address.
+pub fn email(raw: &str) -> Option<String> {
+    let e = raw.trim().to_lowercase();
+    (e.len() >= 3 && e.contains('@') && !e.starts_with('@') && !e.ends_with('@')).then_some(e)
+}
+
+/// `*`-wildcard match (whole string), for test-order patterns.
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts() {
+        assert_eq!(amount("103.96", false), Some(103.96));
+        assert_eq!(amount("-6.5", false), Some(-6.5));
+        assert_eq!(amount("'75.00", false), Some(75.0));
+        assert_eq!(amount("1,234.50", false), Some(1234.5));
+        assert_eq!(amount("57,10", false), None, "a decimal comma needs decimal_comma: true");
+        assert_eq!(amount("57,10", true), Some(57.1));
+        assert_eq!(amount("3.5", true), Some(3.5), "dots still read as decimals in a decimal-comma file");
+        assert_eq!(amount("1.234,56", true), Some(1234.56));
+        assert_eq!(amount("(12.00)", false), Some(-12.0));
+        assert_eq!(amount("$ 9.99", false), Some(9.99));
+        assert_eq!(amount("", false), None);
+        assert_eq!(amount("abc", false), None);
+        assert_eq!(amount("NaN", false), None);
+    }
+
+    #[test]
+    fn timestamps_with_offsets() {
+        let t = Timestamps::new(None, &["%Y-%m-%d %H:%M:%S %z"], Tz::UTC);
+        // 2020-02-18T05:05:21Z
+        assert_eq!(t.parse("2020-02-18T05:05:21+00:00"), Some(1_582_002_321_000_000));
+        // Shopify: shop-local with offset; 04:32:31 -0500 is 09:32:31 UTC.
+        assert_eq!(t.parse("2022-01-11 04:32:31 -0500"), Some(1_641_893_551_000_000));
+        assert_eq!(t.parse("yesterday"), None);
+    }
+
+    #[test]
+    fn naive_timestamps_take_the_configured_zone() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let t = Timestamps::new(None, &["%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M:%S"], berlin);
+        // 10:22:31 in Berlin in winter (UTC+1) is 09:22:31 UTC.
+        assert_eq!(t.parse("2024-01-05 10:22:31"), Some(1_704_446_551_000_000));
+        // Unpadded US date: 6 September 2016 06:29 CEST (UTC+2) = 04:29 UTC.
+        assert_eq!(t.parse("9/6/2016 6:29:00"), Some(1_473_136_140_000_000));
+        let d = Timestamps::new(Some("%Y/%m/%d"), &[], Tz::UTC);
+        assert_eq!(d.parse("2020/05/24"), Some(1_590_278_400_000_000));
+        let cdnow = Timestamps::new(Some("%Y%m%d"), &[], Tz::UTC);
+        assert_eq!(cdnow.parse("19970101"), Some(852_076_800_000_000));
+    }
+
+    #[test]
+    fn dst_gap_and_overlap() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let t = Timestamps::new(None, &["%Y-%m-%d %H:%M:%S"], berlin);
+        // 02:30 does not exist on 2024-03-31 in Berlin: read as 03:30 CEST = 01:30 UTC.
+        assert_eq!(t.parse("2024-03-31 02:30:00"), Some(1_711_848_600_000_000));
+        // 02:30 happens twice on 2024-10-27: the first (CEST, 00:30 UTC).
+        assert_eq!(t.parse("2024-10-27 02:30:00"), Some(1_729_989_000_000_000));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(status("Shipped - Delivered to Buyer"), Some(status::COMPLETED));
+        assert_eq!(status("Canceled"), Some(status::CANCELLED));
+        assert_eq!(status("Shipped - Returned to Seller"), Some(status::REFUNDED));
+        assert_eq!(status("partially_refunded"), Some(status::PARTIALLY_REFUNDED));
+        assert_eq!(status("on-hold"), Some(status::PENDING));
+        assert_eq!(status("frobnicated"), None);
+    }
+
+    #[test]
+    fn emails_and_wildcards() {
+        assert_eq!(email("  Jane.Doe@Example.COM "), Some("jane.doe@example.com".into()));
+        assert_eq!(email("n/a"), None);
+        assert!(wildcard("test@*", "test@shop.com"));
+        assert!(wildcard("*@example.com", "a@example.com"));
+        assert!(wildcard("*+test@*", "ann+test@x.io"));
+        assert!(!wildcard("test@*", "contest@shop.com"));
+        assert!(!wildcard("*@example.com", "a@example.com.au"));
+    }
+}

@@ -1,0 +1,204 @@
+//! Unify: the loaded sources become one order-line table in the base currency. Rows that are valid
+//! but must not count are dropped with a reason (after `as_of`, an older copy of an order from an
+//! overlapping export, a cross-channel copy, a test order, no customer); every drop is counted.
+//! Each customer belongs to the market of their first order.
+
+use crate::config::{Pipeline, SourceKind, UnifySpec};
+use crate::countries;
+use crate::error::{Context, Result};
+use crate::frame::{self, null_str};
+use crate::fx::{FxRates, epoch_days};
+use crate::identity::Hasher;
+use crate::schema::{self, OTHER_MARKET, aux};
+use crate::sources::{Loaded, parse};
+use chrono::NaiveDate;
+use polars::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+
+/// One loaded source as unify sees it.
+pub struct Input<'a> {
+    pub id: &'a str,
+    pub kind: SourceKind,
+    pub loaded: &'a Loaded,
+}
+
+/// Where every row read from a source went.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Accounting {
+    pub rows_read: u64,
+    pub kept: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<String, u64>,
+    /// Kept rows whose country names no ISO country (they go to `other`).
+    pub unknown_country: u64,
+    pub notes: Vec<String>,
+}
+
+impl Accounting {
+    pub fn balanced(&self) -> bool {
+        self.rows_read == self.kept + self.dropped.values().sum::<u64>() + self.rejected.values().sum::<u64>()
+    }
+}
+
+pub struct Unified {
+    /// The canonical order lines (schema::ORDER_LINE_COLUMNS), sorted.
+    pub orders: DataFrame,
+    pub accounting: BTreeMap<String, Accounting>,
+}
+
+const DROP: &str = "_drop";
+
+pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: NaiveDate, fx: &FxRates) -> Result<Unified> {
+    let mut frames = Vec::new();
+    let mut accounting = BTreeMap::new();
+    for input in inputs {
+        frames.push(input.loaded.lines.clone().lazy().with_columns([
+            lit(input.id).alias(schema::SOURCE),
+            lit(input.kind == SourceKind::Shopify).alias("_is_shopify"),
+        ]));
+        let mut acc = Accounting { rows_read: input.loaded.rows_read, notes: input.loaded.notes.clone(), ..Default::default() };
+        for reason in frame::strings(&input.loaded.rejects, schema::rejects::REASON)?.into_iter().flatten() {
+            *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
+        }
+        accounting.insert(input.id.to_string(), acc);
+    }
+    let all = concat(frames, UnionArgs::default()).ctx(|| "combining sources")?;
+
+    // The newest copy of each order across overlapping exports: highest last-updated-date, then
+    // the file that sorts last.
+    let per_file = all
+        .clone()
+        .group_by([col(schema::SOURCE), col(schema::ORDER_ID), col(aux::FILE)])
+        .agg([col(aux::UPDATED_AT).max().alias("_updated")]);
+    let best = per_file
+        .sort_by_exprs(
+            [col(schema::SOURCE), col(schema::ORDER_ID), col("_updated"), col(aux::FILE)],
+            SortMultipleOptions::default().with_nulls_last(false),
+        )
+        .group_by([col(schema::SOURCE), col(schema::ORDER_ID)])
+        .agg([col(aux::FILE).last().alias("_best_file")]);
+    let all = all.join(
+        best,
+        [col(schema::SOURCE), col(schema::ORDER_ID)],
+        [col(schema::SOURCE), col(schema::ORDER_ID)],
+        JoinArgs::new(JoinType::Left),
+    );
+
+    let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
+        let mut v: Vec<String> = inputs.iter().filter(|i| i.kind != SourceKind::Shopify).map(|i| i.id.to_string()).collect();
+        v.extend(inputs.iter().filter(|i| i.kind == SourceKind::Amazon).map(|_| "amazon".to_string()));
+        v
+    });
+    let tests = spec.test_orders.clone();
+    let is_test = frame::str_to_str(
+        concat_str([col(aux::EMAIL).fill_null(lit("")), lit("\u{1}"), col(aux::TAGS).fill_null(lit(""))], "", false),
+        move |s| {
+            let (email, tags) = s.split_once('\u{1}').unwrap_or((s, ""));
+            let email = email.trim().to_lowercase();
+            let by_email = !email.is_empty() && tests.emails.iter().any(|p| parse::wildcard(p, &email));
+            let by_tag = tags.split(',').any(|t| tests.tags.iter().any(|p| parse::wildcard(p, t.trim())));
+            (by_email || by_tag).then(|| "test order".to_string())
+        },
+    );
+    let channel_dup = frame::str_to_str(col(aux::CHANNEL), move |c| {
+        duplicate_channels
+            .iter()
+            .any(|d| d == c)
+            .then(|| format!("cross-channel duplicate: Shopify order from {c}, loaded from that platform's own export"))
+    });
+    let as_of_day = epoch_days(as_of);
+    let drop = coalesce(&[
+        when(col(schema::ORDER_DATE).cast(DataType::Int32).gt(lit(as_of_day)))
+            .then(lit(format!("ordered after as_of ({as_of})")))
+            .otherwise(null_str()),
+        when(col(aux::FILE).neq(col("_best_file")))
+            .then(lit("duplicate: the same order is in a newer export file"))
+            .otherwise(null_str()),
+        when(col("_is_shopify")).then(channel_dup).otherwise(null_str()),
+        is_test,
+        when(col(aux::CUSTOMER_KEY).is_null()).then(lit("no customer (no e-mail or customer id)")).otherwise(null_str()),
+    ]);
+    let all = frame::collect(all.with_column(drop.alias(DROP)), "unified lines")?;
+
+    let dropped = all.column(DROP).ctx(|| "drops")?.is_not_null();
+    let dropped_rows = all.filter(&dropped).ctx(|| "dropped rows")?;
+    let sources = frame::strings(&dropped_rows, schema::SOURCE)?;
+    let reasons = frame::strings(&dropped_rows, DROP)?;
+    for (s, r) in sources.iter().zip(&reasons) {
+        if let (Some(s), Some(r)) = (s, r) {
+            *accounting.get_mut(s).expect("known source").dropped.entry(r.clone()).or_default() += 1;
+        }
+    }
+
+    let kept = all.filter(&!dropped).ctx(|| "kept rows")?;
+    let market_of: HashMap<String, String> = pipeline
+        .markets
+        .iter()
+        .flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone())))
+        .collect();
+    let hasher = Hasher::from_env();
+    let fx = fx.clone();
+    let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]);
+    let lf = kept.lazy().with_columns([
+        frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY),
+        raw_country.is_not_null().alias("_had_country"),
+        frame::str_to_str(col(aux::CUSTOMER_KEY), move |k| Some(hasher.customer_id(k))).alias(schema::CUSTOMER_ID),
+        when(col(schema::STATUS).eq(lit(schema::status::CANCELLED)))
+            .then(lit(0.0))
+            .otherwise(col(schema::NET))
+            .alias(schema::NET),
+    ]);
+    let lf = lf.with_columns([
+        frame::text_day_number_to_f64(col(schema::CURRENCY), col(schema::ORDER_DATE), col(schema::NET), move |c, d, n| {
+            let n = n?;
+            if n == 0.0 {
+                return Some(0.0);
+            }
+            Some(n * fx.rate(c?, d?)?)
+        })
+        .alias(schema::NET_BASE),
+        frame::str_to_str(col(schema::COUNTRY), move |c| market_of.get(c).cloned())
+            .fill_null(lit(OTHER_MARKET))
+            .alias("_line_market"),
+    ]);
+    let first_market = col("_line_market")
+        .sort_by([col(schema::ORDERED_AT), col(schema::ORDER_ID)], SortMultipleOptions::default())
+        .first()
+        .over([col(schema::CUSTOMER_ID)]);
+    let lf = lf.with_column(first_market.alias(schema::MARKET));
+    let df = frame::collect(lf, "orders")?;
+
+    let unknown = df
+        .clone()
+        .lazy()
+        .filter(col("_had_country").and(col(schema::COUNTRY).is_null()))
+        .group_by([col(schema::SOURCE)])
+        .agg([len().alias("n")]);
+    let unknown = frame::collect(unknown, "unknown countries")?;
+    for (s, n) in frame::strings(&unknown, schema::SOURCE)?.iter().zip(frame::floats(&unknown, "n")?) {
+        if let (Some(s), Some(n)) = (s, n) {
+            accounting.get_mut(s).expect("known source").unknown_country = n as u64;
+        }
+    }
+    let kept_by_source = frame::collect(df.clone().lazy().group_by([col(schema::SOURCE)]).agg([len().alias("n")]), "kept")?;
+    for (s, n) in frame::strings(&kept_by_source, schema::SOURCE)?.iter().zip(frame::floats(&kept_by_source, "n")?) {
+        if let (Some(s), Some(n)) = (s, n) {
+            accounting.get_mut(s).expect("known source").kept = n as u64;
+        }
+    }
+
+    let cols: Vec<Expr> = schema::ORDER_LINE_COLUMNS.iter().map(|c| col(*c)).collect();
+    let orders = frame::collect(
+        df.lazy().select(cols).sort_by_exprs(
+            [col(schema::MARKET), col(schema::CUSTOMER_ID), col(schema::ORDERED_AT), col(schema::SOURCE), col(schema::ORDER_ID), col(schema::LINE_NO)],
+            SortMultipleOptions::default(),
+        ),
+        "sorted orders",
+    )?;
+    Ok(Unified { orders, accounting })
+}
+
+/// "unparseable purchase-date 'x'" -> "unparseable purchase-date": counts group by kind of problem.
+pub fn reason_category(reason: &str) -> String {
+    reason.split(" '").next().unwrap_or(reason).to_string()
+}
