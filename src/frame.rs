@@ -15,11 +15,7 @@ impl StrBuilder {
 
     #[inline]
     pub fn push(&mut self, field: &str) {
-        if field.is_empty() {
-            self.0.append_null()
-        } else {
-            self.0.append_value(field)
-        }
+        if field.is_empty() { self.0.append_null() } else { self.0.append_value(field) }
     }
 
     pub fn finish(self, name: &str) -> Column {
@@ -105,7 +101,8 @@ pub fn floats(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
 pub fn to_record_batch(df: &DataFrame) -> Result<arrow::record_batch::RecordBatch> {
     use arrow::array::{ArrayRef, make_array};
     use std::sync::Arc;
-    let df = df.clone().rechunk_into();
+    let mut df = df.clone();
+    df.rechunk_mut();
     let mut fields = Vec::with_capacity(df.width());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(df.width());
     for col in df.columns() {
@@ -208,4 +205,10 @@ pub fn text_day_number_to_f64(
     f: impl Fn(Option<&str>, Option<i32>, Option<f64>) -> Option<f64> + Send + Sync + 'static,
 ) -> Expr {
     map_text_day_number::<f64, Float64Chunked>(text, day, number, DataType::Float64, f)
+}
+
+/// `e` evaluated per group of `by` (a window). Polars' `over` only fails when given neither a
+/// partition nor an order, and `by` is always a partition here.
+pub fn over(e: Expr, by: &[Expr]) -> Expr {
+    e.over(by).expect("over() with a partition cannot fail")
 }

@@ -181,7 +181,8 @@ fn publish(
         )?;
         let entry = PathBuf::from(format!("orders/market={market}"));
         let rel = entry.join("part-0.parquet");
-        let file = part.drop(schema::MARKET).map_err(|e| Error::Polars { context: "dropping market".into(), source: e })?;
+        let file =
+            part.drop(schema::MARKET).map_err(|e| Error::Polars { context: "dropping market".into(), source: e })?;
         let path = publisher.stage(entry, &rel)?;
         let rows = parquet::write(&file, &path, &schema::MONEY_COLUMNS, &meta)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows });

@@ -119,15 +119,18 @@ const PRODUCTS: &[(&str, &str, f64)] = &[
     ("Cotton Napkins, set of 4", "nap-4", 16.00),
 ];
 
-const FIRST: &[&str] = &["anna", "ben", "carla", "david", "emma", "felix", "giulia", "hans", "ines", "jack", "kenji", "lea", "marco", "nora", "oscar", "paula"];
-const LAST: &[&str] = &["smith", "muller", "rossi", "martin", "garcia", "jansen", "brown", "tanaka", "dubois", "weber", "lopez", "clark"];
+const FIRST: &[&str] = &[
+    "anna", "ben", "carla", "david", "emma", "felix", "giulia", "hans", "ines", "jack", "kenji", "lea", "marco",
+    "nora", "oscar", "paula",
+];
+const LAST: &[&str] =
+    &["smith", "muller", "rossi", "martin", "garcia", "jansen", "brown", "tanaka", "dubois", "weber", "lopez", "clark"];
 const DOMAINS: &[&str] = &["gmail.com", "outlook.com", "web.de", "orange.fr", "libero.it", "yahoo.co.uk", "icloud.com"];
 
 struct Customer {
     id: usize,
     email: String,
     country: &'static Country,
-    platforms: Vec<Platform>,
     relay: String,
 }
 
@@ -157,7 +160,13 @@ fn simulate(n: usize, rng: &mut Rng) -> (Vec<Customer>, Vec<Purchase>) {
     let mut purchases = Vec::new();
     for id in 0..n {
         let mut w = rng.f64() * total_weight;
-        let country = COUNTRIES.iter().find(|c| { w -= c.weight; w < 0.0 }).unwrap_or(&COUNTRIES[0]);
+        let country = COUNTRIES
+            .iter()
+            .find(|c| {
+                w -= c.weight;
+                w < 0.0
+            })
+            .unwrap_or(&COUNTRIES[0]);
         let platforms = match rng.f64() {
             x if x < 0.35 => vec![Platform::Amazon],
             x if x < 0.65 => vec![Platform::Shopify],
@@ -202,7 +211,7 @@ fn simulate(n: usize, rng: &mut Rng) -> (Vec<Customer>, Vec<Purchase>) {
                 break;
             }
         }
-        customers.push(Customer { id, email, country, platforms, relay });
+        customers.push(Customer { id, email, country, relay });
     }
     purchases.sort_by_key(|p| (p.at, p.customer));
     (customers, purchases)
@@ -295,14 +304,24 @@ fn amazon_files(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> (St
                 let rows = if item.qty == 2 && rng.chance(0.3) { vec![1, 1] } else { vec![item.qty] };
                 for q in rows {
                     let total = round2(item.unit * q as f64);
-                    let tax = if c.country.inclusive { total * c.country.vat / (1.0 + c.country.vat) } else { total * c.country.vat };
+                    let tax = if c.country.inclusive {
+                        total * c.country.vat / (1.0 + c.country.vat)
+                    } else {
+                        total * c.country.vat
+                    };
                     let promo = if rng.chance(0.1) { format!("-{:.2}", round2(total * 0.1)) } else { String::new() };
                     let (currency, price, tax) = if pending || (cancelled && rng.chance(0.5)) {
                         (if pending { c.country.currency } else { "" }, String::new(), String::new())
                     } else {
                         (c.country.currency, format!("{total:.2}"), format!("{:.2}", round2(tax)))
                     };
-                    let item_status = if cancelled { "Cancelled" } else if pending { "Unshipped" } else { "Shipped" };
+                    let item_status = if cancelled {
+                        "Cancelled"
+                    } else if pending {
+                        "Unshipped"
+                    } else {
+                        "Shipped"
+                    };
                     let _ = write!(
                         text,
                         "{id}\t{id}\t{}\t{}\t{status}\t{}\t{}\t\t\tStandard\t{name}\t{sku}\tB0{:08}\t{item_status}\t{q}\t{currency}\t{price}\t{tax}\t\t\t\t\t{promo}\t\tCITY\t\t{:05}\t{}\t\tfalse\t\t",
@@ -318,7 +337,7 @@ fn amazon_files(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> (St
                 }
             }
         }
-        if fba && !cancelled && !(p.at.date() > day(END) - Duration::days(2)) {
+        if fba && !cancelled && p.at.date() <= day(END) - Duration::days(2) {
             for item in &p.items {
                 let (name, sku, _) = PRODUCTS[item.product];
                 let mut cells = vec![String::new(); 48];
@@ -390,7 +409,8 @@ fn shopify_files(orders: &[&Purchase], amazon: &[&Purchase], people: &[Customer]
             _ => ("paid", 0.0, ""),
         };
         let created = shop_local(p.at, zone);
-        let cancelled_at = if cancelled.is_empty() { String::new() } else { shop_local(p.at + Duration::hours(3), zone) };
+        let cancelled_at =
+            if cancelled.is_empty() { String::new() } else { shop_local(p.at + Duration::hours(3), zone) };
         let note = if rng.chance(0.1) { "Please leave at the door,\n\"back\" entrance" } else { "" };
         for (k, item) in p.items.iter().enumerate() {
             let (name, sku, _) = PRODUCTS[item.product];
@@ -432,13 +452,14 @@ fn shopify_files(orders: &[&Purchase], amazon: &[&Purchase], people: &[Customer]
         }
     }
     // Amazon orders synced into Shopify by an app: copies of the Amazon export.
-    for p in amazon.iter().filter(|_| rng.chance(0.05)) {
+    let synced: Vec<&&Purchase> = amazon.iter().filter(|_| rng.chance(0.05)).collect();
+    for p in synced {
         let email = format!("{}@marketplace.amazon.com", people[p.customer].relay.split('@').next().unwrap_or("x"));
         emit(p, &email, "amazon", "Amazon", rng);
     }
     let mut f1 = format!("{SHOPIFY_HEADER}\n");
     let mut f2 = format!("{SHOPIFY_HEADER}\r\n");
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_by_key(|r| r.0);
     // Orders of one Name must stay together: rows were pushed order by order; a stable sort by
     // date keeps them adjacent because they share the date.
     for (date, line) in &rows {
@@ -477,7 +498,8 @@ fn webtoffee_file(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> S
             _ => "completed",
         };
         // The shop sells in EUR everywhere; prices shown without tax.
-        let eur_per_local = USD_PER.iter().find(|(k, _)| *k == c.country.currency).map_or(1.0 / 1.08, |(_, r)| r / 1.08);
+        let eur_per_local =
+            USD_PER.iter().find(|(k, _)| *k == c.country.currency).map_or(1.0 / 1.08, |(_, r)| r / 1.08);
         let mut merch = 0.0;
         for (k, item) in p.items.iter().enumerate() {
             let (name, sku, _) = PRODUCTS[item.product];
@@ -485,8 +507,12 @@ fn webtoffee_file(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> S
             let sub_total = round2(unit * item.qty as f64);
             let total = if rng.chance(0.1) { round2(sub_total * 0.9) } else { sub_total };
             merch += total;
-            cells[base.len() + k] =
-                format!("name:{name}|product_id:{}|sku:{sku}|quantity:{}|total:{total:.2}|sub_total:{sub_total:.2}|tax:{:.2}", 100 + item.product, item.qty, round2(total * 0.19));
+            cells[base.len() + k] = format!(
+                "name:{name}|product_id:{}|sku:{sku}|quantity:{}|total:{total:.2}|sub_total:{sub_total:.2}|tax:{:.2}",
+                100 + item.product,
+                item.qty,
+                round2(total * 0.19)
+            );
         }
         let shipping = 5.95;
         let tax = round2((merch + shipping) * 0.19);
@@ -506,9 +532,16 @@ fn webtoffee_file(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> S
         cells[col("billing_country")] = c.country.code.into();
         cells[col("shipping_country")] = c.country.code.into();
         if status == "refunded" {
-            cells[col("refund_items")] = format!("amount:{total:.2}|reason:Damaged|date:{}", (local + Duration::days(9)).format("%Y-%m-%d %H:%M:%S"));
+            cells[col("refund_items")] = format!(
+                "amount:{total:.2}|reason:Damaged|date:{}",
+                (local + Duration::days(9)).format("%Y-%m-%d %H:%M:%S")
+            );
         } else if rng.chance(0.04) {
-            cells[col("refund_items")] = format!("amount:{:.2}|reason:Partial|date:{}", round2(total * 0.25), (local + Duration::days(5)).format("%Y-%m-%d %H:%M:%S"));
+            cells[col("refund_items")] = format!(
+                "amount:{:.2}|reason:Partial|date:{}",
+                round2(total * 0.25),
+                (local + Duration::days(5)).format("%Y-%m-%d %H:%M:%S")
+            );
         }
         out.push_str(&cells.iter().map(|s| quote(s)).collect::<Vec<_>>().join(","));
         out.push('\n');

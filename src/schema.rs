@@ -24,8 +24,24 @@ pub const STATUS: &str = "status";
 
 /// The canonical order-line table, in output order.
 pub const ORDER_LINE_COLUMNS: [&str; 18] = [
-    SOURCE, ORDER_ID, LINE_NO, CUSTOMER_ID, ORDERED_AT, ORDER_DATE, COUNTRY, MARKET, CURRENCY,
-    QUANTITY, GROSS, DISCOUNT, TAX, SHIPPING, REFUNDED, NET, NET_BASE, STATUS,
+    SOURCE,
+    ORDER_ID,
+    LINE_NO,
+    CUSTOMER_ID,
+    ORDERED_AT,
+    ORDER_DATE,
+    COUNTRY,
+    MARKET,
+    CURRENCY,
+    QUANTITY,
+    GROSS,
+    DISCOUNT,
+    TAX,
+    SHIPPING,
+    REFUNDED,
+    NET,
+    NET_BASE,
+    STATUS,
 ];
 
 /// Money columns of the orders table (written as DECIMAL(18,2)).

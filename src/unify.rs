@@ -48,7 +48,13 @@ pub struct Unified {
 
 const DROP: &str = "_drop";
 
-pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: NaiveDate, fx: &FxRates) -> Result<Unified> {
+pub fn unify(
+    spec: &UnifySpec,
+    inputs: &[Input],
+    pipeline: &Pipeline,
+    as_of: NaiveDate,
+    fx: &FxRates,
+) -> Result<Unified> {
     let mut frames = Vec::new();
     let mut accounting = BTreeMap::new();
     for input in inputs {
@@ -56,7 +62,8 @@ pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: Nai
             lit(input.id).alias(schema::SOURCE),
             lit(input.kind == SourceKind::Shopify).alias("_is_shopify"),
         ]));
-        let mut acc = Accounting { rows_read: input.loaded.rows_read, notes: input.loaded.notes.clone(), ..Default::default() };
+        let mut acc =
+            Accounting { rows_read: input.loaded.rows_read, notes: input.loaded.notes.clone(), ..Default::default() };
         for reason in frame::strings(&input.loaded.rejects, schema::rejects::REASON)?.into_iter().flatten() {
             *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
         }
@@ -66,10 +73,10 @@ pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: Nai
 
     // The newest copy of each order across overlapping exports: highest last-updated-date, then
     // the file that sorts last.
-    let per_file = all
-        .clone()
-        .group_by([col(schema::SOURCE), col(schema::ORDER_ID), col(aux::FILE)])
-        .agg([col(aux::UPDATED_AT).max().alias("_updated")]);
+    let per_file =
+        all.clone()
+            .group_by([col(schema::SOURCE), col(schema::ORDER_ID), col(aux::FILE)])
+            .agg([col(aux::UPDATED_AT).max().alias("_updated")]);
     let best = per_file
         .sort_by_exprs(
             [col(schema::SOURCE), col(schema::ORDER_ID), col("_updated"), col(aux::FILE)],
@@ -85,7 +92,8 @@ pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: Nai
     );
 
     let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
-        let mut v: Vec<String> = inputs.iter().filter(|i| i.kind != SourceKind::Shopify).map(|i| i.id.to_string()).collect();
+        let mut v: Vec<String> =
+            inputs.iter().filter(|i| i.kind != SourceKind::Shopify).map(|i| i.id.to_string()).collect();
         v.extend(inputs.iter().filter(|i| i.kind == SourceKind::Amazon).map(|_| "amazon".to_string()));
         v
     });
@@ -116,26 +124,38 @@ pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: Nai
             .otherwise(null_str()),
         when(col("_is_shopify")).then(channel_dup).otherwise(null_str()),
         is_test,
-        when(col(aux::CUSTOMER_KEY).is_null()).then(lit("no customer (no e-mail or customer id)")).otherwise(null_str()),
+        when(col(aux::CUSTOMER_KEY).is_null())
+            .then(lit("no customer (no e-mail or customer id)"))
+            .otherwise(null_str()),
     ]);
     let all = frame::collect(all.with_column(drop.alias(DROP)), "unified lines")?;
 
-    let dropped = all.column(DROP).ctx(|| "drops")?.is_not_null();
-    let dropped_rows = all.filter(&dropped).ctx(|| "dropped rows")?;
-    let sources = frame::strings(&dropped_rows, schema::SOURCE)?;
-    let reasons = frame::strings(&dropped_rows, DROP)?;
-    for (s, r) in sources.iter().zip(&reasons) {
-        if let (Some(s), Some(r)) = (s, r) {
-            *accounting.get_mut(s).expect("known source").dropped.entry(r.clone()).or_default() += 1;
+    // Accounting is in records (file, line): a WebToffee record is one order of several lines.
+    let records = frame::collect(
+        all.clone().lazy().group_by([col(schema::SOURCE), col(DROP)]).agg([concat_str(
+            [col(aux::FILE), col(aux::LINE).cast(DataType::String)],
+            "\u{1}",
+            false,
+        )
+        .n_unique()
+        .alias("n")]),
+        "record counts",
+    )?;
+    let (sources, reasons, counts) =
+        (frame::strings(&records, schema::SOURCE)?, frame::strings(&records, DROP)?, frame::floats(&records, "n")?);
+    for ((s, r), n) in sources.iter().zip(&reasons).zip(&counts) {
+        let (Some(s), Some(n)) = (s, n) else { continue };
+        let acc = accounting.get_mut(s).expect("known source");
+        match r {
+            Some(r) => *acc.dropped.entry(r.clone()).or_default() += *n as u64,
+            None => acc.kept = *n as u64,
         }
     }
+    let dropped = all.column(DROP).ctx(|| "drops")?.is_not_null();
 
     let kept = all.filter(&!dropped).ctx(|| "kept rows")?;
-    let market_of: HashMap<String, String> = pipeline
-        .markets
-        .iter()
-        .flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone())))
-        .collect();
+    let market_of: HashMap<String, String> =
+        pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
     let hasher = Hasher::from_env();
     let fx = fx.clone();
     let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]);
@@ -149,13 +169,18 @@ pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: Nai
             .alias(schema::NET),
     ]);
     let lf = lf.with_columns([
-        frame::text_day_number_to_f64(col(schema::CURRENCY), col(schema::ORDER_DATE), col(schema::NET), move |c, d, n| {
-            let n = n?;
-            if n == 0.0 {
-                return Some(0.0);
-            }
-            Some(n * fx.rate(c?, d?)?)
-        })
+        frame::text_day_number_to_f64(
+            col(schema::CURRENCY),
+            col(schema::ORDER_DATE),
+            col(schema::NET),
+            move |c, d, n| {
+                let n = n?;
+                if n == 0.0 {
+                    return Some(0.0);
+                }
+                Some(n * fx.rate(c?, d?)?)
+            },
+        )
         .alias(schema::NET_BASE),
         frame::str_to_str(col(schema::COUNTRY), move |c| market_of.get(c).cloned())
             .fill_null(lit(OTHER_MARKET))
@@ -163,8 +188,8 @@ pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: Nai
     ]);
     let first_market = col("_line_market")
         .sort_by([col(schema::ORDERED_AT), col(schema::ORDER_ID)], SortMultipleOptions::default())
-        .first()
-        .over([col(schema::CUSTOMER_ID)]);
+        .first();
+    let first_market = frame::over(first_market, &[col(schema::CUSTOMER_ID)]);
     let lf = lf.with_column(first_market.alias(schema::MARKET));
     let df = frame::collect(lf, "orders")?;
 
@@ -180,17 +205,25 @@ pub fn unify(spec: &UnifySpec, inputs: &[Input], pipeline: &Pipeline, as_of: Nai
             accounting.get_mut(s).expect("known source").unknown_country = n as u64;
         }
     }
-    let kept_by_source = frame::collect(df.clone().lazy().group_by([col(schema::SOURCE)]).agg([len().alias("n")]), "kept")?;
-    for (s, n) in frame::strings(&kept_by_source, schema::SOURCE)?.iter().zip(frame::floats(&kept_by_source, "n")?) {
-        if let (Some(s), Some(n)) = (s, n) {
-            accounting.get_mut(s).expect("known source").kept = n as u64;
-        }
-    }
 
-    let cols: Vec<Expr> = schema::ORDER_LINE_COLUMNS.iter().map(|c| col(*c)).collect();
+    // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
+    let cols: Vec<Expr> = schema::ORDER_LINE_COLUMNS
+        .iter()
+        .map(|c| match schema::MONEY_COLUMNS.contains(c) {
+            true => col(*c).round(2, RoundMode::HalfAwayFromZero),
+            false => col(*c),
+        })
+        .collect();
     let orders = frame::collect(
         df.lazy().select(cols).sort_by_exprs(
-            [col(schema::MARKET), col(schema::CUSTOMER_ID), col(schema::ORDERED_AT), col(schema::SOURCE), col(schema::ORDER_ID), col(schema::LINE_NO)],
+            [
+                col(schema::MARKET),
+                col(schema::CUSTOMER_ID),
+                col(schema::ORDERED_AT),
+                col(schema::SOURCE),
+                col(schema::ORDER_ID),
+                col(schema::LINE_NO),
+            ],
             SortMultipleOptions::default(),
         ),
         "sorted orders",

@@ -41,10 +41,7 @@ pub fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
 }
 
 /// Deserializes the node at `path` as `T`; `Ok(None)` when there is no such node.
-pub fn deserialize_at<T: de::DeserializeOwned>(
-    text: &str,
-    path: &[Seg],
-) -> Result<Option<T>, yaml_serde::Error> {
+pub fn deserialize_at<T: de::DeserializeOwned>(text: &str, path: &[Seg]) -> Result<Option<T>, yaml_serde::Error> {
     Walk { path, then: Take(PhantomData::<T>) }.deserialize(yaml_serde::Deserializer::from_str(text))
 }
 
@@ -144,8 +141,7 @@ impl<'de, N: AtNode> Visitor<'de> for Walk<'_, N> {
         Ok(found)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let (Some((Seg::Index(want), rest)), mut found, mut i) = (self.path.split_first(), None, 0)
-        else {
+        let (Some((Seg::Index(want), rest)), mut found, mut i) = (self.path.split_first(), None, 0) else {
             return Ok(None);
         };
         loop {

@@ -34,11 +34,44 @@ pub enum TimeUnit {
     Week,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// A stage: a map with exactly one key naming its kind (`- load: {...}`). Deserialized by hand
+/// because yaml_serde reads externally tagged enums only from YAML tags (`!load`).
+#[derive(Debug)]
 pub enum RawStage {
-    Load(RawLoad),
+    Load(Box<RawLoad>),
     Unify(RawUnify),
+}
+
+const STAGE_KINDS: &[&str] = &["load", "unify"];
+
+impl<'de> Deserialize<'de> for RawStage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        struct StageVisitor;
+        impl<'de> Visitor<'de> for StageVisitor {
+            type Value = RawStage;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a stage: a map with one key, `load` or `unify`")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStage, A::Error> {
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom("empty stage: expected `load: {...}` or `unify: {...}`"));
+                };
+                let stage = match kind.as_str() {
+                    "load" => RawStage::Load(Box::new(map.next_value()?)),
+                    "unify" => RawStage::Unify(map.next_value()?),
+                    other => return Err(A::Error::unknown_variant(other, STAGE_KINDS)),
+                };
+                if let Some(more) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "a stage has one kind, found `{kind}` and `{more}` (indent options under `{kind}:`)"
+                    )));
+                }
+                Ok(stage)
+            }
+        }
+        d.deserialize_map(StageVisitor)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

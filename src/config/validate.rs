@@ -3,9 +3,7 @@
 
 use super::Problem;
 use super::locate::Seg;
-use super::raw::{
-    ConstantField, Paths, RawColumns, RawHeader, RawLoad, RawStage, RawUnify, SourceKind, TimeUnit,
-};
+use super::raw::{ConstantField, Paths, RawColumns, RawHeader, RawLoad, RawStage, RawUnify, SourceKind, TimeUnit};
 use crate::countries;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -48,7 +46,7 @@ impl AsOf {
 
 #[derive(Debug, Clone)]
 pub enum Stage {
-    Load(LoadSpec),
+    Load(Box<LoadSpec>),
     Unify(UnifySpec),
 }
 
@@ -140,8 +138,7 @@ fn key(path: &[Seg], k: &str) -> Vec<Seg> {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipeline, Vec<Problem>> {
@@ -214,7 +211,7 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
         match stage {
             RawStage::Load(l) => {
                 load_ids.insert(l.id.clone(), l.source);
-                typed.push(Stage::Load(check_load(&mut c, &spath, l)));
+                typed.push(Stage::Load(Box::new(check_load(&mut c, &spath, *l))));
             }
             RawStage::Unify(u) => typed.push(Stage::Unify(check_unify(&mut c, &spath, u, &load_ids))),
         }
@@ -314,7 +311,10 @@ fn check_load(c: &mut Checker, path: &[Seg], l: RawLoad) -> LoadSpec {
     let encoding = match l.encoding.as_deref() {
         None => encoding_rs::UTF_8,
         Some(e) => encoding_rs::Encoding::for_label(e.as_bytes()).unwrap_or_else(|| {
-            c.at(&key(path, "encoding"), format!("unknown encoding '{e}' (utf-8, windows-1252, shift_jis, iso-8859-1, ...)"));
+            c.at(
+                &key(path, "encoding"),
+                format!("unknown encoding '{e}' (utf-8, windows-1252, shift_jis, iso-8859-1, ...)"),
+            );
             encoding_rs::UTF_8
         }),
     };
@@ -333,7 +333,10 @@ fn check_load(c: &mut Checker, path: &[Seg], l: RawLoad) -> LoadSpec {
     if kind == Csv {
         let cpath = key(path, "columns");
         match &l.columns {
-            None => c.at(&cpath, "source `csv` needs a column mapping (customer, ordered_at, amount or quantity + unit_price)"),
+            None => c.at(
+                &cpath,
+                "source `csv` needs a column mapping (customer, ordered_at, amount or quantity + unit_price)",
+            ),
             Some(m) => {
                 if m.customer.is_none() {
                     c.at(&cpath, "needs `customer`: the column with the e-mail or customer id");

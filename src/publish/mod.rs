@@ -48,7 +48,8 @@ impl Publisher {
     /// Swaps every staged entry into place: the old one is moved aside, the new one renamed in,
     /// the old one deleted. Each swap is two renames on one file system.
     pub fn commit(self) -> Result<()> {
-        let trash = self.root.join(format!(".trash-{}", self.staging.file_name().unwrap_or_default().to_string_lossy()));
+        let trash =
+            self.root.join(format!(".trash-{}", self.staging.file_name().unwrap_or_default().to_string_lossy()));
         for entry in &self.entries {
             let new = self.staging.join(entry);
             let dest = self.root.join(entry);

@@ -67,6 +67,13 @@ fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
         };
         let array = if array.data_type() == &target {
             array.clone()
+        } else if let DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) = &target {
+            // Values are UTC microseconds already: label the zone (a cast would need chrono-tz).
+            let ts = array
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                .expect("Polars datetimes are microseconds here");
+            Arc::new(ts.clone().with_timezone(tz.clone()))
         } else {
             let rounded = match target {
                 DataType::Decimal128(..) => round_cents(array)?,

@@ -38,7 +38,11 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
     )?;
     let total = frame::collect(live.select(aggs), "report totals")?;
     let read = |df: &DataFrame| -> Result<Vec<SourceFigures>> {
-        let sources = if df.column(schema::SOURCE).is_ok() { frame::strings(df, schema::SOURCE)? } else { vec![Some("all".into())] };
+        let sources = if df.column(schema::SOURCE).is_ok() {
+            frame::strings(df, schema::SOURCE)?
+        } else {
+            vec![Some("all".into())]
+        };
         let o = frame::floats(df, "orders")?;
         let c = frame::floats(df, "customers")?;
         let r = frame::floats(df, "revenue")?;
@@ -52,7 +56,10 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
             .collect())
     };
     let mut total = read(&total)?;
-    Ok((read(&by_source)?, total.pop().unwrap_or(SourceFigures { source: "all".into(), orders: 0, customers: 0, revenue: 0.0 })))
+    Ok((
+        read(&by_source)?,
+        total.pop().unwrap_or(SourceFigures { source: "all".into(), orders: 0, customers: 0, revenue: 0.0 }),
+    ))
 }
 
 pub fn money(v: f64) -> String {
@@ -78,7 +85,11 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
     let mut md = String::new();
     let cur = ctx.base_currency;
     let _ = writeln!(md, "# Market `{}`: {} as of {}\n", cell(market), cell(ctx.pipeline), ctx.as_of);
-    let _ = writeln!(md, "Run `{}`. Revenue is net merchandise value (after discounts and refunds, without tax and shipping) in {cur}; cancelled orders are not counted.\n", ctx.run_id);
+    let _ = writeln!(
+        md,
+        "Run `{}`. Revenue is net merchandise value (after discounts and refunds, without tax and shipping) in {cur}; cancelled orders are not counted.\n",
+        ctx.run_id
+    );
     let _ = writeln!(md, "## Orders by source\n");
     let _ = writeln!(md, "| source | orders | customers | revenue ({cur}) |\n|---|---:|---:|---:|");
     for f in by_source.iter().chain(std::iter::once(&total)) {
@@ -89,7 +100,10 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
 
     let _ = writeln!(md, "## Data quality (every source, all markets)\n");
     let _ = writeln!(md, "Every row read is kept, dropped with a reason, or rejected as unreadable.\n");
-    let _ = writeln!(md, "| source | rows read | kept | dropped | rejected | read = kept + dropped + rejected |\n|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        md,
+        "| source | rows read | kept | dropped | rejected | read = kept + dropped + rejected |\n|---|---:|---:|---:|---:|---|"
+    );
     for (source, a) in ctx.accounting {
         let dropped: u64 = a.dropped.values().sum();
         let rejected: u64 = a.rejected.values().sum();
@@ -107,7 +121,12 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
             let _ = writeln!(rejects, "| {} | {} | {n} |", cell(source), cell(reason));
         }
         if a.unknown_country > 0 {
-            let _ = writeln!(notes, "- `{}`: {} kept row(s) name a country that is not an ISO country (e.g. `Unspecified`); they count in market `other`.", cell(source), a.unknown_country);
+            let _ = writeln!(
+                notes,
+                "- `{}`: {} kept row(s) name a country that is not an ISO country (e.g. `Unspecified`); they count in market `other`.",
+                cell(source),
+                a.unknown_country
+            );
         }
         for note in &a.notes {
             let _ = writeln!(notes, "- `{}`: {}", cell(source), cell(note));
@@ -117,7 +136,10 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
         let _ = writeln!(md, "\n### Dropped rows by reason\n\n| source | reason | rows |\n|---|---|---:|\n{drops}");
     }
     if !rejects.is_empty() {
-        let _ = writeln!(md, "\n### Rejected rows by reason\n\nThe rows, with file, line and raw text, are in `rejects/source=<id>/`.\n\n| source | reason | rows |\n|---|---|---:|\n{rejects}");
+        let _ = writeln!(
+            md,
+            "\n### Rejected rows by reason\n\nThe rows, with file, line and raw text, are in `rejects/source=<id>/`.\n\n| source | reason | rows |\n|---|---|---:|\n{rejects}"
+        );
     }
     if !notes.is_empty() {
         let _ = writeln!(md, "\n### Notes\n\n{notes}");

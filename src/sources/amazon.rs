@@ -4,8 +4,7 @@
 //! is its own customer and the report says repeat purchases on Amazon cannot be seen.
 
 use super::{
-    FileOut, LineExprs, LoadCtx, Loaded, Want, amount, email_key, finish, parse, read, required,
-    status_of, unparseable,
+    FileOut, LineExprs, LoadCtx, Loaded, Want, amount, email_key, finish, parse, read, required, status_of, unparseable,
 };
 use crate::config::{Delimiter, TextFormat};
 use crate::error::{Context, Result};
@@ -16,19 +15,46 @@ use std::path::Path;
 
 /// Marketplaces whose prices include VAT/GST: their `item-tax` is inside `item-price`.
 const TAX_INCLUSIVE: &[&str] = &[
-    "amazon.co.uk", "amazon.de", "amazon.fr", "amazon.it", "amazon.es", "amazon.nl", "amazon.se",
-    "amazon.pl", "amazon.com.be", "amazon.ie", "amazon.com.tr", "amazon.co.jp", "amazon.com.au",
+    "amazon.co.uk",
+    "amazon.de",
+    "amazon.fr",
+    "amazon.it",
+    "amazon.es",
+    "amazon.nl",
+    "amazon.se",
+    "amazon.pl",
+    "amazon.com.be",
+    "amazon.ie",
+    "amazon.com.tr",
+    "amazon.co.jp",
+    "amazon.com.au",
     "amazon.in",
 ];
 
 /// Currency of each marketplace, for lines whose `currency` is blank (cancelled lines).
 const MARKETPLACE_CURRENCY: &[(&str, &str)] = &[
-    ("amazon.com", "USD"), ("amazon.ca", "CAD"), ("amazon.com.mx", "MXN"), ("amazon.com.br", "BRL"),
-    ("amazon.co.uk", "GBP"), ("amazon.de", "EUR"), ("amazon.fr", "EUR"), ("amazon.it", "EUR"),
-    ("amazon.es", "EUR"), ("amazon.nl", "EUR"), ("amazon.com.be", "EUR"), ("amazon.ie", "EUR"),
-    ("amazon.se", "SEK"), ("amazon.pl", "PLN"), ("amazon.com.tr", "TRY"), ("amazon.co.jp", "JPY"),
-    ("amazon.com.au", "AUD"), ("amazon.in", "INR"), ("amazon.ae", "AED"), ("amazon.sa", "SAR"),
-    ("amazon.sg", "SGD"), ("amazon.eg", "EGP"),
+    ("amazon.com", "USD"),
+    ("amazon.ca", "CAD"),
+    ("amazon.com.mx", "MXN"),
+    ("amazon.com.br", "BRL"),
+    ("amazon.co.uk", "GBP"),
+    ("amazon.de", "EUR"),
+    ("amazon.fr", "EUR"),
+    ("amazon.it", "EUR"),
+    ("amazon.es", "EUR"),
+    ("amazon.nl", "EUR"),
+    ("amazon.com.be", "EUR"),
+    ("amazon.ie", "EUR"),
+    ("amazon.se", "SEK"),
+    ("amazon.pl", "PLN"),
+    ("amazon.com.tr", "TRY"),
+    ("amazon.co.jp", "JPY"),
+    ("amazon.com.au", "AUD"),
+    ("amazon.in", "INR"),
+    ("amazon.ae", "AED"),
+    ("amazon.sa", "SAR"),
+    ("amazon.sg", "SGD"),
+    ("amazon.eg", "EGP"),
 ];
 
 fn tsv(encoding: &'static encoding_rs::Encoding) -> TextFormat {
@@ -80,9 +106,10 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
         })
         .alias("_market_currency"),
     ]);
-    let status = when(col("_item_status").eq(lit(status::CANCELLED)).or(col("_order_status").eq(lit(status::CANCELLED))))
-        .then(lit(status::CANCELLED))
-        .otherwise(col("_order_status"));
+    let status =
+        when(col("_item_status").eq(lit(status::CANCELLED)).or(col("_order_status").eq(lit(status::CANCELLED))))
+            .then(lit(status::CANCELLED))
+            .otherwise(col("_order_status"));
     let lf = lf.with_columns([
         status.alias("_status"),
         (col("_gross") - col("_promo").abs().fill_null(lit(0.0)) - col("_tax").fill_null(lit(0.0)) * col("_inclusive"))
@@ -166,12 +193,7 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
             coalesce(&[col(aux::BILL_COUNTRY), super::country(col("_bill"))]).alias(aux::BILL_COUNTRY),
         ]);
     let df = frame::collect(joined, "Amazon buyers")?;
-    let unmatched = df
-        .column("_buyer")
-        .ctx(|| "buyers")?
-        .is_null()
-        .sum()
-        .unwrap_or(0);
+    let unmatched = df.column("_buyer").ctx(|| "buyers")?.is_null().sum().unwrap_or(0);
     if unmatched > 0 {
         loaded.notes.push(format!(
             "{unmatched} Amazon line(s) have no buyer in the Fulfilled Shipments report (not shipped by Amazon, \

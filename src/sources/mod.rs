@@ -138,11 +138,7 @@ pub const REASON: &str = "reason";
 
 /// Reads `path`, resolving the columns `choose` wants (given the header) against its header. A
 /// missing required column stops the run with the file, the column and the columns found.
-pub fn read(
-    path: &Path,
-    format: &TextFormat,
-    choose: impl FnOnce(&[String]) -> Result<Vec<Want>>,
-) -> Result<RawFile> {
+pub fn read(path: &Path, format: &TextFormat, choose: impl FnOnce(&[String]) -> Result<Vec<Want>>) -> Result<RawFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
     let sha256 = hex(&Sha256::digest(&bytes));
     let size = bytes.len() as u64;
@@ -193,7 +189,8 @@ pub fn read(
     for &i in &records.unterminated {
         pre[i] = Some("unterminated quoted field".to_string());
     }
-    columns.push(StringChunked::from_iter_options(PRE_REASON.into(), pre.into_iter()).into_column());
+    let pre: StringChunked = pre.into_iter().collect();
+    columns.push(pre.with_name(PRE_REASON.into()).into_column());
     let frame = frame::frame(columns)?;
     let shown = path.display().to_string();
     Ok(RawFile {
@@ -355,8 +352,8 @@ pub fn country(e: Expr) -> Expr {
 /// `w_i / sum(w)` over the order's lines (`1/n` when the weights sum to zero).
 pub fn share(weight: Expr, order: &[&str]) -> Expr {
     let by: Vec<Expr> = order.iter().map(|c| col(*c)).collect();
-    let total = weight.clone().sum().over(&by);
-    let n = weight.clone().count().over(&by).cast(DataType::Float64);
+    let total = frame::over(weight.clone().sum(), &by);
+    let n = frame::over(weight.clone().count(), &by).cast(DataType::Float64);
     when(total.clone().abs().gt(lit(1e-12))).then(weight / total).otherwise(lit(1.0) / n)
 }
 
@@ -406,22 +403,27 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
         coalesce(&reasons).alias(REASON),
     ]);
     let line_no = e.line_no.as_ref().map(|_| col("_line_no")).unwrap_or_else(|| {
-        col(REC).rank(RankOptions { method: RankMethod::Ordinal, descending: false }, None).over([col(ORDER_ID)])
+        frame::over(
+            col(REC).rank(RankOptions { method: RankMethod::Ordinal, descending: false }, None),
+            &[col(ORDER_ID)],
+        )
     });
     let with_date = selected.with_columns([
         frame::local_date(col(ORDERED_AT), zone).alias(ORDER_DATE),
         line_no.cast(DataType::Int64).alias(LINE_NO),
     ]);
-    let fx_reason = frame::text_day_number_to_str(col(CURRENCY), col(ORDER_DATE), col(NET), move |c, d, n| {
-        fx.problem(c, d, n)
-    });
-    let df = frame::collect(
-        with_date.with_column(coalesce(&[col(REASON), fx_reason]).alias(REASON)),
-        &format!("lines of {}", raw.shown),
-    )?;
+    let fx_reason =
+        frame::text_day_number_to_str(col(CURRENCY), col(ORDER_DATE), col(NET), move |c, d, n| fx.problem(c, d, n));
+    // A record that yields several lines (WebToffee items) is rejected whole if any line is.
+    let reason = frame::over(coalesce(&[col(REASON), fx_reason]).drop_nulls().first(), &[col(REC)]);
+    let df = frame::collect(with_date.with_column(reason.alias(REASON)), &format!("lines of {}", raw.shown))?;
 
     let bad = df.column(REASON).ctx(|| "reasons")?.is_not_null();
-    let rejected = df.filter(&bad).ctx(|| "selecting rejects")?;
+    let rejected = df
+        .filter(&bad)
+        .ctx(|| "selecting rejects")?
+        .unique_stable(Some(&[REC.into()]), UniqueKeepStrategy::First, None)
+        .ctx(|| "one reject per record")?;
     let recs: Vec<u32> = rejected.column(REC).ctx(|| "rec")?.u32().ctx(|| "rec")?.into_no_null_iter().collect();
     let raws: Vec<&str> = recs.iter().map(|&r| raw.records.raw(&raw.text, r as usize)).collect();
     let rejects = rejected

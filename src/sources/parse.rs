@@ -21,7 +21,10 @@ pub fn amount(raw: &str, decimal_comma: bool) -> Option<f64> {
     }
     let cleaned: String = if s.contains(',') {
         if decimal_comma {
-            s.chars().filter(|c| !matches!(c, '.' | ' ' | '\u{a0}' | '\'')).map(|c| if c == ',' { '.' } else { c }).collect()
+            s.chars()
+                .filter(|c| !matches!(c, '.' | ' ' | '\u{a0}' | '\''))
+                .map(|c| if c == ',' { '.' } else { c })
+                .collect()
         } else if is_thousands_grouped(s) {
             s.replace(',', "")
         } else {
@@ -107,16 +110,34 @@ pub fn localize(zone: Tz, naive: NaiveDateTime) -> DateTime<Tz> {
 pub fn status(raw: &str) -> Option<&'static str> {
     let s = raw.trim().to_lowercase().replace(['-', ' '], "_");
     Some(match s.as_str() {
-        "completed" | "complete" | "paid" | "shipped" | "delivered" | "fulfilled" | "processing"
-        | "closed" | "success" | "succeeded" | "shipped___delivered_to_buyer" | "unshipped"
-        | "partiallyshipped" | "partially_shipped" | "invoiceunconfirmed" | "shipping" => status::COMPLETED,
-        "pending" | "on_hold" | "onhold" | "authorized" | "unpaid" | "partially_paid" | "open"
-        | "pendingavailability" | "pending_payment" | "awaiting_payment" => status::PENDING,
-        "cancelled" | "canceled" | "voided" | "void" | "failed" | "expired" | "declined"
-        | "trash" => status::CANCELLED,
-        "refunded" | "returned" | "shipped___returned_to_seller" | "shipped___rejected_by_buyer" => {
-            status::REFUNDED
-        }
+        "completed"
+        | "complete"
+        | "paid"
+        | "shipped"
+        | "delivered"
+        | "fulfilled"
+        | "processing"
+        | "closed"
+        | "success"
+        | "succeeded"
+        | "shipped___delivered_to_buyer"
+        | "unshipped"
+        | "partiallyshipped"
+        | "partially_shipped"
+        | "invoiceunconfirmed"
+        | "shipping" => status::COMPLETED,
+        "pending"
+        | "on_hold"
+        | "onhold"
+        | "authorized"
+        | "unpaid"
+        | "partially_paid"
+        | "open"
+        | "pendingavailability"
+        | "pending_payment"
+        | "awaiting_payment" => status::PENDING,
+        "cancelled" | "canceled" | "voided" | "void" | "failed" | "expired" | "declined" | "trash" => status::CANCELLED,
+        "refunded" | "returned" | "shipped___returned_to_seller" | "shipped___rejected_by_buyer" => status::REFUNDED,
         "partially_refunded" | "partiallyrefunded" => status::PARTIALLY_REFUNDED,
         _ => return None,
     })

@@ -2,8 +2,12 @@
 //! discount, refund, addresses, status) only on the first row of each order, so they are read from
 //! that row and spread over the order's lines pro rata. Orders group by `Name` (`#1411`).
 
-use super::{FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required, share, status_of, unparseable};
+use super::{
+    FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required, share,
+    status_of, unparseable,
+};
 use crate::error::Result;
+use crate::frame;
 use crate::schema::status;
 use polars::prelude::*;
 use std::path::Path;
@@ -33,7 +37,7 @@ fn wants() -> Vec<Want> {
 
 /// The value on the order's first row.
 fn order(c: &str) -> Expr {
-    col(c).first().over([col("name")])
+    frame::over(col(c).first(), &[col("name")])
 }
 
 pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
@@ -61,23 +65,22 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
         .gt(lit(0.0))
         .and((z("_total") - z("_sub") - z("_ship")).abs().lt(lit(0.005)))
         .and((z("_total") - z("_sub") - z("_ship") - z("_taxes")).abs().gt(lit(0.005)));
-    let merch_share = when((z("_sub") + z("_ship")).gt(lit(0.0)))
-        .then(z("_sub") / (z("_sub") + z("_ship")))
-        .otherwise(lit(1.0));
+    let merch_share =
+        when((z("_sub") + z("_ship")).gt(lit(0.0))).then(z("_sub") / (z("_sub") + z("_ship"))).otherwise(lit(1.0));
     let lf = lf.with_columns([
         (z("_disc") * col("_w")).alias("_line_disc"),
         (z("_taxes") * merch_share * col("_w")).alias("_line_tax"),
         (z("_ship") * col("_w")).alias("_line_ship"),
         inclusive.alias("_inclusive"),
     ]);
-    let lf = lf.with_columns([(col("_gross") - col("_line_disc")
+    let lf = lf.with_columns([(col("_gross")
+        - col("_line_disc")
         - when(col("_inclusive")).then(col("_line_tax")).otherwise(lit(0.0)))
     .alias("_net_before")]);
-    let lf = lf.with_columns([col("_net_before").sum().over([col("name")]).alias("_order_net")]);
-    let lf = lf.with_columns([
-        (merchandise_refund(col("_refund"), z("_total"), col("_order_net")) * share(col("_net_before"), &by))
-            .alias("_line_refund"),
-    ]);
+    let lf = lf.with_columns([frame::over(col("_net_before").sum(), &[col("name")]).alias("_order_net")]);
+    let lf = lf.with_columns([(merchandise_refund(col("_refund"), z("_total"), col("_order_net"))
+        * share(col("_net_before"), &by))
+    .alias("_line_refund")]);
     let status = when(order("cancelled").is_not_null())
         .then(lit(status::CANCELLED))
         .otherwise(col("_financial").fill_null(lit(status::COMPLETED)));

@@ -3,7 +3,10 @@
 //! refunds in `refund_items`) and Advanced Order Export (one row per item, order fields repeated).
 //! `order_date` is site-local without offset: the stage's `timezone` says which zone.
 
-use super::{FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required, share, status_of, unparseable};
+use super::{
+    FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required, share,
+    status_of, unparseable,
+};
 use crate::config::ConstantField;
 use crate::error::{Error, Result};
 use crate::frame::{self, null_str};
@@ -120,7 +123,8 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
     let lf = if parts.is_empty() {
         base.with_columns([frame::null_str().alias("_item"), lit(1i64).alias("_k")])
     } else {
-        concat(parts, UnionArgs::default()).map_err(|e| Error::Polars { context: "stacking items".into(), source: e })?
+        concat(parts, UnionArgs::default())
+            .map_err(|e| Error::Polars { context: "stacking items".into(), source: e })?
     };
     let by = ["order_id"];
     let refund_sum = frame::str_to_f64(col("refund_items"), move |s| {
@@ -144,9 +148,12 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
         coalesce(&[col("_total"), col("_sub")]).alias("_net_before"),
         coalesce(&[col("_sub"), col("_total")]).alias("_gross"),
     ]);
-    let lf = lf.with_columns([col("_net_before").sum().over([col("order_id")]).alias("_order_net")]);
-    let lf = lf.with_columns([(merchandise_refund(col("_refund"), col("_order_total").fill_null(lit(0.0)), col("_order_net"))
-        * share(col("_net_before"), &by))
+    let lf = lf.with_columns([frame::over(col("_net_before").sum(), &[col("order_id")]).alias("_order_net")]);
+    let lf = lf.with_columns([(merchandise_refund(
+        col("_refund"),
+        col("_order_total").fill_null(lit(0.0)),
+        col("_order_net"),
+    ) * share(col("_net_before"), &by))
     .alias("_line_refund")]);
     let e = LineExprs {
         order_id: col("order_id"),
@@ -171,7 +178,11 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
             required(col("status"), col("_status"), "status"),
             when(col("_item").is_null()).then(lit("order has no line_item cells")).otherwise(null_str()),
             required(field(col("_item"), "quantity"), col("_qty"), "line item quantity"),
-            required(coalesce(&[field(col("_item"), "total"), field(col("_item"), "sub_total")]), col("_net_before"), "line item total"),
+            required(
+                coalesce(&[field(col("_item"), "total"), field(col("_item"), "sub_total")]),
+                col("_net_before"),
+                "line item total",
+            ),
             unparseable(col("order_total"), col("_order_total"), "order_total"),
             unparseable(col("refund_items"), col("_refund"), "refund_items"),
             missing_currency(ctx),

@@ -1,0 +1,112 @@
+//! Configuration errors: one snapshot per kind of mistake (file, YAML path, line, column, caret),
+//! several problems reported at once, and every shipped pipeline valid.
+
+use clv::config;
+use std::path::Path;
+
+fn errors(yaml: &str) -> String {
+    match config::parse(Path::new("pipelines/bad.yaml"), yaml) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const HEAD: &str = "name: t\nbase_currency: USD\nmarkets: { us: [US], eu: [DE, FR] }\n";
+const SHOPIFY: &str = "tests/fixtures/shopify_real/zhangerson_shopify_parsing__orders_export.csv";
+
+#[test]
+fn unknown_field_points_at_the_stage() {
+    let yaml = format!(
+        "{HEAD}stages:\n  - load: {{ id: s, source: shopify, pth: {SHOPIFY} }}\n  - unify: {{ id: o, inputs: [s] }}\n"
+    );
+    insta::assert_snapshot!(errors(&yaml));
+}
+
+#[test]
+fn wrong_type_and_unknown_source_in_two_stages_are_both_reported() {
+    let yaml = format!(
+        "{HEAD}stages:\n  - load: {{ id: a, source: ebay, path: {SHOPIFY} }}\n  - load:\n      id: b\n      source: csv\n      path: {SHOPIFY}\n      has_header: maybe\n  - unify: {{ id: o, inputs: [a, b] }}\n"
+    );
+    let msg = errors(&yaml);
+    assert!(msg.starts_with("2 problem(s)"), "{msg}");
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn semantic_problems_are_collected_with_locations() {
+    let yaml = format!(
+        "name: t\nbase_currency: usd\ntimezone: Mars/Olympus\nmarkets:\n  us: [US, XX]\n  eu: [DE, US]\nstages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY}, buyers: x.txt }}\n  - load: {{ id: s, source: csv, path: missing/*.csv }}\n  - unify: {{ id: o, inputs: [s, amazon] }}\n"
+    );
+    let msg = errors(&yaml);
+    for needle in [
+        "base_currency: 'usd' is not an ISO 4217 code",
+        "timezone: 'Mars/Olympus' is not an IANA time zone",
+        "markets.us[1]: 'XX' is not an ISO 3166-1 alpha-2",
+        "markets.us[0]: country US is already in market `eu`",
+        "stages[0].load.buyers: not used by source `shopify`",
+        "stages[1].load.id: id 's' is used by an earlier stage",
+        "stages[1].load.path: no file matches 'missing/*.csv'",
+        "stages[1].load.columns: source `csv` needs a column mapping",
+        "stages[2].unify.inputs[1]: 'amazon' is not a load stage defined above",
+    ] {
+        assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+    }
+    insta::assert_snapshot!(msg);
+}
+
+#[test]
+fn yaml_syntax_error() {
+    let yaml = format!(
+        "{HEAD}stages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY}\n  - unify: {{ id: o, inputs: [s] }}\n"
+    );
+    insta::assert_snapshot!(errors(&yaml));
+}
+
+#[test]
+fn csv_mapping_needs_customer_date_and_amounts() {
+    let yaml = format!(
+        "{HEAD}stages:\n  - load: {{ id: s, source: csv, path: {SHOPIFY}, delimiter: '::', columns: {{ quantity: Lineitem quantity }} }}\n  - unify: {{ id: o, inputs: [s] }}\n"
+    );
+    insta::assert_snapshot!(errors(&yaml));
+}
+
+#[test]
+fn missing_unify_stage() {
+    let yaml = format!("{HEAD}stages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY} }}\n");
+    insta::assert_snapshot!(errors(&yaml));
+}
+
+#[test]
+fn every_shipped_pipeline_validates() {
+    let mut n = 0;
+    for entry in std::fs::read_dir("pipelines").unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            if let Err(e) = config::load(&path) {
+                panic!("{}: {e}", path.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn validate_command_reports_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, format!("{HEAD}stages:\n  - load: {{ id: s, source: shopify, pth: x }}\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["validate", "pipelines/nightly.yaml"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("pipelines/nightly.yaml: ok"), "{stdout}");
+    assert!(
+        stderr.contains("bad.yaml:5:") && stderr.contains("unknown field `pth`") && stderr.contains('^'),
+        "{stderr}"
+    );
+}

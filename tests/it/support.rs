@@ -1,0 +1,111 @@
+//! Helpers shared by the integration tests.
+
+use clv::config::{self, Pipeline, Stage};
+use clv::fx::FxRates;
+use clv::sources::{self, LoadCtx, Loaded};
+use std::path::Path;
+
+/// A pipeline around one load stage (given as YAML flow mapping text), parsed for real.
+pub fn pipeline_with(load: &str) -> Pipeline {
+    let yaml = format!(
+        "name: t\nbase_currency: USD\nfx_rates: tests/fixtures/fx_rates_test.csv\nmarkets: {{ us: [US] }}\nstages:\n  - load: {load}\n  - unify: {{ id: orders, inputs: [src] }}\n"
+    );
+    match config::parse(Path::new("test.yaml"), &yaml) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Loads the pipeline's first stage.
+pub fn load(load: &str) -> Loaded {
+    let p = pipeline_with(load);
+    let Stage::Load(spec) = &p.stages[0] else { panic!("first stage is a load") };
+    let fx = FxRates::load(p.fx_rates.as_ref().unwrap(), "USD").unwrap();
+    match sources::load(&LoadCtx { spec, fx: &fx, zone: p.timezone }) {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+pub fn load_err(load: &str) -> String {
+    let p = pipeline_with(load);
+    let Stage::Load(spec) = &p.stages[0] else { panic!("first stage is a load") };
+    let fx = FxRates::load(p.fx_rates.as_ref().unwrap(), "USD").unwrap();
+    match sources::load(&LoadCtx { spec, fx: &fx, zone: p.timezone }) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+pub fn sum(df: &polars::prelude::DataFrame, col: &str) -> f64 {
+    clv::frame::floats(df, col).unwrap().into_iter().flatten().sum()
+}
+
+pub fn strings(df: &polars::prelude::DataFrame, col: &str) -> Vec<Option<String>> {
+    clv::frame::strings(df, col).unwrap()
+}
+
+/// Distinct values of `col` per distinct `key` (e.g. status per order), counted by value.
+pub fn per_key_counts(
+    df: &polars::prelude::DataFrame,
+    key: &str,
+    col: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let keys = strings(df, key);
+    let vals = strings(df, col);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in keys.into_iter().zip(vals) {
+        let (k, v) = (k.unwrap_or_default(), v.unwrap_or_default());
+        if seen.insert((k, v.clone())) {
+            *out.entry(v).or_default() += 1;
+        }
+    }
+    out
+}
+
+pub fn assert_close(actual: f64, expected: f64, tol: f64, what: &str) {
+    assert!((actual - expected).abs() <= tol, "{what}: {actual} vs expected {expected} (tolerance {tol})");
+}
+
+/// Writes a file into a fresh temporary directory and returns (dir, path).
+pub fn temp_file(name: &str, contents: &[u8]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap();
+    let p = path.display().to_string();
+    (dir, p)
+}
+
+/// An output Parquet file read back with arrow-rs (as BI tools read it, decimals included).
+pub struct Table {
+    pub batch: arrow::record_batch::RecordBatch,
+}
+
+impl Table {
+    pub fn read(path: &Path) -> Table {
+        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let schema = builder.schema().clone();
+        let batches: Vec<_> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+        Table { batch: arrow::compute::concat_batches(&schema, &batches).unwrap() }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// A DECIMAL(18,2) or numeric column as f64.
+    pub fn numbers(&self, name: &str) -> Vec<f64> {
+        let c = self.batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+        let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Float64).unwrap();
+        let c = c.as_any().downcast_ref::<arrow::array::Float64Array>().unwrap();
+        c.iter().map(|v| v.unwrap_or(0.0)).collect()
+    }
+
+    pub fn texts(&self, name: &str) -> Vec<String> {
+        let c = self.batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
+        let c = c.as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        c.iter().map(|v| v.unwrap_or_default().to_string()).collect()
+    }
+}
