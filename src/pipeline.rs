@@ -57,7 +57,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             Stage::Load(spec) => {
                 let ctx = LoadCtx { spec, fx: &fx, zone: p.timezone };
                 let l = sources::load(&ctx)?;
-                tracing::info!(stage = %spec.id, rows = l.rows_read, kept = l.lines.height(), rejected = l.rejects.height(), "loaded");
+                tracing::info!(stage = %spec.id, records = l.rows_read, lines = l.lines.height(), rejected = l.rejects.height(), "loaded");
                 loaded.insert(spec.id.clone(), (spec.kind, l, spec.max_reject_rate));
             }
             Stage::Unify(spec) => {

@@ -32,60 +32,41 @@ fn orders(out: &Path, market: &str) -> Table {
 fn unify_rules_on_three_platforms() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Amazon: A1 is pending (no price) in the older pull and shipped at 20.00 USD in the newer one;
-    // A2 (Amazon.co.uk, 30.00 GBP with 5.00 VAT inside) is only in the older pull. Both belong to one
+    // Amazon: A1 is pending (no price) in the older pull and shipped in the newer one, whose file
+    // name sorts first, as two identical rows (two units at 20.00 USD: not duplicates). A2
+    // (Amazon.co.uk, 30.00 GBP with 5.00 VAT inside) is only in the older pull. Both belong to one
     // relay buyer, whose first order (A2, 2024-02-01) is in the UK.
-    write(
-        d,
-        "amazon/orders_1.txt",
-        &[
-            AMAZON_HEADER.to_string(),
-            amazon_row([
-                "A1",
-                "2024-03-01T10:00:00+00:00",
-                "2024-03-01T11:00:00+00:00",
-                "Pending",
-                "Amazon.com",
-                "USD",
-                "",
-                "",
-                "US",
-            ]),
-            amazon_row([
-                "A2",
-                "2024-02-01T10:00:00+00:00",
-                "2024-02-02T10:00:00+00:00",
-                "Shipped",
-                "Amazon.co.uk",
-                "GBP",
-                "30.00",
-                "5.00",
-                "GB",
-            ]),
-            String::new(),
-        ]
-        .join("\n"),
-    );
-    write(
-        d,
-        "amazon/orders_0.txt",
-        &[
-            AMAZON_HEADER.to_string(),
-            amazon_row([
-                "A1",
-                "2024-03-01T10:00:00+00:00",
-                "2024-03-03T09:00:00+00:00",
-                "Shipped",
-                "Amazon.com",
-                "USD",
-                "20.00",
-                "1.60",
-                "US",
-            ]),
-            String::new(),
-        ]
-        .join("\n"),
-    );
+    let a1_pending =
+        ["A1", "2024-03-01T10:00:00+00:00", "2024-03-01T11:00:00+00:00", "Pending", "Amazon.com", "USD", "", "", "US"];
+    let a1_shipped = [
+        "A1",
+        "2024-03-01T10:00:00+00:00",
+        "2024-03-03T09:00:00+00:00",
+        "Shipped",
+        "Amazon.com",
+        "USD",
+        "20.00",
+        "1.60",
+        "US",
+    ];
+    let a2 = [
+        "A2",
+        "2024-02-01T10:00:00+00:00",
+        "2024-02-02T10:00:00+00:00",
+        "Shipped",
+        "Amazon.co.uk",
+        "GBP",
+        "30.00",
+        "5.00",
+        "GB",
+    ];
+    let pull = |rows: &[[&str; 9]]| {
+        let mut lines = vec![AMAZON_HEADER.to_string()];
+        lines.extend(rows.iter().map(|r| amazon_row(*r)));
+        lines.join("\n") + "\n"
+    };
+    write(d, "amazon/orders_1.txt", &pull(&[a1_pending, a2]));
+    write(d, "amazon/orders_0.txt", &pull(&[a1_shipped, a1_shipped]));
     write(
         d,
         "amazon/shipments.txt",
@@ -138,16 +119,16 @@ fn unify_rules_on_three_platforms() {
     assert!((net_base - 170.0).abs() < 1e-9, "us revenue {net_base}");
     let sources = us.texts("source");
     assert!(sources.contains(&"shop".to_string()));
-    // The relay buyer: A2 = (30.00 - 5.00 VAT) * 1.30 = 32.50; A1 from the newer pull: 20.00.
-    assert_eq!(uk.rows(), 2);
+    // The relay buyer: A2 = (30.00 - 5.00 VAT) * 1.30 = 32.50; A1 from the newer pull: 2 x 20.00.
+    assert_eq!(uk.rows(), 3);
     let uk_net: f64 = uk.numbers("net_base").iter().sum();
-    assert!((uk_net - 52.5).abs() < 1e-9, "uk revenue {uk_net}");
+    assert!((uk_net - 72.5).abs() < 1e-9, "uk revenue {uk_net}");
 
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let acc = &manifest["accounting"];
-    assert_eq!(acc["amazon"]["rows_read"], 3);
-    assert_eq!(acc["amazon"]["kept"], 2);
+    assert_eq!(acc["amazon"]["rows_read"], 4);
+    assert_eq!(acc["amazon"]["kept"], 3);
     assert_eq!(acc["amazon"]["dropped"]["duplicate: the same order is in a newer export file"], 1);
     assert_eq!(acc["shopify"]["rows_read"], 6);
     assert_eq!(acc["shopify"]["kept"], 2);
@@ -160,4 +141,77 @@ fn unify_rules_on_three_platforms() {
     );
     let report = std::fs::read_to_string(out.join("reports/us.md")).unwrap();
     assert!(report.contains("| **all sources** | 2 | 1 | 170.00 |"), "{report}");
+}
+
+fn generic_pipeline(d: &Path, rows: &str, max_reject_rate: &str) -> config::Pipeline {
+    write(d, "legacy.csv", &format!("order,customer,date,amount,country\n{rows}"));
+    let yaml = format!(
+        "name: t\nbase_currency: GBP\nmarkets: {{ uk: [GB] }}\nstages:\n\
+         - load: {{ id: legacy, source: csv, path: '{d}/legacy.csv', max_reject_rate: {max_reject_rate}, \
+           columns: {{ order_id: order, customer: customer, ordered_at: date, amount: amount, country: country }}, constants: {{ currency: GBP }} }}\n\
+         - unify: {{ id: orders, inputs: [legacy] }}\n",
+        d = d.display()
+    );
+    std::fs::write(d.join("p.yaml"), yaml).unwrap();
+    config::load(&d.join("p.yaml")).unwrap()
+}
+
+#[test]
+fn country_names_and_unrecognised_countries() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = generic_pipeline(
+        d,
+        "1,a@shop.io,2024-01-01,10.00,United Kingdom\n2,b@shop.io,2024-01-02,20.00,Unspecified\n3,c@shop.io,2024-01-03,30.00,European Community\n",
+        "0.01",
+    );
+    let out = d.join("out");
+    let as_of = chrono::NaiveDate::from_ymd_opt(2024, 12, 31);
+    pipeline::run(&p, &RunOptions { out: Some(out.clone()), as_of, markets: vec![] }).unwrap();
+    assert_eq!(orders(&out, "uk").numbers("net_base"), [10.0]);
+    assert_eq!(orders(&out, "uk").texts("country"), ["GB"]);
+    let mut other = orders(&out, "other").numbers("net_base");
+    other.sort_by(f64::total_cmp);
+    assert_eq!(other, [20.0, 30.0]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["accounting"]["legacy"]["unknown_country"], 2);
+    let report = std::fs::read_to_string(out.join("reports/other.md")).unwrap();
+    assert!(report.contains("2 kept row(s) name a country that is not an ISO country"), "{report}");
+}
+
+#[test]
+fn too_many_rejects_exit_1_and_publish_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generic_pipeline(d, "1,a@shop.io,2024-01-01,10.00,GB\n2,b@shop.io,yesterday,20.00,GB\n", "0.01");
+    let out = d.join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", d.join("p.yaml").to_str().unwrap(), "--out", out.to_str().unwrap(), "--as-of", "2024-12-31"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("source `legacy`: 1 of 2 rows rejected (50.0%), above max_reject_rate 1.0%"), "{stderr}");
+    assert!(stderr.contains("legacy.csv:3: unparseable ordered_at 'yesterday'"), "{stderr}");
+    assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn missing_column_exits_2_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    generic_pipeline(d, "", "0.01");
+    write(d, "legacy.csv", "order,customer,when,amount,country\n1,a@shop.io,2024-01-01,10.00,GB\n");
+    let out = d.join("out");
+    std::fs::create_dir_all(out.join("orders/market=uk")).unwrap();
+    std::fs::write(out.join("orders/market=uk/part-0.parquet"), b"yesterday's output").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", d.join("p.yaml").to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("legacy.csv: missing required column(s) 'date'; the file has 5 column(s): order, customer, when, amount, country"), "{stderr}");
+    assert_eq!(std::fs::read(out.join("orders/market=uk/part-0.parquet")).unwrap(), b"yesterday's output");
 }
