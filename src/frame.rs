@@ -31,38 +31,32 @@ pub fn frame(columns: Vec<Column>) -> Result<DataFrame> {
     DataFrame::new_infer_height(columns).ctx(|| "assembling a table")
 }
 
-/// Applies `f` to every non-null string of `e`, giving a Float64 column (null where `f` says None).
+/// Applies `f` to every non-null string of `e`, collecting into the column type `C` (null where
+/// `f` says None): the one way this crate runs plain Rust parsing inside a Polars plan.
+fn map_str<T, C>(e: Expr, dtype: DataType, f: impl Fn(&str) -> Option<T> + Send + Sync + 'static) -> Expr
+where
+    C: FromIterator<Option<T>> + NamedFrom + IntoColumn,
+{
+    e.map(
+        move |c: Column| {
+            let out: C = c.str()?.iter().map(|v| v.and_then(&f)).collect();
+            Ok(out.named(c.name().clone()).into_column())
+        },
+        move |_, field| Ok(Field::new(field.name().clone(), dtype.clone())),
+    )
+}
+
 pub fn str_to_f64(e: Expr, f: impl Fn(&str) -> Option<f64> + Send + Sync + 'static) -> Expr {
-    e.map(
-        move |c: Column| {
-            let out: Float64Chunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
-            Ok(out.with_name(c.name().clone()).into_column())
-        },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::Float64)),
-    )
+    map_str::<f64, Float64Chunked>(e, DataType::Float64, f)
 }
 
-/// Like [`str_to_f64`], for a timestamp in microseconds since the epoch (UTC).
+/// A timestamp in microseconds since the epoch (UTC).
 pub fn str_to_datetime(e: Expr, f: impl Fn(&str) -> Option<i64> + Send + Sync + 'static) -> Expr {
-    e.map(
-        move |c: Column| {
-            let out: Int64Chunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
-            Ok(out.with_name(c.name().clone()).into_column())
-        },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::Int64)),
-    )
-    .cast(datetime_type())
+    map_str::<i64, Int64Chunked>(e, DataType::Int64, f).cast(datetime_type())
 }
 
-/// Like [`str_to_f64`], for strings.
 pub fn str_to_str(e: Expr, f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Expr {
-    e.map(
-        move |c: Column| {
-            let out: StringChunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
-            Ok(out.with_name(c.name().clone()).into_column())
-        },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
-    )
+    map_str::<String, StringChunked>(e, DataType::String, f)
 }
 
 /// Timestamps are kept as naive microseconds meaning UTC; the Parquet writer labels them UTC.
@@ -174,16 +168,11 @@ where
     )
 }
 
-/// Helper trait: give a collected chunked array a name.
+/// Gives a collected chunked array a name (generic code cannot call the inherent `with_name`).
 pub trait NamedFrom {
     fn named(self, name: PlSmallStr) -> Self;
 }
-impl NamedFrom for StringChunked {
-    fn named(self, name: PlSmallStr) -> Self {
-        self.with_name(name)
-    }
-}
-impl NamedFrom for Float64Chunked {
+impl<T: PolarsDataType> NamedFrom for ChunkedArray<T> {
     fn named(self, name: PlSmallStr) -> Self {
         self.with_name(name)
     }

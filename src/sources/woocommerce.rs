@@ -100,6 +100,21 @@ fn field(cell: Expr, key: &str) -> Expr {
     cell.str().extract(lit(format!(r"(?:^|\|){key}:([^|]*)")), 1)
 }
 
+/// The fields both layouts read the same way from columns named alike.
+fn order_fields(ctx: &LoadCtx) -> LineExprs {
+    LineExprs {
+        order_id: col("order_id"),
+        customer_key: customer(ctx, col("email"), col("customer_id")),
+        email: col("email"),
+        ordered_at: col("_ordered_at"),
+        ship_country: super::country(coalesce(&[col("ship_country"), constant(ctx, ConstantField::Country)])),
+        bill_country: super::country(col("bill_country")),
+        currency: coalesce(&[col("currency"), constant(ctx, ConstantField::Currency)]).str().to_uppercase(),
+        status: col("_status"),
+        ..LineExprs::default()
+    }
+}
+
 fn customer(ctx: &LoadCtx, email: Expr, id: Expr) -> Expr {
     let platform = when(id.clone().is_not_null().and(id.clone().neq(lit("0"))))
         .then(concat_str([lit(format!("{}:customer:", ctx.spec.id)), id], "", false))
@@ -156,14 +171,7 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
     ) * share(col("_net_before"), &by))
     .alias("_line_refund")]);
     let e = LineExprs {
-        order_id: col("order_id"),
         line_no: Some(col("_k")),
-        customer_key: customer(ctx, col("email"), col("customer_id")),
-        email: col("email"),
-        ordered_at: col("_ordered_at"),
-        ship_country: super::country(coalesce(&[col("ship_country"), constant(ctx, ConstantField::Country)])),
-        bill_country: super::country(col("bill_country")),
-        currency: coalesce(&[col("currency"), constant(ctx, ConstantField::Currency)]).str().to_uppercase(),
         quantity: col("_qty"),
         gross: col("_gross"),
         discount: (col("_gross") - col("_net_before")).fill_null(lit(0.0)),
@@ -171,7 +179,6 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
         shipping: col("_ship").fill_null(lit(0.0)) * share(col("_net_before"), &by),
         refunded: col("_line_refund"),
         net: col("_net_before") - col("_line_refund"),
-        status: col("_status"),
         checks: vec![
             required(col("order_id"), col("order_id"), "order_id"),
             required(col("order_date"), col("_ordered_at"), "order_date"),
@@ -187,7 +194,7 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
             unparseable(col("refund_items"), col("_refund"), "refund_items"),
             missing_currency(ctx),
         ],
-        ..LineExprs::default()
+        ..order_fields(ctx)
     };
     finish(ctx, raw, lf, e)
 }
@@ -234,20 +241,12 @@ fn advanced(ctx: &LoadCtx, raw: super::RawFile, ts: parse::Timestamps) -> Result
     ]);
     let discount = col("_gross") - col("_net_before");
     let e = LineExprs {
-        order_id: col("order_id"),
-        customer_key: customer(ctx, col("email"), col("customer_id")),
-        email: col("email"),
-        ordered_at: col("_ordered_at"),
-        ship_country: super::country(coalesce(&[col("ship_country"), constant(ctx, ConstantField::Country)])),
-        bill_country: super::country(col("bill_country")),
-        currency: coalesce(&[col("currency"), constant(ctx, ConstantField::Currency)]).str().to_uppercase(),
         quantity: col("_qty"),
         gross: col("_gross"),
         discount: when(discount.clone().gt(lit(0.0))).then(discount).otherwise(lit(0.0)),
         tax: col("_tax").fill_null(lit(0.0)),
         refunded: col("_refunded").abs().fill_null(lit(0.0)),
         net: col("_net_before") - col("_refunded").abs().fill_null(lit(0.0)),
-        status: col("_status"),
         checks: vec![
             required(col("order_id"), col("order_id"), "Order Number"),
             required(col("order_date"), col("_ordered_at"), "Order Date"),
@@ -259,7 +258,7 @@ fn advanced(ctx: &LoadCtx, raw: super::RawFile, ts: parse::Timestamps) -> Result
             when(col("_net_before").is_null()).then(lit("missing line amount")).otherwise(null_str()),
             missing_currency(ctx),
         ],
-        ..LineExprs::default()
+        ..order_fields(ctx)
     };
     finish(ctx, raw, lf, e)
 }

@@ -3,25 +3,21 @@
 use crate::support::Table;
 use std::process::Command;
 
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_clv")).args(args).output().unwrap()
+/// `clv run pipelines/nightly.yaml` for one market as of 2026-01-01 into `out`; must succeed.
+fn run_nightly(out: &std::path::Path, market: &str) {
+    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", "pipelines/nightly.yaml", "--market", market, "--as-of", "2026-01-01", "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
 fn nightly_pipeline_for_one_market() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = run(&[
-        "run",
-        "pipelines/nightly.yaml",
-        "--out",
-        out.to_str().unwrap(),
-        "--market",
-        "us",
-        "--as-of",
-        "2026-01-01",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_nightly(&out, "us");
 
     // Only the us partition and report are published.
     let parts: Vec<String> = std::fs::read_dir(out.join("orders"))
@@ -79,17 +75,7 @@ fn rerun_is_byte_identical() {
     let a = dir.path().join("a");
     let b = dir.path().join("b");
     for out in [&a, &b] {
-        let o = run(&[
-            "run",
-            "pipelines/nightly.yaml",
-            "--out",
-            out.to_str().unwrap(),
-            "--market",
-            "eu",
-            "--as-of",
-            "2026-01-01",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        run_nightly(out, "eu");
     }
     for rel in ["orders/market=eu/part-0.parquet", "reports/eu.md", "rejects/source=shopify/part-0.parquet"] {
         assert_eq!(std::fs::read(a.join(rel)).unwrap(), std::fs::read(b.join(rel)).unwrap(), "{rel}");

@@ -177,8 +177,11 @@ fn amazon_row(header: &[&str]) -> String {
 #[test]
 fn amazon_every_header_variant_loads_by_name() {
     let variants = std::fs::read_to_string("tests/fixtures/amazon_real/all_orders_header_variants.txt").unwrap();
-    let headers: Vec<&str> = variants.lines().filter(|l| l.starts_with("amazon-order-id")).collect();
-    assert_eq!(headers.len(), 4);
+    let archived =
+        std::fs::read_to_string("tests/fixtures/amazon_real/archived_orders_by_order_date_header.tsv").unwrap();
+    let headers: Vec<&str> =
+        variants.lines().chain(archived.lines()).filter(|l| l.starts_with("amazon-order-id")).collect();
+    assert_eq!(headers.len(), 5, "four All Orders variants and the Archived Orders report");
     for header in headers {
         let cols: Vec<&str> = header.split('\t').collect();
         let text = format!("{header}\n{}\n", amazon_row(&cols));
