@@ -19,6 +19,10 @@ pub enum Error {
     #[error("{0}")]
     Data(String),
 
+    /// Another run holds the lock on a market.
+    #[error("{0}")]
+    Locked(String),
+
     #[error("{context}")]
     Io {
         context: String,
@@ -53,6 +57,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Data(_) => 1,
+            Error::Locked(_) => 75,
             Error::Config(_) | Error::Input { .. } => 2,
             Error::Io { .. } | Error::Polars { .. } | Error::Parquet { .. } | Error::Arrow { .. } => 1,
         }

@@ -43,6 +43,14 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             return Err(Error::input(&p.file, format!("--market {m}: no such market (known: {})", known.join(", "))));
         }
     }
+    // Lock the markets this run may publish before reading anything: a second run waits for
+    // nothing and exits 75. Without --market every configured market (and `other`) is locked.
+    let lock_markets: Vec<String> = if opts.markets.is_empty() {
+        p.markets.keys().cloned().chain([OTHER_MARKET.to_string()]).collect()
+    } else {
+        opts.markets.clone()
+    };
+    let _locks = crate::publish::lock::acquire(&out, &lock_markets, &p.name)?;
     let fx = match &p.fx_rates {
         Some(path) => FxRates::load(path, &p.base_currency)?,
         None => FxRates::base_only(&p.base_currency),

@@ -2,6 +2,7 @@
 //! only when all of it is written are the partitions swapped into place, then `manifest.json`.
 //! A run that fails before `commit` leaves the previous output as it was.
 
+pub mod lock;
 pub mod manifest;
 pub mod parquet;
 

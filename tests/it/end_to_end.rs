@@ -81,3 +81,28 @@ fn rerun_is_byte_identical() {
         assert_eq!(std::fs::read(a.join(rel)).unwrap(), std::fs::read(b.join(rel)).unwrap(), "{rel}");
     }
 }
+
+#[test]
+fn second_run_on_a_locked_market_exits_75_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // Hold the lock as a concurrent run would.
+    std::fs::create_dir_all(out.join(".locks")).unwrap();
+    let path = out.join(".locks/market=us.lock");
+    std::fs::write(&path, "pid 4242, pipeline nightly, started 2026-01-01T00:00:00Z").unwrap();
+    let held = std::fs::File::options().read(true).write(true).open(&path).unwrap();
+    held.try_lock().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", "pipelines/nightly.yaml", "--market", "us", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(75), "{stderr}");
+    assert!(stderr.contains("market `us`") && stderr.contains("pid 4242"), "{stderr}");
+    assert!(!out.join("orders").exists());
+    // Another market proceeds side by side.
+    run_nightly(&out, "uk");
+    drop(held);
+    run_nightly(&out, "us");
+}

@@ -194,7 +194,7 @@ fn too_many_rejects_exit_1_and_publish_nothing() {
     assert_eq!(o.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("source `legacy`: 1 of 2 rows rejected (50.0%), above max_reject_rate 1.0%"), "{stderr}");
     assert!(stderr.contains("legacy.csv:3: unparseable ordered_at 'yesterday'"), "{stderr}");
-    assert!(!out.exists(), "nothing is written");
+    assert!(!out.join("orders").exists() && !out.join("manifest.json").exists(), "nothing is published");
 }
 
 #[test]
