@@ -8,6 +8,7 @@ pub mod error; // error type and exit codes
 pub mod frame; // the thin wrapper around Polars' API
 pub mod fx; // exchange rates
 pub mod identity; // pseudonymous customer ids
+pub mod models; // BG/NBD, Pareto/NBD, Gamma-Gamma
 pub mod pipeline; // runs the stages and publishes
 pub mod progress; // progress spinners on terminals
 pub mod publish; // staged, swapped-in Parquet and manifest

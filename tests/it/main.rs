@@ -4,5 +4,6 @@
 mod config_errors;
 mod end_to_end;
 mod loaders;
+mod models;
 mod support;
 mod unify_rules;
