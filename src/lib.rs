@@ -2,6 +2,7 @@
 //! Data flows one way: config -> sources -> unify -> publish (see docs/architecture.md).
 
 pub mod cli; // command-line interface and exit codes
+pub mod clv; // the clv stage: fits per market, holdout, scores, formulas
 pub mod config; // pipeline YAML -> typed, validated Pipeline
 pub mod countries; // country codes and names -> ISO alpha-2
 pub mod error; // error type and exit codes
@@ -16,4 +17,5 @@ pub mod report; // reports people read
 pub mod sample; // synthetic exports in the real formats
 pub mod schema; // canonical column names
 pub mod sources; // one loader per platform + the generic CSV source
+pub mod summarize; // order lines -> purchase events per customer
 pub mod unify; // one order-line table from many sources

@@ -1,13 +1,16 @@
 //! Runs a validated pipeline: stages in order, each with its typed spec, then one publication.
 //! Nothing is published unless every stage and every threshold check passed.
 
+use crate::clv::{self, ClvResult};
 use crate::config::{Pipeline, Stage};
+use crate::config::{TimeUnit, days_per_unit};
 use crate::error::{Error, Result};
 use crate::fx::FxRates;
-use crate::publish::{Publisher, manifest, parquet};
+use crate::publish::{Publisher, manifest, parquet, tables};
 use crate::report::markdown;
 use crate::schema::{self, OTHER_MARKET};
 use crate::sources::{self, InputFile, LoadCtx, Loaded};
+use crate::summarize::{self, Summary};
 use crate::unify::{self, Unified};
 use crate::{frame, progress};
 use chrono::NaiveDate;
@@ -58,6 +61,8 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let mut timings = BTreeMap::new();
     let mut loaded: BTreeMap<String, (crate::config::SourceKind, Loaded, f64)> = BTreeMap::new();
     let mut unified: Option<Unified> = None;
+    let mut summary: Option<Summary> = None;
+    let mut clv_result: Option<ClvResult> = None;
     for stage in &p.stages {
         let started = Instant::now();
         let bar = progress::stage(stage.id());
@@ -81,6 +86,19 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 tracing::info!(stage = %spec.id, rows = u.orders.height(), "unified");
                 unified = Some(u);
             }
+            Stage::Summarize(spec) => {
+                let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
+                let end = spec.calibration_end.unwrap_or(as_of);
+                let s = summarize::summarize(orders, end, days_per_unit(p.time_unit))?;
+                tracing::info!(stage = %spec.id, markets = s.markets.len(), calibration_end = %end, "summarized");
+                summary = Some(s);
+            }
+            Stage::Clv(spec) => {
+                let s = summary.as_ref().expect("validated: input is the summarize stage");
+                let r = clv::run(spec, s);
+                tracing::info!(stage = %spec.id, markets = r.markets.len(), "fitted");
+                clv_result = Some(r);
+            }
         }
         bar.finish_and_clear();
         timings.insert(stage.id().to_string(), started.elapsed().as_millis());
@@ -92,10 +110,18 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let run_id = run_id(p, &inputs, as_of)?;
     let started = Instant::now();
     let markets = markets_to_publish(p, &unified.orders, &opts.markets)?;
-    let outputs = publish(p, &out, &run_id, as_of, &markets, &unified, &loaded, &inputs, &timings)?;
+    let models = summary.as_ref().zip(clv_result.as_ref());
+    let outputs = publish(p, &out, &run_id, as_of, &markets, &unified, models, &loaded, &inputs, &timings)?;
     timings.insert("publish".into(), started.elapsed().as_millis());
     tracing::info!(run_id = %run_id, out = %out.display(), ms = timings["publish"], "published");
     Ok(RunSummary { run_id, out, as_of, markets, outputs })
+}
+
+fn time_unit_name(u: TimeUnit) -> &'static str {
+    match u {
+        TimeUnit::Day => "day",
+        TimeUnit::Week => "week",
+    }
 }
 
 /// Derived from what determines the output (inputs, configuration, as_of), never from the clock,
@@ -167,6 +193,7 @@ fn publish(
     as_of: NaiveDate,
     markets: &[String],
     unified: &Unified,
+    models: Option<(&Summary, &ClvResult)>,
     loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>,
     inputs: &[InputFile],
     timings: &BTreeMap<String, u128>,
@@ -195,7 +222,24 @@ fn publish(
         let rows = parquet::write(&file, &path, &schema::MONEY_COLUMNS, &meta)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows });
 
-        let report = markdown::render(market, &part, &report_ctx)?;
+        let mut report = markdown::render(market, &part, &report_ctx)?;
+        if let Some((summary, result)) = models
+            && let Some(i) = result.markets.iter().position(|r| &r.market == market)
+        {
+            let (m, r) = (&summary.markets[i], &result.markets[i]);
+            let unit = time_unit_name(p.time_unit);
+            report.push_str(&markdown::model_section(r, unit, &p.base_currency));
+            for (table, df, money) in [
+                ("customers", tables::customers(m, r)?, &tables::CUSTOMER_MONEY[..]),
+                ("markets", tables::market(r, unit)?, &tables::MARKET_MONEY[..]),
+            ] {
+                let entry = PathBuf::from(format!("{table}/market={market}"));
+                let rel = entry.join("part-0.parquet");
+                let path = publisher.stage(entry, &rel)?;
+                let rows = parquet::write(&df, &path, money, &meta)?;
+                outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+            }
+        }
         let rel = PathBuf::from(format!("reports/{market}.md"));
         publisher.write_text(&rel, &report)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });

@@ -5,8 +5,11 @@ mod locate;
 pub mod raw;
 mod validate;
 
-pub use raw::{ConstantField, RawColumns, SourceKind, TimeUnit};
-pub use validate::{AsOf, Delimiter, LoadSpec, Pipeline, Stage, TestOrders, TextFormat, UnifySpec};
+pub use raw::{ConstantField, ModelChoice, RawColumns, SourceKind, SpendModel, TimeUnit};
+pub use validate::{
+    AsOf, ClvSpec, Delimiter, LoadSpec, Pipeline, Stage, SummarizeSpec, TestOrders, TextFormat, UnifySpec,
+    days_per_unit,
+};
 
 use crate::error::{Error, Result};
 use locate::Seg;

@@ -40,9 +40,11 @@ pub enum TimeUnit {
 pub enum RawStage {
     Load(Box<RawLoad>),
     Unify(RawUnify),
+    Summarize(RawSummarize),
+    Clv(RawClv),
 }
 
-const STAGE_KINDS: &[&str] = &["load", "unify"];
+const STAGE_KINDS: &[&str] = &["load", "unify", "summarize", "clv"];
 
 impl<'de> Deserialize<'de> for RawStage {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -51,7 +53,7 @@ impl<'de> Deserialize<'de> for RawStage {
         impl<'de> Visitor<'de> for StageVisitor {
             type Value = RawStage;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a stage: a map with one key, `load` or `unify`")
+                f.write_str("a stage: a map with one key, `load`, `unify`, `summarize` or `clv`")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStage, A::Error> {
                 let Some(kind) = map.next_key::<String>()? else {
@@ -60,6 +62,8 @@ impl<'de> Deserialize<'de> for RawStage {
                 let stage = match kind.as_str() {
                     "load" => RawStage::Load(Box::new(map.next_value()?)),
                     "unify" => RawStage::Unify(map.next_value()?),
+                    "summarize" => RawStage::Summarize(map.next_value()?),
+                    "clv" => RawStage::Clv(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, STAGE_KINDS)),
                 };
                 if let Some(more) = map.next_key::<String>()? {
@@ -169,6 +173,53 @@ pub struct RawUnify {
     /// Shopify `Source` values whose orders are copies of another platform's export.
     #[serde(default)]
     pub duplicate_channels: Option<Vec<String>>,
+}
+
+/// Per (market, customer) purchase summary: frequency, recency, tenure, monetary value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSummarize {
+    pub id: String,
+    pub input: String,
+    /// YYYY-MM-DD; default: as_of.
+    #[serde(default)]
+    pub calibration_end: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelChoice {
+    BgNbd,
+    ParetoNbd,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendModel {
+    GammaGamma,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClv {
+    pub id: String,
+    pub input: String,
+    #[serde(default)]
+    pub model: Option<ModelChoice>,
+    #[serde(default)]
+    pub spend_model: Option<SpendModel>,
+    /// `13 weeks`: fit before calibration_end minus this, score the holdout.
+    #[serde(default)]
+    pub holdout: Option<String>,
+    #[serde(default)]
+    pub horizon: Option<String>,
+    #[serde(default)]
+    pub annual_discount_rate: Option<f64>,
+    #[serde(default)]
+    pub margin: Option<f64>,
+    #[serde(default)]
+    pub min_customers: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,7 +3,10 @@
 
 use super::Problem;
 use super::locate::Seg;
-use super::raw::{ConstantField, Paths, RawColumns, RawHeader, RawLoad, RawStage, RawUnify, SourceKind, TimeUnit};
+use super::raw::{
+    ConstantField, ModelChoice, Paths, RawClv, RawColumns, RawHeader, RawLoad, RawStage, RawSummarize, RawUnify,
+    SourceKind, SpendModel, TimeUnit,
+};
 use crate::countries;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -48,6 +51,8 @@ impl AsOf {
 pub enum Stage {
     Load(Box<LoadSpec>),
     Unify(UnifySpec),
+    Summarize(SummarizeSpec),
+    Clv(ClvSpec),
 }
 
 impl Stage {
@@ -55,8 +60,68 @@ impl Stage {
         match self {
             Stage::Load(s) => &s.id,
             Stage::Unify(s) => &s.id,
+            Stage::Summarize(s) => &s.id,
+            Stage::Clv(s) => &s.id,
         }
     }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Stage::Load(_) => "load",
+            Stage::Unify(_) => "unify",
+            Stage::Summarize(_) => "summarize",
+            Stage::Clv(_) => "clv",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SummarizeSpec {
+    pub id: String,
+    pub input: String,
+    /// `None`: the run's as_of.
+    pub calibration_end: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClvSpec {
+    pub id: String,
+    pub input: String,
+    pub model: ModelChoice,
+    pub spend_model: SpendModel,
+    /// Holdout length in days.
+    pub holdout_days: Option<f64>,
+    /// Horizon in days (a month is 365.25 / 12 days).
+    pub horizon_days: f64,
+    pub annual_discount_rate: f64,
+    pub margin: f64,
+    pub min_customers: u64,
+}
+
+/// Days in one `time_unit`.
+pub fn days_per_unit(unit: TimeUnit) -> f64 {
+    match unit {
+        TimeUnit::Day => 1.0,
+        TimeUnit::Week => 7.0,
+    }
+}
+
+/// `13 weeks`, `12 months`, `90 days`, `1 year` -> days.
+pub fn parse_duration(s: &str) -> Option<f64> {
+    let mut parts = s.split_whitespace();
+    let n: f64 = parts.next()?.parse().ok()?;
+    let unit = parts.next()?;
+    if parts.next().is_some() || !(n > 0.0 && n.is_finite()) {
+        return None;
+    }
+    let days = match unit.trim_end_matches('s') {
+        "day" => 1.0,
+        "week" => 7.0,
+        "month" => 365.25 / 12.0,
+        "year" => 365.25,
+        _ => return None,
+    };
+    Some(n * days)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,11 +261,15 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
         let tag = match &stage {
             RawStage::Load(_) => "load",
             RawStage::Unify(_) => "unify",
+            RawStage::Summarize(_) => "summarize",
+            RawStage::Clv(_) => "clv",
         };
         let spath = vec![Seg::Key("stages".into()), Seg::Index(i), Seg::Key(tag.into())];
         let id = match &stage {
             RawStage::Load(l) => &l.id,
             RawStage::Unify(u) => &u.id,
+            RawStage::Summarize(s) => &s.id,
+            RawStage::Clv(s) => &s.id,
         };
         if !is_name(id) {
             c.at(&key(&spath, "id"), format!("id '{id}' must be lower-case letters, digits, '_' or '-'"));
@@ -214,6 +283,14 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
                 typed.push(Stage::Load(Box::new(check_load(&mut c, &spath, *l))));
             }
             RawStage::Unify(u) => typed.push(Stage::Unify(check_unify(&mut c, &spath, u, &load_ids))),
+            RawStage::Summarize(s) => {
+                let spec = check_summarize(&mut c, &spath, s, &typed);
+                typed.push(Stage::Summarize(spec))
+            }
+            RawStage::Clv(s) => {
+                let spec = check_clv(&mut c, &spath, s, &typed);
+                typed.push(Stage::Clv(spec))
+            }
         }
     }
     if !typed.iter().any(|s| matches!(s, Stage::Unify(_))) {
@@ -391,6 +468,71 @@ pub fn constant_name(f: ConstantField) -> &'static str {
         ConstantField::Currency => "currency",
         ConstantField::Country => "country",
         ConstantField::Status => "status",
+    }
+}
+
+/// `input` must name an earlier stage of the kind `want`.
+fn check_input(c: &mut Checker, path: &[Seg], input: &str, earlier: &[Stage], want: &str) {
+    match earlier.iter().find(|s| s.id() == input) {
+        Some(s) if s.kind() == want => {}
+        Some(s) => c.at(&key(path, "input"), format!("'{input}' is a `{}` stage; expected a `{want}` stage", s.kind())),
+        None => {
+            let known: Vec<&str> = earlier.iter().filter(|s| s.kind() == want).map(Stage::id).collect();
+            c.at(
+                &key(path, "input"),
+                format!("'{input}' is not a `{want}` stage defined above (known: {})", known.join(", ")),
+            )
+        }
+    }
+}
+
+fn check_summarize(c: &mut Checker, path: &[Seg], s: RawSummarize, earlier: &[Stage]) -> SummarizeSpec {
+    check_input(c, path, &s.input, earlier, "unify");
+    let calibration_end = s.calibration_end.as_deref().and_then(|d| {
+        let parsed = NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+        if parsed.is_none() {
+            c.at(&key(path, "calibration_end"), format!("'{d}' is not a date YYYY-MM-DD"));
+        }
+        parsed
+    });
+    SummarizeSpec { id: s.id, input: s.input, calibration_end }
+}
+
+fn check_clv(c: &mut Checker, path: &[Seg], s: RawClv, earlier: &[Stage]) -> ClvSpec {
+    check_input(c, path, &s.input, earlier, "summarize");
+    let mut duration = |field: &str, v: Option<&str>| {
+        v.and_then(|text| {
+            let d = parse_duration(text);
+            if d.is_none() {
+                c.at(&key(path, field), format!("'{text}' is not a duration like `13 weeks`, `90 days`, `12 months`"));
+            }
+            d
+        })
+    };
+    let holdout_days = duration("holdout", s.holdout.as_deref());
+    let horizon_days = duration("horizon", s.horizon.as_deref()).unwrap_or(365.25);
+    let rate = s.annual_discount_rate.unwrap_or(0.10);
+    if !(0.0..1.0).contains(&rate) {
+        c.at(&key(path, "annual_discount_rate"), format!("{rate} is not a yearly rate between 0 and 1"));
+    }
+    let margin = s.margin.unwrap_or(1.0);
+    if !(margin > 0.0 && margin <= 1.0) {
+        c.at(&key(path, "margin"), format!("{margin} is not a gross margin share in (0, 1]"));
+    }
+    let min_customers = s.min_customers.unwrap_or(200);
+    if min_customers == 0 {
+        c.at(&key(path, "min_customers"), "must be at least 1");
+    }
+    ClvSpec {
+        id: s.id,
+        input: s.input,
+        model: s.model.unwrap_or(ModelChoice::Auto),
+        spend_model: s.spend_model.unwrap_or(SpendModel::GammaGamma),
+        holdout_days,
+        horizon_days,
+        annual_discount_rate: rate,
+        margin,
+        min_customers,
     }
 }
 

@@ -41,7 +41,8 @@ pub fn ll(params: &[f64], d: &Spend) -> f64 {
         let (x, m) = (d.x[i], d.m[i]);
         let px = p * x;
         total += d.w[i]
-            * (base + ln_gamma(px + q) - ln_gamma(px) + (px - 1.0) * m.ln() + px * x.ln() - (px + q) * (g + m * x).ln());
+            * (base + ln_gamma(px + q) - ln_gamma(px) + (px - 1.0) * m.ln() + px * x.ln()
+                - (px + q) * (g + m * x).ln());
     }
     total
 }

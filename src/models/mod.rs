@@ -86,7 +86,12 @@ pub struct Prior {
 }
 
 /// Maximises `ll` (the total log-likelihood at natural parameters) from each start, keeping the best.
-pub fn fit(names: &'static [&'static str], ll: &(dyn Fn(&[f64]) -> f64 + Sync), starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+pub fn fit(
+    names: &'static [&'static str],
+    ll: &(dyn Fn(&[f64]) -> f64 + Sync),
+    starts: &[Vec<f64>],
+    prior: Option<&Prior>,
+) -> Fit {
     let natural = |theta: &[f64]| -> Vec<f64> { theta.iter().map(|t| t.clamp(-CLAMP, CLAMP).exp()).collect() };
     let objective = |theta: &[f64]| -> f64 {
         let mut v = -ll(&natural(theta));

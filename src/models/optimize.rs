@@ -47,7 +47,8 @@ pub fn minimize(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], gtol: f64) -> Minimum {
         }
         let mut d: Vec<f64> = (0..n).map(|i| -(0..n).map(|j| h[i][j] * g[j]).sum::<f64>()).collect();
         let mut slope: f64 = d.iter().zip(&g).map(|(a, b)| a * b).sum();
-        if !(slope < 0.0) {
+        // Not a descent direction (or NaN): restart from steepest descent.
+        if slope.partial_cmp(&0.0) != Some(std::cmp::Ordering::Less) {
             h = identity(n);
             d = g.iter().map(|v| -v).collect();
             slope = -g.iter().map(|v| v * v).sum::<f64>();
@@ -125,7 +126,8 @@ pub fn hessian(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<Vec<f64>> {
 /// Inverse by Gauss-Jordan elimination with partial pivoting; `None` if singular.
 pub fn invert(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
     let n = m.len();
-    let mut a: Vec<Vec<f64>> = m.iter().enumerate().map(|(i, r)| [r.clone(), identity(n)[i].clone()].concat()).collect();
+    let mut a: Vec<Vec<f64>> =
+        m.iter().enumerate().map(|(i, r)| [r.clone(), identity(n)[i].clone()].concat()).collect();
     for c in 0..n {
         let p = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
         if a[p][c].abs() < 1e-300 || !a[p][c].is_finite() {
@@ -137,9 +139,8 @@ pub fn invert(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
         for r in 0..n {
             if r != c {
                 let k = a[r][c];
-                for j in 0..2 * n {
-                    a[r][j] -= k * a[c][j];
-                }
+                let pivot = a[c].clone();
+                a[r].iter_mut().zip(&pivot).for_each(|(v, p)| *v -= k * p);
             }
         }
     }

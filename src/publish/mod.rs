@@ -5,6 +5,7 @@
 pub mod lock;
 pub mod manifest;
 pub mod parquet;
+pub mod tables;
 
 use crate::error::{Context, Result};
 use std::path::{Path, PathBuf};

@@ -147,6 +147,79 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
     Ok(md)
 }
 
+fn num(v: f64) -> String {
+    if v.abs() >= 1000.0 { format!("{v:.1}") } else { format!("{v:.4}") }
+}
+
+/// The model section of a market report: parameters with standard errors, diagnostics, holdout.
+pub fn model_section(r: &crate::clv::MarketResult, time_unit: &str, currency: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "\n## CLV models\n");
+    let chosen = r.model.map(|k| k.name()).unwrap_or("none");
+    let _ = writeln!(
+        md,
+        "Model used for the scores: **{chosen}**{}. Parameters are per {time_unit}; log-likelihoods are totals.\n",
+        if r.pooled { " (shrunk toward the all-markets fit: small market)" } else { "" }
+    );
+    let _ = writeln!(md, "| model | parameter | estimate | std. error |\n|---|---|---:|---:|");
+    for (label, fit) in [("BG/NBD", &r.fits.bgnbd), ("Pareto/NBD", &r.fits.pnbd), ("Gamma-Gamma", &r.fits.gg)] {
+        let Some(f) = fit else { continue };
+        for (i, name) in f.names.iter().enumerate() {
+            let se = f.se[i].map(num).unwrap_or_else(|| "-".into());
+            let _ = writeln!(md, "| {label} | {name} | {} | {se} |", num(f.params[i]));
+        }
+        let _ = writeln!(
+            md,
+            "| {label} | log-likelihood | {:.2} | {} |",
+            f.ll,
+            if f.converged { "converged" } else { "**not converged**" }
+        );
+    }
+    if !r.diagnostics.is_empty() {
+        let _ = writeln!(md, "\nDiagnostics:\n");
+        for d in &r.diagnostics {
+            let _ = writeln!(md, "- {}", cell(d));
+        }
+    }
+    if let Some(h) = &r.holdout {
+        let _ = writeln!(
+            md,
+            "\n### Holdout: the last {:.0} days\n\nFitted before the holdout on {} customers; they made {:.0} purchases worth {} {currency} in it.\n",
+            h.days,
+            h.customers,
+            h.actual_purchases,
+            money(h.actual_revenue)
+        );
+        let _ = writeln!(
+            md,
+            "| model | purchases MAE | RMSE | correlation | total error | revenue MAE | revenue total error |\n|---|---:|---:|---:|---:|---:|---:|"
+        );
+        for row in &h.rows {
+            let (p, v) = (row.purchases, row.revenue);
+            let _ = writeln!(
+                md,
+                "| {} | {:.4} | {:.4} | {:.3} | {:+.1}% | {:.2} | {:+.1}% |",
+                row.model, p.mae, p.rmse, p.corr, p.total_error_pct, v.mae, v.total_error_pct
+            );
+        }
+    }
+    let f = &r.formulas;
+    let opt = |v: Option<f64>| v.map(money).unwrap_or_else(|| "n/a".into());
+    let _ = writeln!(md, "\n### Simple CLV formulas (last 12 months)\n");
+    let _ = writeln!(md, "| formula | value ({currency}) |\n|---|---:|");
+    let _ = writeln!(
+        md,
+        "| basic: AOV x purchase frequency x lifespan (CAC not subtracted: no spend data) | {} |",
+        opt(f.clv_basic)
+    );
+    let _ = writeln!(md, "| retention: margin x yearly revenue x r / (1 + d - r) | {} |", opt(f.clv_retention));
+    let _ = writeln!(md, "| B2B: yearly revenue x retention / churn | {} |", opt(f.clv_b2b));
+    let _ = writeln!(md, "| historical: revenue x margin, per customer | {} |", opt(f.clv_historical));
+    let _ =
+        writeln!(md, "| predicted (model), all customers | {} |", money(r.scores.predicted_clv.iter().flatten().sum()));
+    md
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

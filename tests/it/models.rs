@@ -28,7 +28,9 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
     let ll = |p: &[f64]| bgnbd::ll(p, &d);
     let fit = models::fit(bgnbd::NAMES, &ll, &[vec![1.0; 4]], None);
     assert!(fit.converged && fit.at_boundary.is_empty());
-    for (got, want, name) in fit.params.iter().zip([0.2426, 4.4135, 0.7929, 2.4258]).zip(bgnbd::NAMES).map(|((g, w), n)| (*g, w, n)) {
+    for (got, want, name) in
+        fit.params.iter().zip([0.2426, 4.4135, 0.7929, 2.4258]).zip(bgnbd::NAMES).map(|((g, w), n)| (*g, w, n))
+    {
         assert_rel(got, want, 1e-3, name);
     }
     assert!((fit.ll - -9582.43).abs() < 0.05, "BG/NBD LL {}", fit.ll);
@@ -40,7 +42,9 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
     let ll = |p: &[f64]| paretonbd::ll(p, &d);
     let fit = models::fit(paretonbd::NAMES, &ll, &[vec![1.0; 4]], None);
     assert!(fit.converged);
-    for (got, want, name) in fit.params.iter().zip([0.5533, 10.5776, 0.6062, 11.6679]).zip(paretonbd::NAMES).map(|((g, w), n)| (*g, w, n)) {
+    for (got, want, name) in
+        fit.params.iter().zip([0.5533, 10.5776, 0.6062, 11.6679]).zip(paretonbd::NAMES).map(|((g, w), n)| (*g, w, n))
+    {
         assert_rel(got, want, 1e-3, name);
     }
     assert!((fit.ll - -9594.97).abs() < 0.05, "Pareto/NBD LL {}", fit.ll);
@@ -50,7 +54,9 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
     let ll = |p: &[f64]| gammagamma::ll(p, &s);
     let fit = models::fit(gammagamma::NAMES, &ll, &[vec![1.0; 3]], None);
     assert!(fit.converged);
-    for (got, want, name) in fit.params.iter().zip([6.2488, 3.7446, 15.4478]).zip(gammagamma::NAMES).map(|((g, w), n)| (*g, w, n)) {
+    for (got, want, name) in
+        fit.params.iter().zip([6.2488, 3.7446, 15.4478]).zip(gammagamma::NAMES).map(|((g, w), n)| (*g, w, n))
+    {
         assert_rel(got, want, 1e-3, name);
     }
 }
@@ -94,7 +100,14 @@ fn bgnbd_recovers_known_parameters_from_simulated_data() {
             // Within 3 standard errors of the truth (a ~0.3% chance per parameter to fail by luck;
             // the seeds are fixed, so the test is deterministic).
             let z = (fit.params[i] - truth[i]) / fit.se[i].unwrap();
-            assert!(z.abs() < 3.0, "seed {seed} n {n}: {} = {} (truth {}, se {:?})", bgnbd::NAMES[i], fit.params[i], truth[i], fit.se[i]);
+            assert!(
+                z.abs() < 3.0,
+                "seed {seed} n {n}: {} = {} (truth {}, se {:?})",
+                bgnbd::NAMES[i],
+                fit.params[i],
+                truth[i],
+                fit.se[i]
+            );
         }
     }
 }
@@ -129,9 +142,56 @@ fn stress_cases_return_finite_numbers() {
             (paretonbd::NAMES, &|p: &[f64]| paretonbd::ll(p, &d)),
         ] {
             let fit = models::fit(names, ll, &[vec![1.0; 4]], None);
-            assert!(fit.ll.is_finite() && fit.params.iter().all(|p| p.is_finite() && *p > 0.0), "{x:?}: {:?}", fit.params);
+            assert!(
+                fit.ll.is_finite() && fit.params.iter().all(|p| p.is_finite() && *p > 0.0),
+                "{x:?}: {:?}",
+                fit.params
+            );
             let e = bgnbd::expected_purchases(&[0.24, 4.4, 0.79, 2.4], 52.0, x[0], t_x[0], t[0]);
             assert!(e.is_finite() && e >= 0.0);
         }
     }
+}
+
+#[test]
+fn cdnow_pipeline_from_raw_transactions_reproduces_the_published_fits() {
+    let p = clv::config::load(std::path::Path::new("pipelines/cdnow.yaml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    clv::pipeline::run(&p, &clv::pipeline::RunOptions { out: Some(out.clone()), ..Default::default() }).unwrap();
+    let m = crate::support::Table::read(&out.join("markets/market=us/part-0.parquet"));
+    let get = |c: &str| m.numbers(c)[0];
+    for (col, published) in [
+        ("bgnbd_r", 0.2426),
+        ("bgnbd_alpha", 4.4135),
+        ("bgnbd_a", 0.7929),
+        ("bgnbd_b", 2.4258),
+        ("pnbd_r", 0.5533),
+        ("pnbd_alpha", 10.5776),
+        ("pnbd_s", 0.6062),
+        ("pnbd_beta", 11.6679),
+        ("gg_p", 6.2488),
+        ("gg_q", 3.7446),
+        ("gg_gamma", 15.4478),
+    ] {
+        assert_rel(get(col), published, 1e-3, col);
+    }
+    assert!((get("bgnbd_ll") - -9582.43).abs() < 0.05, "BG/NBD LL {}", get("bgnbd_ll"));
+    assert!((get("pnbd_ll") - -9594.97).abs() < 0.05, "Pareto/NBD LL {}", get("pnbd_ll"));
+    assert_eq!(get("customers"), 2357.0);
+
+    // Customer 00004 (x = 2, t_x = 30.43, T = 38.86): the customers table carries the same RFM, and
+    // the model's scores are consistent with the fit.
+    let c = crate::support::Table::read(&out.join("customers/market=us/part-0.parquet"));
+    assert_eq!(c.rows(), 2357);
+    let id = clv::identity::Hasher::new(None).customer_id("cdnow:customer:00004");
+    let i = c.texts("customer_id").iter().position(|x| *x == id).expect("customer 00004");
+    assert_eq!(c.numbers("frequency")[i], 2.0);
+    assert!((c.numbers("recency")[i] - 30.43).abs() < 0.005 && (c.numbers("tenure")[i] - 38.86).abs() < 0.005);
+    assert!((c.numbers("monetary")[i] - 22.35).abs() < 0.006);
+    let report = std::fs::read_to_string(out.join("reports/us.md")).unwrap();
+    assert!(
+        report.contains("## CLV models") && report.contains("### Holdout") && report.contains("| naive |"),
+        "{report}"
+    );
 }

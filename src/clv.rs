@@ -1,0 +1,444 @@
+//! The `clv` stage: per market, in parallel (one rayon task per market, plain Rust, no Polars),
+//! fit BG/NBD and/or Pareto/NBD and Gamma-Gamma, validate on a holdout, score every customer, and
+//! compute the simple formulas people also ask for. Markets below `min_customers` are fitted with
+//! a Gaussian prior on the log-parameters centred on the all-markets fit (empirical-Bayes style
+//! shrinkage), and say so.
+
+use crate::config::{ClvSpec, ModelChoice};
+use crate::models::{self, Fit, Prior, Rfm, bgnbd, gammagamma, paretonbd};
+use crate::summarize::{Customer, Market, Summary};
+use rayon::prelude::*;
+
+/// A year and a month in days.
+const YEAR_DAYS: f64 = 365.25;
+const MONTH_DAYS: f64 = YEAR_DAYS / 12.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    BgNbd,
+    ParetoNbd,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::BgNbd => "bg_nbd",
+            Kind::ParetoNbd => "pareto_nbd",
+        }
+    }
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Kind::BgNbd => bgnbd::NAMES,
+            Kind::ParetoNbd => paretonbd::NAMES,
+        }
+    }
+    fn ll(self, p: &[f64], d: &Rfm) -> f64 {
+        match self {
+            Kind::BgNbd => bgnbd::ll(p, d),
+            Kind::ParetoNbd => paretonbd::ll(p, d),
+        }
+    }
+    pub fn p_alive(self, p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
+        match self {
+            Kind::BgNbd => bgnbd::p_alive(p, x, t_x, t),
+            Kind::ParetoNbd => paretonbd::p_alive(p, x, t_x, t),
+        }
+    }
+    pub fn expected(self, p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        match self {
+            Kind::BgNbd => bgnbd::expected_purchases(p, h, x, t_x, t),
+            Kind::ParetoNbd => paretonbd::expected_purchases(p, h, x, t_x, t),
+        }
+    }
+}
+
+/// Customers with a purchase by the cutoff, as model input.
+struct Data {
+    /// Index into the market's customers.
+    who: Vec<usize>,
+    x: Vec<f64>,
+    t_x: Vec<f64>,
+    t: Vec<f64>,
+    m: Vec<f64>,
+}
+
+fn data(customers: &[Customer], cutoff: i32, unit_days: f64) -> Data {
+    let mut d = Data { who: vec![], x: vec![], t_x: vec![], t: vec![], m: vec![] };
+    for (i, c) in customers.iter().enumerate() {
+        if let Some(r) = c.rfm_at(cutoff, unit_days) {
+            d.who.push(i);
+            d.x.push(r.frequency);
+            d.t_x.push(r.recency);
+            d.t.push(r.tenure);
+            d.m.push(r.monetary);
+        }
+    }
+    d
+}
+
+/// The fits of one market (or of all markets pooled).
+#[derive(Debug, Clone, Default)]
+pub struct Fits {
+    pub bgnbd: Option<Fit>,
+    pub pnbd: Option<Fit>,
+    pub gg: Option<Fit>,
+}
+
+impl Fits {
+    fn purchase(&self, kind: Kind) -> Option<&Fit> {
+        match kind {
+            Kind::BgNbd => self.bgnbd.as_ref(),
+            Kind::ParetoNbd => self.pnbd.as_ref(),
+        }
+    }
+}
+
+fn kinds(choice: ModelChoice) -> Vec<Kind> {
+    match choice {
+        ModelChoice::BgNbd => vec![Kind::BgNbd],
+        ModelChoice::ParetoNbd => vec![Kind::ParetoNbd],
+        ModelChoice::Auto => vec![Kind::BgNbd, Kind::ParetoNbd],
+    }
+}
+
+fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
+    let rfm = Rfm::compress(&d.x, &d.t_x, &d.t);
+    let prior_for = |fit: Option<&Fit>| {
+        pooled.and_then(|(_, precision)| {
+            fit.map(|f| Prior { center: f.params.iter().map(|p| p.ln()).collect(), precision })
+        })
+    };
+    let mut out = Fits::default();
+    if rfm.customers() >= 2.0 {
+        for &k in kinds {
+            let prior = prior_for(pooled.and_then(|(p, _)| p.purchase(k)));
+            let ll = |p: &[f64]| k.ll(p, &rfm);
+            let start =
+                prior.as_ref().map(|p| p.center.iter().map(|c| c.exp()).collect()).unwrap_or_else(|| vec![1.0; 4]);
+            let f = models::fit(k.names(), &ll, &[start], prior.as_ref());
+            match k {
+                Kind::BgNbd => out.bgnbd = Some(f),
+                Kind::ParetoNbd => out.pnbd = Some(f),
+            }
+        }
+    }
+    let spend = gammagamma::Spend::new(&d.x, &d.m);
+    if spend.customers() >= 2.0 {
+        let prior = prior_for(pooled.and_then(|(p, _)| p.gg.as_ref()));
+        let ll = |p: &[f64]| gammagamma::ll(p, &spend);
+        let start = prior.as_ref().map(|p| p.center.iter().map(|c| c.exp()).collect()).unwrap_or_else(|| vec![1.0; 3]);
+        out.gg = Some(models::fit(gammagamma::NAMES, &ll, &[start], prior.as_ref()));
+    }
+    out
+}
+
+/// Prediction errors over customers: per-customer MAE, RMSE, correlation, and the total error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Errors {
+    pub mae: f64,
+    pub rmse: f64,
+    pub corr: f64,
+    /// (sum predicted - sum actual) / sum actual, in percent.
+    pub total_error_pct: f64,
+}
+
+pub fn errors(predicted: &[f64], actual: &[f64]) -> Errors {
+    let n = predicted.len().max(1) as f64;
+    let (sp, sa): (f64, f64) = (predicted.iter().sum(), actual.iter().sum());
+    let mae = predicted.iter().zip(actual).map(|(p, a)| (p - a).abs()).sum::<f64>() / n;
+    let rmse = (predicted.iter().zip(actual).map(|(p, a)| (p - a).powi(2)).sum::<f64>() / n).sqrt();
+    let (mp, ma) = (sp / n, sa / n);
+    let cov: f64 = predicted.iter().zip(actual).map(|(p, a)| (p - mp) * (a - ma)).sum();
+    let vp: f64 = predicted.iter().map(|p| (p - mp).powi(2)).sum();
+    let va: f64 = actual.iter().map(|a| (a - ma).powi(2)).sum();
+    let corr = if vp > 0.0 && va > 0.0 { cov / (vp * va).sqrt() } else { f64::NAN };
+    let total_error_pct = if sa != 0.0 { 100.0 * (sp - sa) / sa } else { f64::NAN };
+    Errors { mae, rmse, corr, total_error_pct }
+}
+
+/// How a model (or the naive baseline) did on the holdout.
+#[derive(Debug, Clone)]
+pub struct HoldoutRow {
+    pub model: String,
+    pub purchases: Errors,
+    pub revenue: Errors,
+}
+
+#[derive(Debug, Clone)]
+pub struct Holdout {
+    pub days: f64,
+    pub customers: usize,
+    pub actual_purchases: f64,
+    pub actual_revenue: f64,
+    pub rows: Vec<HoldoutRow>,
+}
+
+/// Per-customer scores, aligned with the market's customers.
+#[derive(Debug, Clone, Default)]
+pub struct Scores {
+    pub rfm: Vec<Option<crate::summarize::Rfm>>,
+    pub p_alive: Vec<Option<f64>>,
+    pub expected_purchases: Vec<Option<f64>>,
+    pub expected_spend: Vec<Option<f64>>,
+    pub predicted_clv: Vec<Option<f64>>,
+    pub historical_clv: Vec<f64>,
+}
+
+/// The simple per-market formulas (yearly figures over the 12 months to the calibration end).
+#[derive(Debug, Clone, Default)]
+pub struct Formulas {
+    pub aov: Option<f64>,
+    pub purchase_frequency: Option<f64>,
+    pub retention: Option<f64>,
+    pub churn_rate: Option<f64>,
+    pub clv_basic: Option<f64>,
+    pub clv_retention: Option<f64>,
+    pub clv_b2b: Option<f64>,
+    pub clv_historical: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MarketResult {
+    pub market: String,
+    pub customers: usize,
+    pub orders: u64,
+    pub revenue: f64,
+    pub fits: Fits,
+    /// The purchase model used for the scores.
+    pub model: Option<Kind>,
+    pub pooled: bool,
+    pub holdout: Option<Holdout>,
+    pub scores: Scores,
+    pub formulas: Formulas,
+    pub diagnostics: Vec<String>,
+}
+
+pub struct ClvResult {
+    pub markets: Vec<MarketResult>,
+    pub all_markets: Fits,
+}
+
+/// Runs the stage over every market of the summary.
+pub fn run(spec: &ClvSpec, summary: &Summary) -> ClvResult {
+    let (cal, unit) = (summary.calibration_end, summary.unit_days);
+    let kinds = kinds(spec.model);
+    // The all-markets fit: the centre that small markets shrink toward.
+    let everyone: Vec<Customer> = summary.markets.iter().flat_map(|m| m.customers.iter().cloned()).collect();
+    let all_markets = fit_all(&data(&everyone, cal, unit), &kinds, None);
+    let markets = summary.markets.par_iter().map(|m| market(spec, m, cal, unit, &kinds, &all_markets)).collect();
+    ClvResult { markets, all_markets }
+}
+
+fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: &Fits) -> MarketResult {
+    let mut diagnostics = Vec::new();
+    let d = data(&m.customers, cal, unit);
+    let n = d.who.len() as u64;
+    let pooled = n < spec.min_customers;
+    // Prior precision on each log-parameter grows with the shortfall: a market with no data is
+    // the all-markets fit; one at min_customers is fitted on its own.
+    let prior = pooled.then(|| (all, 0.1 * (spec.min_customers - n) as f64));
+    if pooled {
+        diagnostics.push(format!(
+            "{n} customers (< min_customers {}): parameters shrunk toward the all-markets fit",
+            spec.min_customers
+        ));
+    }
+
+    // Holdout: fit before the split, predict the holdout, compare with what happened.
+    let mut holdout = None;
+    let mut chosen = kinds.first().copied();
+    if let Some(days) = spec.holdout_days {
+        let split = cal - days.round() as i32;
+        let ds = data(&m.customers, split, unit);
+        let fits = fit_all(&ds, kinds, prior);
+        let h = days / unit;
+        let actual: Vec<(f64, f64)> = ds.who.iter().map(|&i| m.customers[i].between(split, cal)).collect();
+        let (act_n, act_v): (Vec<f64>, Vec<f64>) = actual.iter().copied().unzip();
+        let spend = |j: usize| spend_estimate(fits.gg.as_ref(), ds.x[j], ds.m[j], &m.customers[ds.who[j]]);
+        let mut rows = Vec::new();
+        for &k in kinds {
+            let Some(f) = fits.purchase(k) else { continue };
+            let pred_n: Vec<f64> =
+                (0..ds.who.len()).map(|j| k.expected(&f.params, h, ds.x[j], ds.t_x[j], ds.t[j])).collect();
+            let pred_v: Vec<f64> = pred_n.iter().enumerate().map(|(j, p)| p * spend(j)).collect();
+            rows.push(HoldoutRow {
+                model: k.name().into(),
+                purchases: errors(&pred_n, &act_n),
+                revenue: errors(&pred_v, &act_v),
+            });
+        }
+        // Naive baseline: each customer keeps their calibration repeat rate.
+        let naive_n: Vec<f64> =
+            (0..ds.who.len()).map(|j| if ds.t[j] > 0.0 { ds.x[j] / ds.t[j] * h } else { 0.0 }).collect();
+        let naive_v: Vec<f64> =
+            naive_n.iter().enumerate().map(|(j, p)| p * mean_event_value(&m.customers[ds.who[j]])).collect();
+        if spec.model == ModelChoice::Auto
+            && let Some(best) = rows.iter().min_by(|a, b| a.purchases.mae.total_cmp(&b.purchases.mae))
+        {
+            chosen = kinds.iter().copied().find(|k| k.name() == best.model);
+        }
+        rows.push(HoldoutRow {
+            model: "naive".into(),
+            purchases: errors(&naive_n, &act_n),
+            revenue: errors(&naive_v, &act_v),
+        });
+        holdout = Some(Holdout {
+            days,
+            customers: ds.who.len(),
+            actual_purchases: act_n.iter().sum(),
+            actual_revenue: act_v.iter().sum(),
+            rows,
+        });
+    }
+
+    let fits = fit_all(&d, kinds, prior);
+    if spec.model == ModelChoice::Auto && holdout.is_none() {
+        // Without a holdout, the better likelihood on the same data (both have four parameters).
+        chosen = match (&fits.bgnbd, &fits.pnbd) {
+            (Some(b), Some(p)) if p.ll > b.ll => Some(Kind::ParetoNbd),
+            (Some(_), _) => Some(Kind::BgNbd),
+            (None, Some(_)) => Some(Kind::ParetoNbd),
+            _ => None,
+        };
+    }
+    for (label, f) in [("BG/NBD", &fits.bgnbd), ("Pareto/NBD", &fits.pnbd), ("Gamma-Gamma", &fits.gg)] {
+        if let Some(f) = f {
+            if !f.converged {
+                diagnostics
+                    .push(format!("{label}: the optimizer stopped before converging ({} iterations)", f.iterations));
+            }
+            if !f.at_boundary.is_empty() {
+                diagnostics.push(format!(
+                    "{label}: {} at the edge of the parameter space (for BG/NBD a -> 0, b -> inf means the data show no dropout); no standard errors",
+                    f.at_boundary.join(", ")
+                ));
+            }
+        }
+    }
+    if fits.gg.is_none() {
+        diagnostics
+            .push("Gamma-Gamma: fewer than 2 repeat buyers; expected spend is each customer's mean purchase".into());
+    }
+    let model = chosen.filter(|k| fits.purchase(*k).is_some());
+    let scores = score(spec, m, &d, &fits, model, unit);
+    let formulas = formulas(spec, m, cal);
+    MarketResult {
+        market: m.name.clone(),
+        customers: m.customers.len(),
+        orders: m.customers.iter().map(|c| c.orders).sum(),
+        revenue: m.customers.iter().map(|c| c.revenue).sum(),
+        fits,
+        model,
+        pooled,
+        holdout,
+        scores,
+        formulas,
+        diagnostics,
+    }
+}
+
+fn mean_event_value(c: &Customer) -> f64 {
+    if c.events.is_empty() { 0.0 } else { c.events.iter().map(|e| e.1).sum::<f64>() / c.events.len() as f64 }
+}
+
+/// Expected spend per purchase: Gamma-Gamma where fitted (population mean for one-time buyers
+/// when q > 1), else the customer's own mean purchase.
+fn spend_estimate(gg: Option<&Fit>, x: f64, m: f64, c: &Customer) -> f64 {
+    match gg {
+        Some(f) if x > 0.0 => gammagamma::expected_spend(&f.params, x, m),
+        Some(f) if f.params[1] > 1.0 => gammagamma::expected_spend(&f.params, 0.0, 0.0),
+        _ => mean_event_value(c),
+    }
+}
+
+fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>, unit: f64) -> Scores {
+    let n = m.customers.len();
+    let mut s = Scores {
+        rfm: vec![None; n],
+        p_alive: vec![None; n],
+        expected_purchases: vec![None; n],
+        expected_spend: vec![None; n],
+        predicted_clv: vec![None; n],
+        historical_clv: m.customers.iter().map(|c| c.revenue * spec.margin).collect(),
+    };
+    let months = (spec.horizon_days / MONTH_DAYS).round().max(1.0) as usize;
+    let month = MONTH_DAYS / unit;
+    let horizon = spec.horizon_days / unit;
+    let monthly_discount = (1.0 + spec.annual_discount_rate).powf(1.0 / 12.0);
+    for (j, &i) in d.who.iter().enumerate() {
+        let (x, t_x, t) = (d.x[j], d.t_x[j], d.t[j]);
+        s.rfm[i] = Some(crate::summarize::Rfm { frequency: x, recency: t_x, tenure: t, monetary: d.m[j] });
+        let spend = spend_estimate(fits.gg.as_ref(), x, d.m[j], &m.customers[i]);
+        s.expected_spend[i] = Some(spend);
+        let (Some(k), Some(f)) = (model, model.and_then(|k| fits.purchase(k))) else { continue };
+        s.p_alive[i] = Some(k.p_alive(&f.params, x, t_x, t));
+        s.expected_purchases[i] = Some(k.expected(&f.params, horizon, x, t_x, t));
+        // Discounted month by month: purchases expected in month k, valued at the month's end.
+        let mut clv = 0.0;
+        let mut before = 0.0;
+        for step in 1..=months {
+            let until = k.expected(&f.params, (step as f64 * month).min(horizon), x, t_x, t);
+            clv += (until - before) * spend / monthly_discount.powi(step as i32);
+            before = until;
+        }
+        s.predicted_clv[i] = Some(spec.margin * clv);
+    }
+    s
+}
+
+fn formulas(spec: &ClvSpec, m: &Market, cal: i32) -> Formulas {
+    let year = YEAR_DAYS.round() as i32;
+    let active =
+        |from: i32, to: i32| -> Vec<&Customer> { m.customers.iter().filter(|c| c.between(from, to).0 > 0.0).collect() };
+    let last_year = active(cal - year, cal);
+    let year_before = active(cal - 2 * year, cal - year);
+    let (events, value) = last_year.iter().fold((0.0, 0.0), |(n, v), c| {
+        let (dn, dv) = c.between(cal - year, cal);
+        (n + dn, v + dv)
+    });
+    let n_active = last_year.len() as f64;
+    let retention = (!year_before.is_empty()).then(|| {
+        let kept = year_before.iter().filter(|c| c.between(cal - year, cal).0 > 0.0).count();
+        kept as f64 / year_before.len() as f64
+    });
+    let churn = retention.map(|r| 1.0 - r);
+    let aov = (events > 0.0).then(|| value / events);
+    let frequency = (n_active > 0.0).then(|| events / n_active);
+    let yearly_revenue = (n_active > 0.0).then(|| value / n_active);
+    let d = spec.annual_discount_rate;
+    let customers = m.customers.len() as f64;
+    Formulas {
+        aov,
+        purchase_frequency: frequency,
+        retention,
+        churn_rate: churn,
+        clv_basic: match (aov, frequency, churn) {
+            (Some(a), Some(f), Some(c)) if c > 0.0 => Some(a * f / c),
+            _ => None,
+        },
+        clv_retention: match (yearly_revenue, retention) {
+            (Some(v), Some(r)) => Some(spec.margin * v * r / (1.0 + d - r)),
+            _ => None,
+        },
+        clv_b2b: match (yearly_revenue, retention, churn) {
+            (Some(v), Some(r), Some(c)) if c > 0.0 => Some(v * r / c),
+            _ => None,
+        },
+        clv_historical: (customers > 0.0)
+            .then(|| m.customers.iter().map(|c| c.revenue).sum::<f64>() * spec.margin / customers),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_metrics_by_hand() {
+        let e = errors(&[1.0, 2.0, 3.0], &[1.0, 3.0, 5.0]);
+        assert!((e.mae - 1.0).abs() < 1e-12);
+        assert!((e.rmse - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert!((e.corr - 1.0).abs() < 1e-12);
+        assert!((e.total_error_pct - (6.0 - 9.0) / 9.0 * 100.0).abs() < 1e-12);
+    }
+}
