@@ -309,7 +309,8 @@ fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: 
             }
             if !f.at_boundary.is_empty() {
                 diagnostics.push(format!(
-                    "{label}: {} at the edge of the parameter space (for BG/NBD a -> 0, b -> inf means the data show no dropout); no standard errors",
+                    "{label}: {} at the edge of the parameter space, so no standard errors. For BG/NBD, a -> 0 with b large \
+                     means the data show no dropout; a and b both large mean the same dropout chance for everyone",
                     f.at_boundary.join(", ")
                 ));
             }

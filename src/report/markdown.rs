@@ -178,7 +178,7 @@ pub fn model_section(r: &crate::clv::MarketResult, time_unit: &str, currency: &s
     if !r.diagnostics.is_empty() {
         let _ = writeln!(md, "\nDiagnostics:\n");
         for d in &r.diagnostics {
-            let _ = writeln!(md, "- {}", cell(d));
+            let _ = writeln!(md, "- {d}");
         }
     }
     if let Some(h) = &r.holdout {

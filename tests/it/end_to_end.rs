@@ -67,6 +67,24 @@ fn nightly_pipeline_for_one_market() {
     }
     assert!(report.contains("| amazon |") && report.contains("| shopify |") && report.contains("| shop |"), "{report}");
     assert_eq!(manifest["inputs"].as_array().unwrap().len(), 6, "5 export files + the buyers report");
+
+    // The clv stage's tables: one customers row per customer of the market, scores in range.
+    let customers = Table::read(&out.join("customers/market=us/part-0.parquet"));
+    let in_orders: std::collections::BTreeSet<String> = df.texts("customer_id").into_iter().collect();
+    let ids: std::collections::BTreeSet<String> = customers.texts("customer_id").into_iter().collect();
+    assert_eq!(ids, in_orders, "the customers table covers exactly the market's customers");
+    assert!(customers.numbers("p_alive").iter().all(|p| (0.0..=1.0).contains(p)));
+    assert!(customers.numbers("predicted_clv").iter().all(|v| v.is_finite() && *v >= 0.0));
+    let revenue_by_customer: f64 = customers.numbers("revenue").iter().sum();
+    assert!(
+        (revenue_by_customer - revenue).abs() < 0.01 * customers.rows() as f64,
+        "{revenue_by_customer} vs {revenue}"
+    );
+    let market = Table::read(&out.join("markets/market=us/part-0.parquet"));
+    assert_eq!(market.rows(), 1);
+    assert_eq!(market.numbers("customers")[0], customers.rows() as f64);
+    assert!(["bg_nbd", "pareto_nbd"].contains(&market.texts("model")[0].as_str()));
+    assert!(report.contains("## CLV models"), "{report}");
 }
 
 #[test]
@@ -105,4 +123,30 @@ fn second_run_on_a_locked_market_exits_75_naming_the_holder() {
     run_nightly(&out, "uk");
     drop(held);
     run_nightly(&out, "us");
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let out = dir.path().join(threads);
+        let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+            .args(["run", "pipelines/nightly.yaml", "--as-of", "2026-01-01", "--threads", threads, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        outputs.push(out);
+    }
+    for table in ["orders", "customers", "markets"] {
+        for market in ["us", "uk", "eu", "other"] {
+            let rel = format!("{table}/market={market}/part-0.parquet");
+            assert_eq!(
+                std::fs::read(outputs[0].join(&rel)).unwrap(),
+                std::fs::read(outputs[1].join(&rel)).unwrap(),
+                "{rel}"
+            );
+        }
+    }
 }
