@@ -5,7 +5,7 @@
 //! shrinkage), and say so.
 
 use crate::config::{ClvSpec, ModelChoice};
-use crate::models::{self, Fit, Prior, Rfm, bgnbd, gammagamma, paretonbd};
+use crate::models::{Fit, Prior, Rfm, bgnbd, gammagamma, paretonbd};
 use crate::summarize::{Customer, Market, Summary};
 use rayon::prelude::*;
 
@@ -26,16 +26,10 @@ impl Kind {
             Kind::ParetoNbd => "pareto_nbd",
         }
     }
-    fn names(self) -> &'static [&'static str] {
+    fn fit(self, d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
         match self {
-            Kind::BgNbd => bgnbd::NAMES,
-            Kind::ParetoNbd => paretonbd::NAMES,
-        }
-    }
-    fn ll(self, p: &[f64], d: &Rfm) -> f64 {
-        match self {
-            Kind::BgNbd => bgnbd::ll(p, d),
-            Kind::ParetoNbd => paretonbd::ll(p, d),
+            Kind::BgNbd => bgnbd::fit(d, starts, prior),
+            Kind::ParetoNbd => paretonbd::fit(d, starts, prior),
         }
     }
     pub fn p_alive(self, p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
@@ -108,14 +102,15 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
             fit.map(|f| Prior { center: f.params.iter().map(|p| p.ln()).collect(), precision })
         })
     };
+    // A pooled fit starts from the prior's centre; a free one from ones.
+    let start = |prior: &Option<Prior>, n: usize| {
+        vec![prior.as_ref().map_or_else(|| vec![1.0; n], |p| p.center.iter().map(|c| c.exp()).collect())]
+    };
     let mut out = Fits::default();
     if rfm.customers() >= 2.0 {
         for &k in kinds {
             let prior = prior_for(pooled.and_then(|(p, _)| p.purchase(k)));
-            let ll = |p: &[f64]| k.ll(p, &rfm);
-            let start =
-                prior.as_ref().map(|p| p.center.iter().map(|c| c.exp()).collect()).unwrap_or_else(|| vec![1.0; 4]);
-            let f = models::fit(k.names(), &ll, &[start], prior.as_ref());
+            let f = k.fit(&rfm, &start(&prior, 4), prior.as_ref());
             match k {
                 Kind::BgNbd => out.bgnbd = Some(f),
                 Kind::ParetoNbd => out.pnbd = Some(f),
@@ -125,9 +120,7 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
     let spend = gammagamma::Spend::new(&d.x, &d.m);
     if spend.customers() >= 2.0 {
         let prior = prior_for(pooled.and_then(|(p, _)| p.gg.as_ref()));
-        let ll = |p: &[f64]| gammagamma::ll(p, &spend);
-        let start = prior.as_ref().map(|p| p.center.iter().map(|c| c.exp()).collect()).unwrap_or_else(|| vec![1.0; 3]);
-        out.gg = Some(models::fit(gammagamma::NAMES, &ll, &[start], prior.as_ref()));
+        out.gg = Some(gammagamma::fit(&spend, &start(&prior, 3), prior.as_ref()));
     }
     out
 }

@@ -2,31 +2,102 @@
 //! Poisson process with rate ~ Gamma(r, alpha); after each purchase the customer drops out with
 //! probability ~ Beta(a, b).
 
-use super::Rfm;
-use super::special::{hyp2f1, ln_beta, ln_gamma, log_add_exp};
+use super::special::{digamma, hyp2f1, ln_beta, ln_gamma, log_add_exp};
+use super::{Fit, Likelihood, Prior, Rfm, chunked};
 
 pub const NAMES: &[&str] = &["r", "alpha", "a", "b"];
 
+/// Terms of one distinct x: ln Γ(r+x) and the two beta-function ratios, with their derivatives.
+struct PerX {
+    x: f64,
+    lg_rx: f64,
+    lb1: f64,
+    lb2: f64,
+    psi_rx: f64,
+    d1a: f64,
+    d1b: f64,
+    d2a: f64,
+    d2b: f64,
+}
+
+fn per_x(r: f64, a: f64, b: f64, x: f64) -> PerX {
+    let ln_b_ab = ln_beta(a, b);
+    let (psi_ab, psi_abx) = (digamma(a + b), digamma(a + b + x));
+    let d_ab_a = digamma(a) - psi_ab; // ∂ ln B(a,b) / ∂a
+    let d_ab_b = digamma(b) - psi_ab;
+    let repeat = x > 0.0;
+    PerX {
+        x,
+        lg_rx: ln_gamma(r + x),
+        lb1: ln_beta(a, b + x) - ln_b_ab,
+        lb2: if repeat { ln_beta(a + 1.0, b + x - 1.0) - ln_b_ab } else { f64::NEG_INFINITY },
+        psi_rx: digamma(r + x),
+        d1a: digamma(a) - psi_abx - d_ab_a,
+        d1b: digamma(b + x) - psi_abx - d_ab_b,
+        d2a: if repeat { digamma(a + 1.0) - psi_abx - d_ab_a } else { 0.0 },
+        d2b: if repeat { digamma(b + x - 1.0) - psi_abx - d_ab_b } else { 0.0 },
+    }
+}
+
+/// Total log-likelihood and, when asked, its gradient in (r, alpha, a, b).
+fn eval(p: &[f64], d: &Rfm, want_gradient: bool) -> (f64, [f64; 4]) {
+    let (r, alpha, a, b) = (p[0], p[1], p[2], p[3]);
+    let base = r * alpha.ln() - ln_gamma(r);
+    let ln_t: Vec<f64> = d.ts.iter().map(|t| (alpha + t).ln()).collect();
+    let ln_tx: Vec<f64> = d.txs.iter().map(|t| (alpha + t).ln()).collect();
+    let (psi_r, ln_alpha) = (digamma(r), alpha.ln());
+    let parts = chunked(d.len(), |range| {
+        let mut cur: Option<PerX> = None;
+        let (mut ll, mut g) = (0.0, [0.0; 4]);
+        for i in range {
+            let x = d.x[i];
+            if cur.as_ref().is_none_or(|c| c.x != x) {
+                cur = Some(per_x(r, a, b, x));
+            }
+            let c = cur.as_ref().expect("set above");
+            let (lt, ltx) = (ln_t[d.t_at[i] as usize], ln_tx[d.tx_at[i] as usize]);
+            let t1 = c.lb1 - (r + x) * lt;
+            let (tail, pi) = if x > 0.0 {
+                let t2 = c.lb2 - (r + x) * ltx;
+                let tail = log_add_exp(t1, t2);
+                (tail, (t1 - tail).exp())
+            } else {
+                (t1, 1.0)
+            };
+            let w = d.w[i];
+            ll += w * (base + c.lg_rx + tail);
+            if want_gradient {
+                let q = 1.0 - pi;
+                let (it, itx) = (1.0 / (alpha + d.t[i]), 1.0 / (alpha + d.t_x[i]));
+                g[0] += w * (c.psi_rx - psi_r + ln_alpha - pi * lt - q * ltx);
+                g[1] += w * (r / alpha - (r + x) * (pi * it + q * itx));
+                g[2] += w * (pi * c.d1a + q * c.d2a);
+                g[3] += w * (pi * c.d1b + q * c.d2b);
+            }
+        }
+        (ll, g)
+    });
+    parts
+        .into_iter()
+        .fold((0.0, [0.0; 4]), |(ll, g), (l, h)| (ll + l, [g[0] + h[0], g[1] + h[1], g[2] + h[2], g[3] + h[3]]))
+}
+
 /// Total log-likelihood of `d` at (r, alpha, a, b).
 pub fn ll(p: &[f64], d: &Rfm) -> f64 {
-    let (r, alpha, a, b) = (p[0], p[1], p[2], p[3]);
-    let ln_b_ab = ln_beta(a, b);
-    let base = r * alpha.ln() - ln_gamma(r);
-    let (mut cur, mut lg_rx, mut lb1, mut lb2) = (f64::NAN, 0.0, 0.0, f64::NEG_INFINITY);
-    let mut total = 0.0;
-    for i in 0..d.len() {
-        let x = d.x[i];
-        if x != cur {
-            cur = x;
-            lg_rx = ln_gamma(r + x);
-            lb1 = ln_beta(a, b + x) - ln_b_ab;
-            lb2 = if x > 0.0 { ln_beta(a + 1.0, b + x - 1.0) - ln_b_ab } else { f64::NEG_INFINITY };
-        }
-        let t1 = lb1 - (r + x) * (alpha + d.t[i]).ln();
-        let tail = if x > 0.0 { log_add_exp(t1, lb2 - (r + x) * (alpha + d.t_x[i]).ln()) } else { t1 };
-        total += d.w[i] * (base + lg_rx + tail);
-    }
-    total
+    eval(p, d, false).0
+}
+
+/// Log-likelihood and its analytic gradient.
+pub fn ll_gradient(p: &[f64], d: &Rfm) -> (f64, Vec<f64>) {
+    let (ll, g) = eval(p, d, true);
+    (ll, g.to_vec())
+}
+
+/// Maximum-likelihood fit (analytic gradient).
+pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+    let value = |p: &[f64]| ll(p, d);
+    let gradient = |p: &[f64]| ll_gradient(p, d);
+    super::fit(&Likelihood { names: NAMES, value: &value, gradient: Some(&gradient) }, starts, prior)
 }
 
 /// P(alive | x, t_x, T).
@@ -82,6 +153,23 @@ mod tests {
                 * p_alive(&CDNOW, x, t_x, t);
             let e = expected_purchases(&CDNOW, h, x, t_x, t);
             assert!((e - original).abs() < 1e-10 * original.max(1.0), "x={x}: {e} vs {original}");
+        }
+    }
+
+    #[test]
+    fn analytic_gradient_matches_finite_differences() {
+        let d =
+            Rfm::compress(&[0.0, 1.0, 2.0, 7.0, 2.0], &[0.0, 5.0, 30.43, 20.0, 1.0], &[38.86, 20.0, 38.86, 25.0, 3.0]);
+        for p in [CDNOW, [1.3, 0.7, 2.1, 0.4]] {
+            let (_, g) = ll_gradient(&p, &d);
+            for i in 0..4 {
+                let h = 1e-6 * p[i];
+                let (mut up, mut down) = (p, p);
+                up[i] += h;
+                down[i] -= h;
+                let numeric = (ll(&up, &d) - ll(&down, &d)) / (2.0 * h);
+                assert!((g[i] - numeric).abs() < 1e-5 * numeric.abs().max(1.0), "{}: {} vs {numeric}", NAMES[i], g[i]);
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! repeat spend m_x.
 
 use super::special::ln_gamma;
+use super::{Fit, Likelihood, Prior};
 
 pub const NAMES: &[&str] = &["p", "q", "gamma"];
 
@@ -45,6 +46,11 @@ pub fn ll(params: &[f64], d: &Spend) -> f64 {
                 - (px + q) * (g + m * x).ln());
     }
     total
+}
+
+pub fn fit(d: &Spend, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+    let value = |p: &[f64]| ll(p, d);
+    super::fit(&Likelihood { names: NAMES, value: &value, gradient: None }, starts, prior)
 }
 
 /// E[spend per transaction | x, m_x]; for x = 0 the population mean p γ / (q - 1).

@@ -8,14 +8,36 @@ pub mod optimize;
 pub mod paretonbd;
 pub mod special;
 
+use rayon::prelude::*;
+use std::collections::HashMap;
+
 /// Customers compressed to unique (x, t_x, T) triples with counts, sorted by x so that terms that
-/// depend on x alone are computed once per distinct x.
+/// depend on x alone are computed once per distinct x. Terms that depend on one time alone (ln(α+T),
+/// Pareto/NBD's F(x, t)) are computed once per distinct value per evaluation, through the indices.
 #[derive(Debug, Clone, Default)]
 pub struct Rfm {
     pub x: Vec<f64>,
     pub t_x: Vec<f64>,
     pub t: Vec<f64>,
     pub w: Vec<f64>,
+    /// Distinct tenures and each triple's index into them.
+    pub ts: Vec<f64>,
+    pub t_at: Vec<u32>,
+    /// Distinct recencies and each triple's index into them.
+    pub txs: Vec<f64>,
+    pub tx_at: Vec<u32>,
+    /// Distinct (x, time) pairs over recencies and tenures, and each triple's two indices.
+    pub pairs: Vec<(f64, f64)>,
+    pub pair_tx: Vec<u32>,
+    pub pair_t: Vec<u32>,
+}
+
+/// Index of `v` in `values`, adding it when new.
+fn intern<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, u32>, values: &mut Vec<V>, key: K, v: V) -> u32 {
+    *map.entry(key).or_insert_with(|| {
+        values.push(v);
+        (values.len() - 1) as u32
+    })
 }
 
 impl Rfm {
@@ -34,6 +56,14 @@ impl Rfm {
                 out.w.push(1.0);
             }
         }
+        let (mut tm, mut txm, mut pm) = (HashMap::new(), HashMap::new(), HashMap::new());
+        for i in 0..out.x.len() {
+            let (x, t_x, t) = (out.x[i], out.t_x[i], out.t[i]);
+            out.t_at.push(intern(&mut tm, &mut out.ts, t.to_bits(), t));
+            out.tx_at.push(intern(&mut txm, &mut out.txs, t_x.to_bits(), t_x));
+            out.pair_tx.push(intern(&mut pm, &mut out.pairs, (x.to_bits(), t_x.to_bits()), (x, t_x)));
+            out.pair_t.push(intern(&mut pm, &mut out.pairs, (x.to_bits(), t.to_bits()), (x, t)));
+        }
         out
     }
 
@@ -48,6 +78,16 @@ impl Rfm {
     pub fn customers(&self) -> f64 {
         self.w.iter().sum()
     }
+}
+
+/// Work per parallel task: partial sums are over fixed chunks and added in chunk order, so a
+/// likelihood is bit-for-bit the same whatever the number of threads.
+const CHUNK: usize = 8192;
+
+/// `f` over fixed-size chunks of `0..n`, in parallel, results in chunk order.
+pub(crate) fn chunked<T: Send>(n: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
+    let chunks: Vec<usize> = (0..n.div_ceil(CHUNK)).collect();
+    chunks.par_iter().map(|&c| f(c * CHUNK..((c + 1) * CHUNK).min(n))).collect()
 }
 
 /// A fitted model: parameters in the data's time unit, standard errors from the observed
@@ -85,25 +125,43 @@ pub struct Prior {
     pub precision: f64,
 }
 
-/// Maximises `ll` (the total log-likelihood at natural parameters) from each start, keeping the best.
-pub fn fit(
-    names: &'static [&'static str],
-    ll: &(dyn Fn(&[f64]) -> f64 + Sync),
-    starts: &[Vec<f64>],
-    prior: Option<&Prior>,
-) -> Fit {
+/// The log-likelihood to maximise: its value at natural parameters, and optionally its gradient.
+pub struct Likelihood<'a> {
+    pub names: &'static [&'static str],
+    pub value: &'a (dyn Fn(&[f64]) -> f64 + Sync),
+    pub gradient: Option<&'a (dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync)>,
+}
+
+/// Maximises the likelihood from each start (natural parameters), keeping the best.
+pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+    let names = lik.names;
     let natural = |theta: &[f64]| -> Vec<f64> { theta.iter().map(|t| t.clamp(-CLAMP, CLAMP).exp()).collect() };
-    let objective = |theta: &[f64]| -> f64 {
-        let mut v = -ll(&natural(theta));
-        if let Some(p) = prior {
-            v += 0.5 * p.precision * theta.iter().zip(&p.center).map(|(t, c)| (t - c).powi(2)).sum::<f64>();
+    let penalty = |theta: &[f64]| -> f64 {
+        prior
+            .map_or(0.0, |p| 0.5 * p.precision * theta.iter().zip(&p.center).map(|(t, c)| (t - c).powi(2)).sum::<f64>())
+    };
+    let objective = |theta: &[f64]| -> f64 { -(lik.value)(&natural(theta)) + penalty(theta) };
+    // d(-ll)/dθ_i = -p_i ∂ll/∂p_i (chain rule through p = e^θ), plus the prior's pull.
+    let gradient = |theta: &[f64]| -> Vec<f64> {
+        match lik.gradient {
+            Some(g) => {
+                let p = natural(theta);
+                let (_, dp) = g(&p);
+                (0..theta.len())
+                    .map(|i| {
+                        let inside = theta[i].abs() < CLAMP;
+                        let pull = prior.map_or(0.0, |pr| pr.precision * (theta[i] - pr.center[i]));
+                        if inside { -p[i] * dp[i] + pull } else { pull }
+                    })
+                    .collect()
+            }
+            None => optimize::gradient(&objective, theta),
         }
-        v
     };
     let mut best: Option<optimize::Minimum> = None;
     for start in starts {
         let theta0: Vec<f64> = start.iter().map(|v| v.ln()).collect();
-        let m = optimize::minimize(&objective, &theta0, 1e-9);
+        let m = optimize::minimize(&objective, &gradient, &theta0, 1e-9);
         if best.as_ref().is_none_or(|b| m.f < b.f) {
             best = Some(m);
         }
@@ -121,5 +179,5 @@ pub fn fit(
             .collect(),
         None => vec![None; names.len()],
     };
-    Fit { names, ll: ll(&params), params, se, converged: m.converged, iterations: m.iterations, at_boundary }
+    Fit { names, ll: (lik.value)(&params), params, se, converged: m.converged, iterations: m.iterations, at_boundary }
 }

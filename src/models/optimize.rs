@@ -31,13 +31,14 @@ pub fn gradient(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
     g
 }
 
-/// Minimises `f` from `x0`. Converged: the largest gradient component is below `gtol` (scaled by
-/// the function's magnitude) or the objective stopped changing at machine precision.
-pub fn minimize(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], gtol: f64) -> Minimum {
+/// Minimises `f` (with gradient `grad`) from `x0`. Converged: the largest gradient component is
+/// below `gtol` (scaled by the function's magnitude) or the objective stopped changing at machine
+/// precision.
+pub fn minimize(f: &dyn Fn(&[f64]) -> f64, grad: &dyn Fn(&[f64]) -> Vec<f64>, x0: &[f64], gtol: f64) -> Minimum {
     let n = x0.len();
     let mut x = x0.to_vec();
     let mut fx = value(f, &x);
-    let mut g = gradient(f, &x);
+    let mut g = grad(&x);
     let mut h = identity(n);
     let mut stalled = 0;
     for iter in 0..MAX_ITER {
@@ -71,7 +72,7 @@ pub fn minimize(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], gtol: f64) -> Minimum {
             let converged = stalled > 0 || g.iter().map(|v| v.abs()).fold(0.0, f64::max) < 1e-4 * scale;
             return Minimum { x, f: fx, iterations: iter, converged };
         };
-        let gn = gradient(f, &xn);
+        let gn = grad(&xn);
         let s: Vec<f64> = xn.iter().zip(&x).map(|(a, b)| a - b).collect();
         let y: Vec<f64> = gn.iter().zip(&g).map(|(a, b)| a - b).collect();
         let sy: f64 = s.iter().zip(&y).map(|(a, b)| a * b).sum();
@@ -154,7 +155,7 @@ mod tests {
     #[test]
     fn rosenbrock() {
         let f = |x: &[f64]| (1.0 - x[0]).powi(2) + 100.0 * (x[1] - x[0] * x[0]).powi(2);
-        let m = minimize(&f, &[-1.2, 1.0], 1e-9);
+        let m = minimize(&f, &|x| gradient(&f, x), &[-1.2, 1.0], 1e-9);
         assert!(m.converged);
         assert!((m.x[0] - 1.0).abs() < 1e-5 && (m.x[1] - 1.0).abs() < 1e-5, "{:?}", m.x);
     }

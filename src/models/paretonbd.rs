@@ -5,9 +5,9 @@
 //! 2F1 of this shape is evaluated through its Euler transform (positive, decreasing terms; see
 //! `special::ln_hyp2f1_a_b_a1`), with 1 - z(t) passed as the exact ratio (min+t)/(max+t).
 
-use super::Rfm;
 use super::bgnbd::logistic;
 use super::special::{ln_gamma, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp};
+use super::{Fit, Likelihood, Prior, Rfm, chunked};
 
 pub const NAMES: &[&str] = &["r", "alpha", "s", "beta"];
 
@@ -25,29 +25,49 @@ fn ln_f(r: f64, alpha: f64, s: f64, beta: f64, x: f64, t: f64) -> f64 {
     }
 }
 
-/// (ln of the "alive through T" term, ln of the "died in (t_x, T]" term) of the bracket.
-fn terms(p: &[f64], x: f64, t_x: f64, t: f64) -> (f64, f64) {
+/// (ln of the "alive through T" term, ln of the "died in (t_x, T]" term) of the bracket, given
+/// ln F at t_x and at T.
+fn terms_from(p: &[f64], x: f64, t: f64, ln_f_tx: f64, ln_f_t: f64) -> (f64, f64) {
     let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
     let alive = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
-    let a0 = log_sub_exp(ln_f(r, alpha, s, beta, x, t_x), ln_f(r, alpha, s, beta, x, t));
-    (alive, s.ln() - (r + s + x).ln() + a0)
+    (alive, s.ln() - (r + s + x).ln() + log_sub_exp(ln_f_tx, ln_f_t))
+}
+
+fn terms(p: &[f64], x: f64, t_x: f64, t: f64) -> (f64, f64) {
+    let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
+    terms_from(p, x, t, ln_f(r, alpha, s, beta, x, t_x), ln_f(r, alpha, s, beta, x, t))
 }
 
 pub fn ll(p: &[f64], d: &Rfm) -> f64 {
     let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
+    // F depends on (x, t) only: one series per distinct pair, not two per customer.
+    let ln_fs: Vec<f64> = chunked(d.pairs.len(), |range| {
+        range.map(|k| ln_f(r, alpha, s, beta, d.pairs[k].0, d.pairs[k].1)).collect::<Vec<f64>>()
+    })
+    .concat();
     let base = r * alpha.ln() + s * beta.ln() - ln_gamma(r);
-    let (mut cur, mut lg_rx) = (f64::NAN, 0.0);
-    let mut total = 0.0;
-    for i in 0..d.len() {
-        let x = d.x[i];
-        if x != cur {
-            cur = x;
-            lg_rx = ln_gamma(r + x);
+    chunked(d.len(), |range| {
+        let (mut cur, mut lg_rx, mut total) = (f64::NAN, 0.0, 0.0);
+        for i in range {
+            let x = d.x[i];
+            if x != cur {
+                cur = x;
+                lg_rx = ln_gamma(r + x);
+            }
+            let (ftx, ft) = (ln_fs[d.pair_tx[i] as usize], ln_fs[d.pair_t[i] as usize]);
+            let (alive, died) = terms_from(p, x, d.t[i], ftx, ft);
+            total += d.w[i] * (base + lg_rx + log_add_exp(alive, died));
         }
-        let (alive, died) = terms(p, x, d.t_x[i], d.t[i]);
-        total += d.w[i] * (base + lg_rx + log_add_exp(alive, died));
-    }
-    total
+        total
+    })
+    .into_iter()
+    .sum()
+}
+
+/// Maximum-likelihood fit (numerical gradient: each evaluation is cheap thanks to the F cache).
+pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+    let value = |p: &[f64]| ll(p, d);
+    super::fit(&Likelihood { names: NAMES, value: &value, gradient: None }, starts, prior)
 }
 
 pub fn p_alive(p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {

@@ -10,6 +10,19 @@ pub fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
 }
 
+/// The digamma function ψ = Γ'/Γ: recurrence up to x >= 10, then the asymptotic series (error ~1e-14).
+pub fn digamma(mut x: f64) -> f64 {
+    let mut acc = 0.0;
+    while x < 10.0 {
+        acc -= 1.0 / x;
+        x += 1.0;
+    }
+    let f = 1.0 / (x * x);
+    acc + x.ln()
+        - 0.5 / x
+        - f * (1.0 / 12.0 - f * (1.0 / 120.0 - f * (1.0 / 252.0 - f * (1.0 / 240.0 - f * (1.0 / 132.0)))))
+}
+
 /// ln(e^a + e^b) without overflow.
 pub fn log_add_exp(a: f64, b: f64) -> f64 {
     if a == f64::NEG_INFINITY {
@@ -98,6 +111,17 @@ mod tests {
         assert!((log_add_exp(1000.0, 1000.0) - (1000.0 + 2f64.ln())).abs() < 1e-12);
         assert!((log_sub_exp(3f64.ln(), 1f64.ln()) - 2f64.ln()).abs() < 1e-12);
         assert_eq!(log_sub_exp(1.0, 1.0), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn digamma_values() {
+        // ψ(1) = -γ (Euler-Mascheroni), ψ(1/2) = -γ - 2 ln 2, ψ(x+1) = ψ(x) + 1/x.
+        let euler = 0.577_215_664_901_532_9;
+        assert!((digamma(1.0) + euler).abs() < 1e-13);
+        assert!((digamma(0.5) + euler + 2.0 * 2f64.ln()).abs() < 1e-13);
+        assert!((digamma(7.3) - digamma(6.3) - 1.0 / 6.3).abs() < 1e-13);
+        // ψ(ε) = -1/ε - γ + (π²/6) ε - ζ(3) ε² + ...
+        assert!((digamma(1e-3) - (-1000.0 - euler + 1.644_934 * 1e-3 - 1.202_057 * 1e-6)).abs() < 1e-8);
     }
 
     #[test]
