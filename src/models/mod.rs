@@ -125,11 +125,14 @@ pub struct Prior {
     pub precision: f64,
 }
 
+/// A log-likelihood's value and gradient at natural parameters.
+pub type ValueAndGradient<'a> = &'a (dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync);
+
 /// The log-likelihood to maximise: its value at natural parameters, and optionally its gradient.
 pub struct Likelihood<'a> {
     pub names: &'static [&'static str],
     pub value: &'a (dyn Fn(&[f64]) -> f64 + Sync),
-    pub gradient: Option<&'a (dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync)>,
+    pub gradient: Option<ValueAndGradient<'a>>,
 }
 
 /// Maximises the likelihood from each start (natural parameters), keeping the best.
