@@ -7,7 +7,7 @@ MARKET ?=
 OUT ?= out
 MARKET_FLAGS := $(foreach m,$(MARKET),--market $(m))
 
-.PHONY: report run test lint fmt validate sample clean
+.PHONY: report run test lint fmt validate sample clean bench-models
 
 ## report: run the nightly pipeline on sample_data/ (MARKET=us for one market) into $(OUT)/
 report:
@@ -36,6 +36,10 @@ validate:
 sample:
 	rm -rf sample_data/amazon sample_data/shopify sample_data/shop sample_data/fx_rates.csv
 	$(CARGO) run --quiet -- sample --out sample_data --customers 400 --seed 7
+
+## bench-models: fit BG/NBD and Pareto/NBD on 1M simulated customers, next to lifetimes
+bench-models:
+	bench/models.sh 1000000 100000
 
 clean:
 	rm -rf $(OUT)

@@ -110,7 +110,14 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
     if rfm.customers() >= 2.0 {
         for &k in kinds {
             let prior = prior_for(pooled.and_then(|(p, _)| p.purchase(k)));
-            let f = k.fit(&rfm, &start(&prior, 4), prior.as_ref());
+            let f = match (k, &prior) {
+                (Kind::BgNbd, _) | (Kind::ParetoNbd, Some(_)) => k.fit(&rfm, &start(&prior, 4), prior.as_ref()),
+                (Kind::ParetoNbd, None) => {
+                    // Start near the optimum (see paretonbd::start): from the BG/NBD fit.
+                    let bg = out.bgnbd.clone().unwrap_or_else(|| bgnbd::fit(&rfm, &[vec![1.0; 4]], None));
+                    paretonbd::fit(&rfm, &[paretonbd::start(&rfm, &bg)], None)
+                }
+            };
             match k {
                 Kind::BgNbd => out.bgnbd = Some(f),
                 Kind::ParetoNbd => out.pnbd = Some(f),

@@ -64,6 +64,14 @@ pub fn ll(p: &[f64], d: &Rfm) -> f64 {
     .sum()
 }
 
+/// A starting point near the optimum: the purchase process's (r, alpha) from a BG/NBD fit, s = 1
+/// and beta = the mean tenure. Starting far away sends the optimizer through regions where
+/// max(alpha, beta) >> min(alpha, beta) + t and the 2F1 series needs thousands of terms.
+pub fn start(d: &Rfm, bgnbd: &Fit) -> Vec<f64> {
+    let mean_t = d.t.iter().zip(&d.w).map(|(t, w)| t * w).sum::<f64>() / d.customers().max(1.0);
+    vec![bgnbd.params[0], bgnbd.params[1], 1.0, mean_t.max(1e-3)]
+}
+
 /// Maximum-likelihood fit (numerical gradient: each evaluation is cheap thanks to the F cache).
 pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
