@@ -114,6 +114,22 @@ impl FxRates {
     }
 }
 
+/// `net` in the base currency at the order date's rate, as an expression over the working line
+/// columns; cancelled lines count 0. Rows whose rate is missing were rejected when loaded.
+pub fn net_base(fx: &FxRates) -> polars::prelude::Expr {
+    use crate::schema::{self, status};
+    use polars::prelude::*;
+    let fx = fx.clone();
+    let net = when(col(schema::STATUS).eq(lit(status::CANCELLED))).then(lit(0.0)).otherwise(col(schema::NET));
+    crate::frame::text_day_number_to_f64(col(schema::CURRENCY), col(schema::ORDER_DATE), net, move |c, d, n| {
+        let n = n?;
+        if n == 0.0 {
+            return Some(0.0);
+        }
+        Some(n * fx.rate(c?, d?)?)
+    })
+}
+
 fn column_values(c: polars::prelude::Column) -> Vec<Option<String>> {
     c.str().map(|s| s.iter().map(|v| v.map(str::to_string)).collect()).unwrap_or_default()
 }

@@ -129,6 +129,7 @@ fn time_unit_name(u: TimeUnit) -> &'static str {
 fn run_id(p: &Pipeline, inputs: &[InputFile], as_of: NaiveDate) -> Result<String> {
     let mut h = Sha256::new();
     let config = std::fs::read(&p.file).unwrap_or_default();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
     h.update(&config);
     h.update(as_of.to_string().as_bytes());
     for i in inputs {

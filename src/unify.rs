@@ -5,7 +5,7 @@
 
 use crate::config::{Pipeline, SourceKind, UnifySpec};
 use crate::countries;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::frame::{self, null_str};
 use crate::fx::{FxRates, epoch_days};
 use crate::identity::Hasher;
@@ -32,11 +32,21 @@ pub struct Accounting {
     /// Kept rows whose country names no ISO country (they go to `other`).
     pub unknown_country: u64,
     pub notes: Vec<String>,
+    /// Net revenue in the base currency: read, kept (published), dropped by reason.
+    pub revenue_read: f64,
+    pub revenue_kept: f64,
+    pub revenue_dropped: BTreeMap<String, f64>,
 }
 
 impl Accounting {
     pub fn balanced(&self) -> bool {
         self.rows_read == self.kept + self.dropped.values().sum::<u64>() + self.rejected.values().sum::<u64>()
+    }
+
+    /// revenue read = kept + dropped, to a cent (sums of many lines carry float rounding).
+    pub fn revenue_balanced(&self) -> bool {
+        let out = self.revenue_kept + self.revenue_dropped.values().sum::<f64>();
+        (self.revenue_read - out).abs() <= 0.01 + 1e-9 * self.revenue_read.abs()
     }
 }
 
@@ -62,8 +72,12 @@ pub fn unify(
             lit(input.id).alias(schema::SOURCE),
             lit(input.kind == SourceKind::Shopify).alias("_is_shopify"),
         ]));
-        let mut acc =
-            Accounting { rows_read: input.loaded.rows_read, notes: input.loaded.notes.clone(), ..Default::default() };
+        let mut acc = Accounting {
+            rows_read: input.loaded.rows_read,
+            notes: input.loaded.notes.clone(),
+            revenue_read: input.loaded.revenue_read,
+            ..Default::default()
+        };
         for reason in frame::strings(&input.loaded.rejects, schema::rejects::REASON)?.into_iter().flatten() {
             *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
         }
@@ -128,27 +142,34 @@ pub fn unify(
             .then(lit("no customer (no e-mail or customer id)"))
             .otherwise(null_str()),
     ]);
-    let all = frame::collect(all.with_column(drop.alias(DROP)), "unified lines")?;
+    let all = frame::collect(
+        all.with_columns([drop.alias(DROP), crate::fx::net_base(fx).alias(schema::NET_BASE)]),
+        "unified lines",
+    )?;
 
     // Accounting is in records (file, line): a WebToffee record is one order of several lines.
     let records = frame::collect(
-        all.clone().lazy().group_by([col(schema::SOURCE), col(DROP)]).agg([concat_str(
-            [col(aux::FILE), col(aux::LINE).cast(DataType::String)],
-            "\u{1}",
-            false,
-        )
-        .n_unique()
-        .alias("n")]),
+        all.clone().lazy().group_by([col(schema::SOURCE), col(DROP)]).agg([
+            concat_str([col(aux::FILE), col(aux::LINE).cast(DataType::String)], "\u{1}", false).n_unique().alias("n"),
+            col(schema::NET_BASE).sum().alias("revenue"),
+        ]),
         "record counts",
     )?;
     let (sources, reasons, counts) =
         (frame::strings(&records, schema::SOURCE)?, frame::strings(&records, DROP)?, frame::floats(&records, "n")?);
-    for ((s, r), n) in sources.iter().zip(&reasons).zip(&counts) {
+    let revenue = frame::floats(&records, "revenue")?;
+    for (((s, r), n), v) in sources.iter().zip(&reasons).zip(&counts).zip(&revenue) {
         let (Some(s), Some(n)) = (s, n) else { continue };
-        let acc = accounting.get_mut(s).expect("known source");
+        let (acc, v) = (accounting.get_mut(s).expect("known source"), v.unwrap_or(0.0));
         match r {
-            Some(r) => *acc.dropped.entry(r.clone()).or_default() += *n as u64,
-            None => acc.kept = *n as u64,
+            Some(r) => {
+                *acc.dropped.entry(r.clone()).or_default() += *n as u64;
+                *acc.revenue_dropped.entry(r.clone()).or_default() += v;
+            }
+            None => {
+                acc.kept = *n as u64;
+                acc.revenue_kept = v;
+            }
         }
     }
     let dropped = all.column(DROP).ctx(|| "drops")?.is_not_null();
@@ -157,7 +178,6 @@ pub fn unify(
     let market_of: HashMap<String, String> =
         pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
     let hasher = Hasher::from_env();
-    let fx = fx.clone();
     let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]);
     let lf = kept.lazy().with_columns([
         frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY),
@@ -168,24 +188,9 @@ pub fn unify(
             .otherwise(col(schema::NET))
             .alias(schema::NET),
     ]);
-    let lf = lf.with_columns([
-        frame::text_day_number_to_f64(
-            col(schema::CURRENCY),
-            col(schema::ORDER_DATE),
-            col(schema::NET),
-            move |c, d, n| {
-                let n = n?;
-                if n == 0.0 {
-                    return Some(0.0);
-                }
-                Some(n * fx.rate(c?, d?)?)
-            },
-        )
-        .alias(schema::NET_BASE),
-        frame::str_to_str(col(schema::COUNTRY), move |c| market_of.get(c).cloned())
-            .fill_null(lit(OTHER_MARKET))
-            .alias("_line_market"),
-    ]);
+    let lf = lf.with_columns([frame::str_to_str(col(schema::COUNTRY), move |c| market_of.get(c).cloned())
+        .fill_null(lit(OTHER_MARKET))
+        .alias("_line_market")]);
     let first_market = col("_line_market")
         .sort_by([col(schema::ORDERED_AT), col(schema::ORDER_ID)], SortMultipleOptions::default())
         .first();
@@ -228,10 +233,98 @@ pub fn unify(
         ),
         "sorted orders",
     )?;
+    reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
+}
+
+/// Rows read = kept + dropped + rejected and revenue read = kept + dropped, per source; and the
+/// published lines (rounded to cents) add up to the revenue kept. A violation is a bug or a
+/// corrupted input, never something to publish.
+fn reconcile(orders: &DataFrame, accounting: &BTreeMap<String, Accounting>) -> Result<()> {
+    let published = frame::collect(
+        orders
+            .clone()
+            .lazy()
+            .group_by([col(schema::SOURCE)])
+            .agg([col(schema::NET_BASE).sum().alias("v"), len().alias("n")]),
+        "published revenue",
+    )?;
+    let (sources, values, lines) =
+        (frame::strings(&published, schema::SOURCE)?, frame::floats(&published, "v")?, frame::floats(&published, "n")?);
+    let mut failures = Vec::new();
+    for (source, a) in accounting {
+        let dropped: u64 = a.dropped.values().sum();
+        let rejected: u64 = a.rejected.values().sum();
+        if !a.balanced() {
+            failures.push(format!(
+                "source `{source}`: {} rows read but {} kept + {dropped} dropped + {rejected} rejected",
+                a.rows_read, a.kept
+            ));
+        }
+        if !a.revenue_balanced() {
+            failures.push(format!(
+                "source `{source}`: revenue read {:.2} but kept {:.2} + dropped {:.2}",
+                a.revenue_read,
+                a.revenue_kept,
+                a.revenue_dropped.values().sum::<f64>()
+            ));
+        }
+        let i = sources.iter().position(|s| s.as_deref() == Some(source.as_str()));
+        let (out, n) = i.map_or((0.0, 0.0), |i| (values[i].unwrap_or(0.0), lines[i].unwrap_or(0.0)));
+        if (out - a.revenue_kept).abs() > 0.005 * n + 0.01 {
+            failures
+                .push(format!("source `{source}`: published revenue {out:.2} but revenue kept {:.2}", a.revenue_kept));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Data(format!("reconciliation failed, nothing was published:\n{}", failures.join("\n"))))
+    }
 }
 
 /// "unparseable purchase-date 'x'" -> "unparseable purchase-date": counts group by kind of problem.
 pub fn reason_category(reason: &str) -> String {
     reason.split(" '").next().unwrap_or(reason).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounting(read: f64, kept: f64, dropped: f64) -> BTreeMap<String, Accounting> {
+        let a = Accounting {
+            rows_read: 3,
+            kept: 2,
+            dropped: [("test order".to_string(), 1)].into(),
+            revenue_read: read,
+            revenue_kept: kept,
+            revenue_dropped: [("test order".to_string(), dropped)].into(),
+            ..Default::default()
+        };
+        [("shop".to_string(), a)].into()
+    }
+
+    fn orders(values: &[f64]) -> DataFrame {
+        df!(schema::SOURCE => vec!["shop"; values.len()], schema::NET_BASE => values.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn reconciliation_passes_when_everything_adds_up() {
+        assert!(reconcile(&orders(&[10.0, 20.0]), &accounting(35.0, 30.0, 5.0)).is_ok());
+    }
+
+    #[test]
+    fn reconciliation_catches_lost_duplicated_or_unpublished_revenue() {
+        // A join that duplicated a line: read 35 but kept 40 + dropped 5.
+        let e = reconcile(&orders(&[10.0, 20.0, 10.0]), &accounting(35.0, 40.0, 5.0)).unwrap_err();
+        assert!(
+            matches!(e, Error::Data(_)) && e.to_string().contains("revenue read 35.00 but kept 40.00 + dropped 5.00"),
+            "{e}"
+        );
+        // Kept revenue that did not reach the published table.
+        let e = reconcile(&orders(&[10.0]), &accounting(35.0, 30.0, 5.0)).unwrap_err();
+        assert!(e.to_string().contains("published revenue 10.00 but revenue kept 30.00"), "{e}");
+        assert_eq!(e.exit_code(), 1);
+    }
 }

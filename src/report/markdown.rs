@@ -99,16 +99,28 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
     let _ = writeln!(md, "\nA customer who bought through several sources is counted once in **all sources**.\n");
 
     let _ = writeln!(md, "## Data quality (every source, all markets)\n");
-    let _ = writeln!(md, "Every row read is kept, dropped with a reason, or rejected as unreadable.\n");
     let _ = writeln!(
         md,
-        "| source | rows read | kept | dropped | rejected | read = kept + dropped + rejected |\n|---|---:|---:|---:|---:|---|"
+        "Every row read is kept, dropped with a reason, or rejected as unreadable; revenue (net, {cur}) read = kept + dropped.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| source | rows read | kept | dropped | rejected | revenue read ({cur}) | kept | dropped | reconciled |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for (source, a) in ctx.accounting {
         let dropped: u64 = a.dropped.values().sum();
         let rejected: u64 = a.rejected.values().sum();
-        let ok = if a.balanced() { "yes" } else { "**NO**" };
-        let _ = writeln!(md, "| {} | {} | {} | {dropped} | {rejected} | {ok} |", cell(source), a.rows_read, a.kept);
+        let ok = if a.balanced() && a.revenue_balanced() { "yes" } else { "**NO**" };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {dropped} | {rejected} | {} | {} | {} | {ok} |",
+            cell(source),
+            a.rows_read,
+            a.kept,
+            money(a.revenue_read),
+            money(a.revenue_kept),
+            money(a.revenue_dropped.values().sum())
+        );
     }
     let mut drops = String::new();
     let mut rejects = String::new();

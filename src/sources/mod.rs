@@ -48,6 +48,9 @@ pub struct Loaded {
     pub rows_read: u64,
     /// Things the report must say about this source (e.g. Amazon without buyers).
     pub notes: Vec<String>,
+    /// Net revenue of every parsed line in the base currency, taken before anything joins or
+    /// drops: the "in" of the reconciliation.
+    pub revenue_read: f64,
 }
 
 pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
@@ -68,7 +71,10 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
         files: outs.iter().map(|o| o.input.clone()).collect(),
         rows_read: outs.iter().map(|o| o.input.rows).sum(),
         notes: Vec::new(),
+        revenue_read: 0.0,
     };
+    let read = frame::collect(loaded.lines.clone().lazy().select([crate::fx::net_base(ctx.fx).sum()]), "revenue read")?;
+    loaded.revenue_read = frame::floats(&read, schema::CURRENCY)?.first().copied().flatten().unwrap_or(0.0);
     if ctx.spec.kind == SourceKind::Amazon {
         amazon::attach_buyers(ctx, &mut loaded)?;
     }
