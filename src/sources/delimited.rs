@@ -56,6 +56,14 @@ pub fn header(text: &str, format: &TextFormat) -> (Vec<String>, usize, u32) {
     }
 }
 
+/// The fields of the first record of `text`, as written (not trimmed).
+pub fn fields(text: &str, format: &TextFormat) -> Vec<String> {
+    let mut scanner = Scanner::new(text, format);
+    let mut out = Vec::new();
+    scanner.record(|_, f| out.push(f.to_string()));
+    out
+}
+
 /// Reads every record after the header; `wanted[k]` is the field position of output column `k`.
 pub fn records(text: &str, format: &TextFormat, width: usize, start: (usize, u32), wanted: &[usize]) -> Records {
     let mut slot = vec![usize::MAX; width.max(wanted.iter().map(|w| w + 1).max().unwrap_or(0))];

@@ -130,6 +130,7 @@ impl Want {
 /// One export file, split into records, with the wanted columns as strings.
 pub struct RawFile {
     pub shown: String,
+    pub format: TextFormat,
     pub header: Vec<String>,
     pub text: String,
     pub records: Records,
@@ -202,6 +203,7 @@ pub fn read(path: &Path, format: &TextFormat, choose: impl FnOnce(&[String]) -> 
     Ok(RawFile {
         input: InputFile { path: shown.clone(), bytes: size, sha256, rows: n as u64 },
         shown,
+        format: *format,
         header,
         text,
         records,
@@ -363,6 +365,58 @@ pub fn share(weight: Expr, order: &[&str]) -> Expr {
     when(total.clone().abs().gt(lit(1e-12))).then(weight / total).otherwise(lit(1.0) / n)
 }
 
+/// Header words that mark a column holding personal data (matched case-insensitively, anywhere in
+/// the name). Deliberately broad: masking a product name costs nothing, leaking an address does.
+const PERSONAL: &[&str] = &[
+    "mail",
+    "name",
+    "phone",
+    "tel",
+    "address",
+    "street",
+    "zip",
+    "postcode",
+    "postal",
+    "city",
+    "note",
+    "ip_address",
+    "ip address",
+    "user_agent",
+    "user-agent",
+    "company",
+    "recipient",
+    "customer",
+    "buyer",
+];
+
+/// A rejected record for the `rejects` table: the record as written, with every field whose
+/// column holds personal data, and every value that looks like an e-mail, replaced by `***`.
+pub fn redact(record: &str, header: &[String], format: &TextFormat) -> String {
+    let personal = |i: usize| {
+        header.get(i).is_some_and(|h| {
+            let h = h.to_lowercase();
+            PERSONAL.iter().any(|p| h.contains(p))
+        })
+    };
+    let fields: Vec<String> = delimited::fields(record, format)
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| if !f.is_empty() && (personal(i) || f.contains('@')) { "***".to_string() } else { f })
+        .collect();
+    let sep = match format.delimiter {
+        crate::config::Delimiter::Byte(b) => (b as char).to_string(),
+        crate::config::Delimiter::Whitespace => " ".to_string(),
+    };
+    let quote = |f: String| {
+        if format.quoting && (f.contains(&sep) || f.contains(['"', '\n', '\r'])) {
+            format!("\"{}\"", f.replace('"', "\"\""))
+        } else {
+            f
+        }
+    };
+    fields.into_iter().map(quote).collect::<Vec<_>>().join(&sep)
+}
+
 /// The merchandise part (ex tax and shipping) of an order-level refund: the refund scaled by the
 /// order's merchandise share of its total, capped at the merchandise value.
 pub fn merchandise_refund(refund: Expr, total: Expr, merchandise: Expr) -> Expr {
@@ -431,7 +485,8 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
         .unique_stable(Some(&[REC.into()]), UniqueKeepStrategy::First, None)
         .ctx(|| "one reject per record")?;
     let recs: Vec<u32> = rejected.column(REC).ctx(|| "rec")?.u32().ctx(|| "rec")?.into_no_null_iter().collect();
-    let raws: Vec<&str> = recs.iter().map(|&r| raw.records.raw(&raw.text, r as usize)).collect();
+    let raws: Vec<String> =
+        recs.iter().map(|&r| redact(raw.records.raw(&raw.text, r as usize), &raw.header, &raw.format)).collect();
     let rejects = rejected
         .lazy()
         .select([

@@ -215,3 +215,72 @@ fn missing_column_exits_2_before_any_output() {
     assert!(stderr.contains("legacy.csv: missing required column(s) 'date'; the file has 5 column(s): order, customer, when, amount, country"), "{stderr}");
     assert_eq!(std::fs::read(out.join("orders/market=uk/part-0.parquet")).unwrap(), b"yesterday's output");
 }
+
+/// Every string value of every output file: Parquet decoded with arrow-rs, text files as they are.
+fn output_strings(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let t = Table::read(&p);
+                for f in t.batch.schema().fields() {
+                    if f.data_type() == &arrow::datatypes::DataType::Utf8 {
+                        out.extend(t.texts(f.name()).into_iter().map(|v| (p.display().to_string(), v)));
+                    }
+                }
+            } else {
+                out.push((p.display().to_string(), String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_email_name_phone_or_address_reaches_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A good order and two bad ones (unreadable date, unreadable price), full of personal data.
+    write(
+        d,
+        "shopify/export.csv",
+        &[
+            "Name,Email,Financial Status,Currency,Subtotal,Shipping,Taxes,Total,Discount Amount,Created at,Lineitem quantity,Lineitem price,Billing Name,Billing Street,Billing Phone,Shipping Country",
+            "#1,Jane.Roe@Mail.de,paid,USD,50.00,0.00,0.00,50.00,0.00,2024-01-10 09:00:00 -0500,1,50.00,Jane Roe,12 Elm Street,+1 555 0100,US",
+            "#2,john.doe@mail.de,paid,USD,20.00,0.00,0.00,20.00,0.00,soon,1,20.00,John Doe,\"3 Oak Road, Apt 4\",+1 555 0199,US",
+            "#3,ann.poe@mail.de,paid,USD,20.00,0.00,0.00,20.00,0.00,2024-01-11 09:00:00 -0500,1,2O.00,Ann Poe,9 Pine Lane,+1 555 0142,US",
+            "",
+        ]
+        .join("\n"),
+    );
+    let yaml = format!(
+        "name: t\nbase_currency: USD\nmarkets: {{ us: [US] }}\nstages:\n\
+         - load: {{ id: shopify, source: shopify, path: '{d}/shopify/*.csv', max_reject_rate: 1.0 }}\n\
+         - unify: {{ id: orders, inputs: [shopify] }}\n\
+         - summarize: {{ id: rfm, input: orders }}\n\
+         - clv: {{ id: clv, input: rfm, min_customers: 1 }}\n",
+        d = d.display()
+    );
+    std::fs::write(d.join("p.yaml"), yaml).unwrap();
+    let out = d.join("out");
+    let as_of = chrono::NaiveDate::from_ymd_opt(2024, 12, 31);
+    pipeline::run(
+        &config::load(&d.join("p.yaml")).unwrap(),
+        &RunOptions { out: Some(out.clone()), as_of, markets: vec![] },
+    )
+    .unwrap();
+    let rejects = Table::read(&out.join("rejects/source=shopify/part-0.parquet"));
+    assert_eq!(rejects.rows(), 2, "the two bad rows are rejected and kept for inspection");
+    assert!(rejects.texts("raw")[0].contains("soon"), "{:?}", rejects.texts("raw"));
+    let strings = output_strings(&out);
+    assert!(strings.len() > 10);
+    for needle in ["@", "Jane", "Roe", "John", "Doe", "Ann Poe", "Elm Street", "Oak Road", "Pine Lane", "555"] {
+        for (file, value) in &strings {
+            assert!(!value.contains(needle), "{needle:?} in {file}: {value}");
+        }
+    }
+}
