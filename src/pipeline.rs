@@ -266,6 +266,8 @@ fn publish(
     };
     let json = serde_json::to_string_pretty(&m).expect("manifest serializes");
     publisher.write_text("manifest.json", &(json + "\n"))?;
+    // Last: readers that wait for `_SUCCESS` see a complete run.
+    publisher.write_text("_SUCCESS", "")?;
     publisher.commit()?;
     Ok(outputs)
 }

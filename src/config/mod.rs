@@ -68,7 +68,13 @@ struct Formatter<'a> {
 
 impl Formatter<'_> {
     fn serde(&self, e: &yaml_serde::Error) -> String {
-        let msg = e.to_string();
+        let mut msg = e.to_string();
+        // libyaml's guards against hostile input, in words a person can act on.
+        if msg.contains("repetition limit exceeded") {
+            msg = msg.replace("repetition limit exceeded", "refused: aliases expand to too much data (an alias bomb?)");
+        } else if msg.contains("recursion limit exceeded") {
+            msg = msg.replace("recursion limit exceeded", "refused: nested too deeply");
+        }
         // yaml_serde appends " at line L column C"; the caret display says it better.
         let msg = match msg.rfind(" at line ") {
             Some(i) if e.location().is_some() => msg[..i].to_string(),
@@ -96,13 +102,23 @@ impl Formatter<'_> {
         let file = self.file.display();
         match loc {
             Some((line, col)) => {
-                let src = self.text.lines().nth(line - 1).unwrap_or("");
+                let src: Vec<char> = self.text.lines().nth(line - 1).unwrap_or("").chars().collect();
+                // Lines up to 160 characters are shown whole; longer ones as a window at the column.
+                let (from, to) = if src.len() <= 160 {
+                    (0, src.len())
+                } else {
+                    let from = col.saturating_sub(60).min(src.len());
+                    (from, (from + 120).min(src.len()))
+                };
+                let shown: String = src[from..to].iter().collect();
+                let (lead, tail) = (if from > 0 { "…" } else { "" }, if to < src.len() { "…" } else { "" });
                 let gutter = line.to_string().len();
+                let caret = col.saturating_sub(1) - from + lead.chars().count();
                 format!(
-                    "{file}:{line}:{col}: {msg}\n{:gutter$} |\n{line} | {src}\n{:gutter$} | {}^",
+                    "{file}:{line}:{col}: {msg}\n{:gutter$} |\n{line} | {lead}{shown}{tail}\n{:gutter$} | {}^",
                     "",
                     "",
-                    " ".repeat(col.saturating_sub(1))
+                    " ".repeat(caret)
                 )
             }
             None => format!("{file}: {msg}"),

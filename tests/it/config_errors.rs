@@ -110,3 +110,25 @@ fn validate_command_reports_and_exits_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hostile_yaml_is_refused_with_a_clear_error() {
+    // Billion laughs: nine levels of nine aliases.
+    let mut bomb = vec![r#"a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]"#.to_string()];
+    for i in 1..10 {
+        bomb.push(format!("a{i}: &a{i} [{}]", vec![format!("*a{}", i - 1); 9].join(",")));
+    }
+    let msg = errors(&(bomb.join("\n") + "\nname: x\n"));
+    assert!(msg.contains("refused: aliases expand to too much data"), "{msg}");
+
+    let deep = format!("name: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    let msg = errors(&deep);
+    assert!(msg.contains("refused: nested too deeply"), "{msg}");
+    assert!(msg.lines().all(|l| l.chars().count() < 200), "the caret display is cut to a window");
+
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.yaml");
+    std::fs::write(&huge, format!("name: \"{}\"\n", "x".repeat(2 << 20))).unwrap();
+    let msg = config::load(&huge).unwrap_err().to_string();
+    assert!(msg.contains("a pipeline file is at most 1 MiB"), "{msg}");
+}

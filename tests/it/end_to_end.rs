@@ -19,6 +19,13 @@ fn nightly_pipeline_for_one_market() {
     let out = dir.path().join("out");
     run_nightly(&out, "us");
 
+    assert!(out.join("_SUCCESS").exists() && out.join("manifest.json").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".staging") || n.starts_with(".trash"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging is cleaned up: {leftovers:?}");
     // Only the us partition and report are published.
     let parts: Vec<String> = std::fs::read_dir(out.join("orders"))
         .unwrap()
