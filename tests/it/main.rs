@@ -1,6 +1,7 @@
 //! The one integration-test binary: loaders on real export files, configuration errors, shipped
 //! pipelines, and `clv run` end to end on the committed sample data.
 
+mod bad_input;
 mod config_errors;
 mod end_to_end;
 mod loaders;
