@@ -2,6 +2,7 @@
 //! pipelines, and `clv run` end to end on the committed sample data.
 
 mod bad_input;
+mod bi_contract;
 mod config_errors;
 mod end_to_end;
 mod loaders;
