@@ -433,6 +433,75 @@ fn formulas(spec: &ClvSpec, m: &Market, cal: i32) -> Formulas {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SpendModel;
+    use crate::sample::Rng;
+
+    /// Customers of a BG/NBD process (rate per day ~ Gamma(r, 1/alpha), dropout ~ Beta(a, b)),
+    /// first purchases over days 0..300, observed to day 365.
+    fn market(name: &str, n: usize, p: [f64; 4], seed: u64) -> Market {
+        let mut rng = Rng::new(seed);
+        let customers = (0..n)
+            .map(|i| {
+                let (lambda, drop) = (rng.gamma(p[0], 1.0 / p[1]), rng.beta(p[2], p[3]));
+                let mut t = rng.below(300) as f64;
+                let mut events = vec![(t as i32, 20.0)];
+                loop {
+                    t += rng.exp(lambda.max(1e-9));
+                    if t > 365.0 || rng.chance(drop) {
+                        break;
+                    }
+                    if events.last().is_some_and(|e| e.0 < t as i32) {
+                        events.push((t as i32, 20.0));
+                    }
+                }
+                Customer {
+                    id: format!("{name}{i}"),
+                    orders: events.len() as u64,
+                    revenue: 20.0 * events.len() as f64,
+                    events,
+                }
+            })
+            .collect();
+        Market { name: name.into(), customers }
+    }
+
+    #[test]
+    fn small_markets_are_shrunk_toward_the_all_markets_fit() {
+        let summary = Summary {
+            markets: vec![market("big", 3000, [0.5, 20.0, 1.0, 3.0], 1), market("tiny", 30, [2.0, 10.0, 1.0, 9.0], 2)],
+            calibration_end: 365,
+            unit_days: 7.0,
+        };
+        let spec = ClvSpec {
+            id: "clv".into(),
+            input: "rfm".into(),
+            model: ModelChoice::BgNbd,
+            spend_model: SpendModel::GammaGamma,
+            holdout_days: None,
+            horizon_days: 365.25,
+            annual_discount_rate: 0.1,
+            margin: 0.3,
+            min_customers: 200,
+        };
+        let r = run(&spec, &summary);
+        let (big, tiny) = (&r.markets[0], &r.markets[1]);
+        assert!(!big.pooled && tiny.pooled);
+        assert!(
+            tiny.diagnostics.iter().any(|d| d.contains("shrunk toward the all-markets fit")),
+            "{:?}",
+            tiny.diagnostics
+        );
+        let all = &r.all_markets.bgnbd.as_ref().unwrap().params;
+        let pooled = &tiny.fits.bgnbd.as_ref().unwrap().params;
+        let d = data(&summary.markets[1].customers, 365, 7.0);
+        let free = bgnbd::fit(&Rfm::compress(&d.x, &d.t_x, &d.t), &[vec![1.0; 4]], None).params;
+        let distance = |p: &[f64]| p.iter().zip(all).map(|(a, b)| (a.ln() - b.ln()).powi(2)).sum::<f64>();
+        // r and alpha move together (the data pin down roughly their ratio), so shrinkage is judged
+        // on the whole vector of log-parameters: it at least halves the distance.
+        assert!(distance(pooled) < 0.5 * distance(&free), "pooled {pooled:?} free {free:?} all {all:?}");
+        // The big market stands on its own: its fit is not the all-markets fit's.
+        assert!(big.fits.bgnbd.as_ref().unwrap().params.iter().all(|p| p.is_finite()));
+    }
 
     #[test]
     fn error_metrics_by_hand() {
