@@ -3,6 +3,7 @@
 
 pub mod cli; // command-line interface and exit codes
 pub mod clv; // the clv stage: fits per market, holdout, scores, formulas
+pub mod cohort; // acquisition cohorts: retention and LTV curves
 pub mod config; // pipeline YAML -> typed, validated Pipeline
 pub mod countries; // country codes and names -> ISO alpha-2
 pub mod error; // error type and exit codes
@@ -16,6 +17,7 @@ pub mod publish; // staged, swapped-in Parquet and manifest
 pub mod report; // reports people read
 pub mod sample; // synthetic exports in the real formats
 pub mod schema; // canonical column names
+pub mod segment; // value tiers, RFM, lifecycle, action lists
 pub mod sources; // one loader per platform + the generic CSV source
 pub mod summarize; // order lines -> purchase events per customer
 pub mod unify; // one order-line table from many sources

@@ -2,13 +2,16 @@
 //! Nothing is published unless every stage and every threshold check passed.
 
 use crate::clv::{self, ClvResult};
+use crate::cohort::{self, Cohorts};
 use crate::config::{Pipeline, Stage};
 use crate::config::{TimeUnit, days_per_unit};
+use crate::error::Context;
 use crate::error::{Error, Result};
 use crate::fx::FxRates;
 use crate::publish::{Publisher, manifest, parquet, tables};
 use crate::report::markdown;
 use crate::schema::{self, OTHER_MARKET};
+use crate::segment::{self, Segments};
 use crate::sources::{self, InputFile, LoadCtx, Loaded};
 use crate::summarize::{self, Summary};
 use crate::unify::{self, Unified};
@@ -61,8 +64,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let mut timings = BTreeMap::new();
     let mut loaded: BTreeMap<String, (crate::config::SourceKind, Loaded, f64)> = BTreeMap::new();
     let mut unified: Option<Unified> = None;
-    let mut summary: Option<Summary> = None;
-    let mut clv_result: Option<ClvResult> = None;
+    let mut analyses = Analyses::default();
     for stage in &p.stages {
         let started = Instant::now();
         let bar = progress::stage(stage.id());
@@ -91,13 +93,24 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 let end = spec.calibration_end.unwrap_or(as_of);
                 let s = summarize::summarize(orders, end, days_per_unit(p.time_unit))?;
                 tracing::info!(stage = %spec.id, markets = s.markets.len(), calibration_end = %end, "summarized");
-                summary = Some(s);
+                analyses.summary = Some(s);
             }
             Stage::Clv(spec) => {
-                let s = summary.as_ref().expect("validated: input is the summarize stage");
+                let s = analyses.summary.as_ref().expect("validated: input is the summarize stage");
                 let r = clv::run(spec, s);
                 tracing::info!(stage = %spec.id, markets = r.markets.len(), "fitted");
-                clv_result = Some(r);
+                analyses.clv = Some(r);
+            }
+            Stage::Segment(spec) => {
+                let s = analyses.summary.as_ref().expect("validated: a summarize stage precedes clv");
+                let r = analyses.clv.as_ref().expect("validated: input is the clv stage");
+                let segments =
+                    s.markets.iter().zip(&r.markets).map(|(m, r)| segment::segment(spec, m, r, s.calibration_end));
+                analyses.segments = Some(segments.collect());
+            }
+            Stage::Cohorts(spec) => {
+                let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
+                analyses.cohorts = Some(cohort::cohorts(spec, orders, as_of)?);
             }
         }
         bar.finish_and_clear();
@@ -110,11 +123,20 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let run_id = run_id(p, &inputs, as_of)?;
     let started = Instant::now();
     let markets = markets_to_publish(p, &unified.orders, &opts.markets)?;
-    let models = summary.as_ref().zip(clv_result.as_ref());
-    let outputs = publish(p, &out, &run_id, as_of, &markets, &unified, models, &loaded, &inputs, &timings)?;
+    let outputs = publish(p, &out, &run_id, as_of, &markets, &unified, &analyses, &loaded, &inputs, &timings)?;
     timings.insert("publish".into(), started.elapsed().as_millis());
     tracing::info!(run_id = %run_id, out = %out.display(), ms = timings["publish"], "published");
     Ok(RunSummary { run_id, out, as_of, markets, outputs })
+}
+
+/// What the analysis stages computed, for publication.
+#[derive(Default)]
+struct Analyses {
+    summary: Option<Summary>,
+    clv: Option<ClvResult>,
+    /// Aligned with `clv.markets`.
+    segments: Option<Vec<Segments>>,
+    cohorts: Option<Cohorts>,
 }
 
 fn time_unit_name(u: TimeUnit) -> &'static str {
@@ -194,7 +216,7 @@ fn publish(
     as_of: NaiveDate,
     markets: &[String],
     unified: &Unified,
-    models: Option<(&Summary, &ClvResult)>,
+    analyses: &Analyses,
     loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>,
     inputs: &[InputFile],
     timings: &BTreeMap<String, u128>,
@@ -224,14 +246,18 @@ fn publish(
         outputs.push(manifest::Output { path: rel.display().to_string(), rows });
 
         let mut report = markdown::render(market, &part, &report_ctx)?;
-        if let Some((summary, result)) = models
+        if let (Some(summary), Some(result)) = (&analyses.summary, &analyses.clv)
             && let Some(i) = result.markets.iter().position(|r| &r.market == market)
         {
             let (m, r) = (&summary.markets[i], &result.markets[i]);
+            let seg = analyses.segments.as_ref().map(|s| &s[i]);
             let unit = time_unit_name(p.time_unit);
             report.push_str(&markdown::model_section(r, unit, &p.base_currency));
+            if let Some(seg) = seg {
+                report.push_str(&markdown::segment_section(seg, &p.base_currency));
+            }
             for (table, df, money) in [
-                ("customers", tables::customers(m, r)?, &tables::CUSTOMER_MONEY[..]),
+                ("customers", tables::customers(m, r, seg)?, &tables::CUSTOMER_MONEY[..]),
                 ("markets", tables::market(r, unit)?, &tables::MARKET_MONEY[..]),
             ] {
                 let entry = PathBuf::from(format!("{table}/market={market}"));
@@ -240,6 +266,28 @@ fn publish(
                 let rows = parquet::write(&df, &path, money, &meta)?;
                 outputs.push(manifest::Output { path: rel.display().to_string(), rows });
             }
+            if let Some(seg) = seg {
+                let entry = PathBuf::from(format!("actions/market={market}"));
+                for list in segment::ACTION_LISTS {
+                    let df = tables::actions(m, r, seg, list)?;
+                    let rel = entry.join(format!("{list}.parquet"));
+                    let path = publisher.stage(entry.clone(), &rel)?;
+                    let rows = parquet::write(&df, &path, &tables::ACTION_MONEY, &meta)?;
+                    outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+                    let rel = entry.join(format!("{list}.csv"));
+                    let path = publisher.stage(entry.clone(), &rel)?;
+                    std::fs::write(&path, tables::csv(&df)?).ctx(|| format!("writing {}", path.display()))?;
+                    outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+                }
+            }
+        }
+        if let Some(c) = &analyses.cohorts {
+            let df = tables::cohorts(c, market)?;
+            let entry = PathBuf::from(format!("cohorts/market={market}"));
+            let rel = entry.join("part-0.parquet");
+            let path = publisher.stage(entry, &rel)?;
+            let rows = parquet::write(&df, &path, &tables::COHORT_MONEY, &meta)?;
+            outputs.push(manifest::Output { path: rel.display().to_string(), rows });
         }
         let rel = PathBuf::from(format!("reports/{market}.md"));
         publisher.write_text(&rel, &report)?;

@@ -5,10 +5,10 @@ mod locate;
 pub mod raw;
 mod validate;
 
-pub use raw::{ConstantField, ModelChoice, RawColumns, SourceKind, SpendModel, TimeUnit};
+pub use raw::{CohortBy, ConstantField, ModelChoice, Period, RawColumns, SourceKind, SpendModel, TimeUnit};
 pub use validate::{
-    AsOf, ClvSpec, Delimiter, LoadSpec, Pipeline, Stage, SummarizeSpec, TestOrders, TextFormat, UnifySpec,
-    days_per_unit,
+    AsOf, ClvSpec, CohortsSpec, Delimiter, LoadSpec, Pipeline, SegmentSpec, Stage, SummarizeSpec, TestOrders,
+    TextFormat, UnifySpec, days_per_unit,
 };
 
 use crate::error::{Error, Result};

@@ -42,9 +42,36 @@ pub enum RawStage {
     Unify(RawUnify),
     Summarize(RawSummarize),
     Clv(RawClv),
+    Segment(RawSegment),
+    Cohorts(RawCohorts),
 }
 
-const STAGE_KINDS: &[&str] = &["load", "unify", "summarize", "clv"];
+const STAGE_KINDS: &[&str] = &["load", "unify", "summarize", "clv", "segment", "cohorts"];
+
+impl RawStage {
+    /// The stage's key in the YAML (`load`, `unify`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RawStage::Load(_) => "load",
+            RawStage::Unify(_) => "unify",
+            RawStage::Summarize(_) => "summarize",
+            RawStage::Clv(_) => "clv",
+            RawStage::Segment(_) => "segment",
+            RawStage::Cohorts(_) => "cohorts",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            RawStage::Load(l) => &l.id,
+            RawStage::Unify(s) => &s.id,
+            RawStage::Summarize(s) => &s.id,
+            RawStage::Clv(s) => &s.id,
+            RawStage::Segment(s) => &s.id,
+            RawStage::Cohorts(s) => &s.id,
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for RawStage {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -53,7 +80,7 @@ impl<'de> Deserialize<'de> for RawStage {
         impl<'de> Visitor<'de> for StageVisitor {
             type Value = RawStage;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a stage: a map with one key, `load`, `unify`, `summarize` or `clv`")
+                f.write_str("a stage: a map with one key: `load`, `unify`, `summarize`, `clv`, `segment` or `cohorts`")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStage, A::Error> {
                 let Some(kind) = map.next_key::<String>()? else {
@@ -64,6 +91,8 @@ impl<'de> Deserialize<'de> for RawStage {
                     "unify" => RawStage::Unify(map.next_value()?),
                     "summarize" => RawStage::Summarize(map.next_value()?),
                     "clv" => RawStage::Clv(map.next_value()?),
+                    "segment" => RawStage::Segment(map.next_value()?),
+                    "cohorts" => RawStage::Cohorts(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, STAGE_KINDS)),
                 };
                 if let Some(more) = map.next_key::<String>()? {
@@ -220,6 +249,54 @@ pub struct RawClv {
     pub margin: Option<f64>,
     #[serde(default)]
     pub min_customers: Option<u64>,
+}
+
+/// Value tiers, RFM scores, lifecycle stages and action lists per market.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegment {
+    pub id: String,
+    pub input: String,
+    #[serde(default)]
+    pub tiers: Option<RawTiers>,
+    #[serde(default)]
+    pub at_risk_below: Option<f64>,
+    #[serde(default)]
+    pub lost_below: Option<f64>,
+    #[serde(default)]
+    pub new_within: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTiers {
+    pub vip: f64,
+    pub mid: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CohortBy {
+    Market,
+    Source,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Month,
+}
+
+/// Acquisition cohorts: retention and cumulative revenue per customer by months since first order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCohorts {
+    pub id: String,
+    pub input: String,
+    #[serde(default)]
+    pub by: Option<Vec<CohortBy>>,
+    #[serde(default)]
+    pub period: Option<Period>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

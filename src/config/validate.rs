@@ -4,8 +4,8 @@
 use super::Problem;
 use super::locate::Seg;
 use super::raw::{
-    ConstantField, ModelChoice, Paths, RawClv, RawColumns, RawHeader, RawLoad, RawStage, RawSummarize, RawUnify,
-    SourceKind, SpendModel, TimeUnit,
+    CohortBy, ConstantField, ModelChoice, Paths, Period, RawClv, RawCohorts, RawColumns, RawHeader, RawLoad,
+    RawSegment, RawStage, RawSummarize, RawUnify, SourceKind, SpendModel, TimeUnit,
 };
 use crate::countries;
 use chrono::NaiveDate;
@@ -53,6 +53,8 @@ pub enum Stage {
     Unify(UnifySpec),
     Summarize(SummarizeSpec),
     Clv(ClvSpec),
+    Segment(SegmentSpec),
+    Cohorts(CohortsSpec),
 }
 
 impl Stage {
@@ -62,6 +64,8 @@ impl Stage {
             Stage::Unify(s) => &s.id,
             Stage::Summarize(s) => &s.id,
             Stage::Clv(s) => &s.id,
+            Stage::Segment(s) => &s.id,
+            Stage::Cohorts(s) => &s.id,
         }
     }
 
@@ -71,6 +75,8 @@ impl Stage {
             Stage::Unify(_) => "unify",
             Stage::Summarize(_) => "summarize",
             Stage::Clv(_) => "clv",
+            Stage::Segment(_) => "segment",
+            Stage::Cohorts(_) => "cohorts",
         }
     }
 }
@@ -96,6 +102,28 @@ pub struct ClvSpec {
     pub annual_discount_rate: f64,
     pub margin: f64,
     pub min_customers: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SegmentSpec {
+    pub id: String,
+    pub input: String,
+    /// Shares of customers by predicted CLV: the top `vip`, the next `mid`; the rest are low.
+    pub vip: f64,
+    pub mid: f64,
+    pub at_risk_below: f64,
+    pub lost_below: f64,
+    /// Days.
+    pub new_within_days: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct CohortsSpec {
+    pub id: String,
+    pub input: String,
+    /// Always contains `Market`; `Source` adds per-source cohorts.
+    pub by: Vec<CohortBy>,
+    pub period: Period,
 }
 
 /// Days in one `time_unit`.
@@ -258,20 +286,9 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
     let mut load_ids: BTreeMap<String, SourceKind> = BTreeMap::new();
     let mut typed = Vec::new();
     for (i, stage) in stages.into_iter().enumerate() {
-        let tag = match &stage {
-            RawStage::Load(_) => "load",
-            RawStage::Unify(_) => "unify",
-            RawStage::Summarize(_) => "summarize",
-            RawStage::Clv(_) => "clv",
-        };
-        let spath = vec![Seg::Key("stages".into()), Seg::Index(i), Seg::Key(tag.into())];
-        let id = match &stage {
-            RawStage::Load(l) => &l.id,
-            RawStage::Unify(u) => &u.id,
-            RawStage::Summarize(s) => &s.id,
-            RawStage::Clv(s) => &s.id,
-        };
-        if !is_name(id) {
+        let spath = vec![Seg::Key("stages".into()), Seg::Index(i), Seg::Key(stage.kind().into())];
+        let id = stage.id().to_string();
+        if !is_name(&id) {
             c.at(&key(&spath, "id"), format!("id '{id}' must be lower-case letters, digits, '_' or '-'"));
         }
         if !ids.insert(id.clone()) {
@@ -290,6 +307,14 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
             RawStage::Clv(s) => {
                 let spec = check_clv(&mut c, &spath, s, &typed);
                 typed.push(Stage::Clv(spec))
+            }
+            RawStage::Segment(s) => {
+                let spec = check_segment(&mut c, &spath, s, &typed);
+                typed.push(Stage::Segment(spec))
+            }
+            RawStage::Cohorts(s) => {
+                let spec = check_cohorts(&mut c, &spath, s, &typed);
+                typed.push(Stage::Cohorts(spec))
             }
         }
     }
@@ -534,6 +559,38 @@ fn check_clv(c: &mut Checker, path: &[Seg], s: RawClv, earlier: &[Stage]) -> Clv
         margin,
         min_customers,
     }
+}
+
+fn check_segment(c: &mut Checker, path: &[Seg], s: RawSegment, earlier: &[Stage]) -> SegmentSpec {
+    check_input(c, path, &s.input, earlier, "clv");
+    let (vip, mid) = s.tiers.map_or((0.20, 0.30), |t| (t.vip, t.mid));
+    if !(vip >= 0.0 && mid >= 0.0 && vip + mid <= 1.0) {
+        c.at(&key(path, "tiers"), format!("vip {vip} and mid {mid} must be shares that add up to at most 1"));
+    }
+    let at_risk_below = s.at_risk_below.unwrap_or(0.5);
+    let lost_below = s.lost_below.unwrap_or(0.2);
+    if !(0.0..=1.0).contains(&at_risk_below) || !(0.0..=1.0).contains(&lost_below) || lost_below > at_risk_below {
+        c.at(&key(path, "lost_below"), "P(alive) thresholds must satisfy 0 <= lost_below <= at_risk_below <= 1");
+    }
+    let new_within_days = match s.new_within.as_deref() {
+        None => 30.0,
+        Some(text) => parse_duration(text).unwrap_or_else(|| {
+            c.at(&key(path, "new_within"), format!("'{text}' is not a duration like `30 days`"));
+            30.0
+        }),
+    };
+    SegmentSpec { id: s.id, input: s.input, vip, mid, at_risk_below, lost_below, new_within_days }
+}
+
+fn check_cohorts(c: &mut Checker, path: &[Seg], s: RawCohorts, earlier: &[Stage]) -> CohortsSpec {
+    check_input(c, path, &s.input, earlier, "unify");
+    let mut by = s.by.unwrap_or_else(|| vec![CohortBy::Market]);
+    if !by.contains(&CohortBy::Market) {
+        c.at(&key(path, "by"), "cohorts are always per market: include `market`");
+    }
+    by.sort();
+    by.dedup();
+    CohortsSpec { id: s.id, input: s.input, by, period: s.period.unwrap_or(Period::Month) }
 }
 
 fn check_unify(c: &mut Checker, path: &[Seg], u: RawUnify, loads: &BTreeMap<String, SourceKind>) -> UnifySpec {

@@ -10,6 +10,11 @@ pub mod tables;
 use crate::error::{Context, Result};
 use std::path::{Path, PathBuf};
 
+/// One CSV field, quoted when it must be (RFC 4180).
+pub fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
 pub struct Publisher {
     root: PathBuf,
     staging: PathBuf,

@@ -1,8 +1,10 @@
 //! The `customers` and `markets` output tables of the clv stage, as frames for the Parquet writer.
 
 use crate::clv::{Errors, Fits, MarketResult};
+use crate::cohort::Cohorts;
 use crate::error::{Context, Result};
 use crate::frame;
+use crate::segment::Segments;
 use crate::summarize::Market;
 use polars::prelude::*;
 
@@ -20,10 +22,10 @@ fn date(name: &str, days: Vec<Option<i32>>) -> Result<Column> {
     Column::new(name.into(), days).cast(&DataType::Date).ctx(|| format!("{name} as date"))
 }
 
-pub fn customers(m: &Market, r: &MarketResult) -> Result<DataFrame> {
+pub fn customers(m: &Market, r: &MarketResult, seg: Option<&Segments>) -> Result<DataFrame> {
     let s = &r.scores;
     let rfm = |f: fn(&crate::summarize::Rfm) -> f64| s.rfm.iter().map(|x| x.as_ref().map(f)).collect::<Vec<_>>();
-    frame::frame(vec![
+    let mut columns = vec![
         Column::new("customer_id".into(), m.customers.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()),
         date("first_purchase", m.customers.iter().map(|c| c.first_day()).collect())?,
         date("last_purchase", m.customers.iter().map(|c| c.last_day()).collect())?,
@@ -38,6 +40,72 @@ pub fn customers(m: &Market, r: &MarketResult) -> Result<DataFrame> {
         f64s("expected_purchases", s.expected_purchases.clone()),
         f64s("expected_spend", s.expected_spend.clone()),
         f64s("predicted_clv", s.predicted_clv.clone()),
+    ];
+    if let Some(g) = seg {
+        let score = |v: &[u8]| v.iter().map(|s| *s as i64).collect::<Vec<_>>();
+        columns.extend([
+            Column::new("tier".into(), g.tier.clone()),
+            Column::new("r_score".into(), score(&g.r_score)),
+            Column::new("f_score".into(), score(&g.f_score)),
+            Column::new("m_score".into(), score(&g.m_score)),
+            Column::new("rfm_segment".into(), g.rfm_segment.clone()),
+            Column::new("lifecycle".into(), g.lifecycle.clone()),
+        ]);
+    }
+    frame::frame(columns)
+}
+
+/// Money columns of the action lists.
+pub const ACTION_MONEY: [&str; 1] = ["value_at_stake"];
+
+/// One action list of a market, highest value first.
+pub fn actions(m: &Market, r: &MarketResult, seg: &Segments, list: &str) -> Result<DataFrame> {
+    let rows: Vec<&crate::segment::Action> = seg.actions.iter().filter(|a| a.list == list).collect();
+    frame::frame(vec![
+        Column::new("customer_id".into(), rows.iter().map(|a| m.customers[a.customer].id.as_str()).collect::<Vec<_>>()),
+        Column::new("tier".into(), rows.iter().map(|a| seg.tier[a.customer]).collect::<Vec<_>>()),
+        Column::new("lifecycle".into(), rows.iter().map(|a| seg.lifecycle[a.customer]).collect::<Vec<_>>()),
+        // Rounded here too, for the CSV that people open in Excel.
+        f64s(
+            "p_alive",
+            rows.iter().map(|a| r.scores.p_alive[a.customer].map(|p| (p * 1000.0).round() / 1000.0)).collect(),
+        ),
+        f64s("value_at_stake", rows.iter().map(|a| Some((a.value * 100.0).round() / 100.0)).collect()),
+        Column::new("reason".into(), rows.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>()),
+    ])
+}
+
+/// A small frame as CSV text (header, then one line per row), for people who open Excel.
+pub fn csv(df: &DataFrame) -> Result<String> {
+    let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+    let columns: Vec<Vec<Option<String>>> = names.iter().map(|n| frame::strings(df, n)).collect::<Result<_>>()?;
+    let mut out = names.iter().map(|n| crate::publish::csv_cell(n)).collect::<Vec<_>>().join(",") + "\n";
+    for i in 0..df.height() {
+        let line: Vec<String> =
+            columns.iter().map(|c| crate::publish::csv_cell(c[i].as_deref().unwrap_or(""))).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Money columns of the cohort tables.
+pub const COHORT_MONEY: [&str; 2] = ["revenue", "cumulative_revenue_per_customer"];
+
+/// The cohort rows of one market.
+pub fn cohorts(c: &Cohorts, market: &str) -> Result<DataFrame> {
+    let idx: Vec<usize> = (0..c.market.len()).filter(|&i| c.market[i] == market).collect();
+    let pick_i64 = |v: &[i64]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    let pick_f64 = |v: &[f64]| idx.iter().map(|&i| Some(v[i])).collect::<Vec<_>>();
+    frame::frame(vec![
+        Column::new("source".into(), idx.iter().map(|&i| c.source[i].as_str()).collect::<Vec<_>>()),
+        date("cohort", idx.iter().map(|&i| Some(c.cohort[i])).collect())?,
+        Column::new("months_since".into(), pick_i64(&c.months_since)),
+        Column::new("customers".into(), pick_i64(&c.customers)),
+        Column::new("active_customers".into(), pick_i64(&c.active_customers)),
+        f64s("retention", pick_f64(&c.retention)),
+        f64s("revenue", pick_f64(&c.revenue)),
+        f64s("cumulative_revenue_per_customer", pick_f64(&c.cumulative_revenue_per_customer)),
     ])
 }
 

@@ -232,6 +232,31 @@ pub fn model_section(r: &crate::clv::MarketResult, time_unit: &str, currency: &s
     md
 }
 
+/// The segment section of a market report: tiers, lifecycle stages, action lists.
+pub fn segment_section(seg: &crate::segment::Segments, currency: &str) -> String {
+    let mut md = String::from("\n## Segments\n\n");
+    let count = |v: &[&'static str]| {
+        let mut c: BTreeMap<&str, usize> = BTreeMap::new();
+        v.iter().for_each(|x| *c.entry(x).or_default() += 1);
+        c
+    };
+    let n = seg.tier.len().max(1) as f64;
+    let _ = writeln!(md, "| value tier | customers | share |\n|---|---:|---:|");
+    for (tier, k) in count(&seg.tier) {
+        let _ = writeln!(md, "| {tier} | {k} | {:.1}% |", 100.0 * k as f64 / n);
+    }
+    let _ = writeln!(md, "\n| lifecycle | customers | share |\n|---|---:|---:|");
+    for (stage, k) in count(&seg.lifecycle) {
+        let _ = writeln!(md, "| {stage} | {k} | {:.1}% |", 100.0 * k as f64 / n);
+    }
+    let _ = writeln!(md, "\n| action list | customers | predicted CLV at stake ({currency}) |\n|---|---:|---:|");
+    for list in crate::segment::ACTION_LISTS {
+        let rows: Vec<&crate::segment::Action> = seg.actions.iter().filter(|a| a.list == list).collect();
+        let _ = writeln!(md, "| {list} | {} | {} |", rows.len(), money(rows.iter().map(|a| a.value).sum()));
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -43,7 +43,7 @@ tables = contract(doc)
 assert tables, f"no tables found in {doc}"
 checked = 0
 for table, columns in tables.items():
-    files = sorted(glob.glob(os.path.join(out, table, "*", "part-0.parquet")))
+    files = sorted(glob.glob(os.path.join(out, table, "*", "*.parquet")))
     if not files:
         problems.append(f"{table}: no files under {out}/{table}/")
         continue
@@ -59,14 +59,14 @@ for table, columns in tables.items():
                 problems.append(f"{f}: key-value metadata lacks {key}")
         checked += 1
     partition = "source" if table == "rejects" else "market"
-    dirs = sorted(os.path.basename(os.path.dirname(f)).split("=", 1)[1] for f in files)
+    dirs = [os.path.basename(os.path.dirname(f)).split("=", 1)[1] for f in files]
     con = duckdb.connect()
     pattern = os.path.join(out, table, "*", "*.parquet")
     seen = sorted(r[0] for r in con.execute(
         f"SELECT DISTINCT {partition} FROM read_parquet('{pattern}', hive_partitioning=true)").fetchall())
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning=true)").fetchone()[0]
     expected_rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    non_empty = sorted(d for d, f in zip(dirs, files) if pq.ParquetFile(f).metadata.num_rows > 0)
+    non_empty = sorted({d for d, f in zip(dirs, files) if pq.ParquetFile(f).metadata.num_rows > 0})
     if seen != non_empty:
         problems.append(f"{table}: DuckDB sees {partition} {seen}, expected {non_empty}")
     if rows != expected_rows:
@@ -77,7 +77,8 @@ for table, columns in tables.items():
         want = {"DECIMAL(18,2)": "DECIMAL(18,2)", "TIMESTAMP(MICROS, UTC)": "TIMESTAMP WITH TIME ZONE", "DATE": "DATE"}.get(lt)
         if want and types.get(name) != want:
             problems.append(f"{table}.{name}: DuckDB type {types.get(name)}, expected {want}")
-    dataset = ds.dataset(os.path.join(out, table), format="parquet", partitioning="hive")
+    # The file list, not the folder: action lists keep a .csv copy beside each .parquet.
+    dataset = ds.dataset(files, format="parquet", partitioning="hive", partition_base_dir=os.path.join(out, table))
     if partition not in dataset.schema.names:
         problems.append(f"{table}: pyarrow's hive dataset has no {partition} column")
 

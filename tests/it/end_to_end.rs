@@ -91,7 +91,74 @@ fn nightly_pipeline_for_one_market() {
     assert_eq!(market.rows(), 1);
     assert_eq!(market.numbers("customers")[0], customers.rows() as f64);
     assert!(["bg_nbd", "pareto_nbd"].contains(&market.texts("model")[0].as_str()));
-    assert!(report.contains("## CLV models"), "{report}");
+    assert!(report.contains("## CLV models") && report.contains("## Segments"), "{report}");
+
+    // Segments partition the market's customers; tier shares follow the configuration (20% vip,
+    // 30% mid) and predicted CLV.
+    let (tiers, clv) = (customers.texts("tier"), customers.numbers("predicted_clv"));
+    let n = tiers.len() as f64;
+    let count = |t: &str| tiers.iter().filter(|x| *x == t).count();
+    assert_eq!(count("vip") + count("mid") + count("low"), tiers.len());
+    assert_eq!(count("vip"), (0.2 * n).round() as usize);
+    assert_eq!(count("mid"), (0.5 * n).round() as usize - (0.2 * n).round() as usize);
+    let lowest = |t: &str| tiers.iter().zip(&clv).filter(|(x, _)| *x == t).map(|(_, v)| *v).fold(f64::MAX, f64::min);
+    let highest = |t: &str| tiers.iter().zip(&clv).filter(|(x, _)| *x == t).map(|(_, v)| *v).fold(f64::MIN, f64::max);
+    assert!(lowest("vip") >= highest("mid") && lowest("mid") >= highest("low"));
+    let lifecycle = customers.texts("lifecycle");
+    assert!(lifecycle.iter().all(|l| ["new", "active", "at_risk", "lost", "one_time"].contains(&l.as_str())));
+    for score in ["r_score", "f_score", "m_score"] {
+        assert!(customers.numbers(score).iter().all(|s| (1.0..=5.0).contains(s)), "{score}");
+    }
+
+    // Action lists are subsets of the market's customers, each row with its reason.
+    let id_of: std::collections::HashMap<String, usize> =
+        customers.texts("customer_id").into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let (freq, p_alive) = (customers.numbers("frequency"), customers.numbers("p_alive"));
+    for list in ["winback", "retain_vip", "reengage_one_time"] {
+        let t = Table::read(&out.join(format!("actions/market=us/{list}.parquet")));
+        let csv = std::fs::read_to_string(out.join(format!("actions/market=us/{list}.csv"))).unwrap();
+        assert_eq!(csv.lines().count(), t.rows() + 1, "{list}: the CSV holds the same rows");
+        for (id, reason) in t.texts("customer_id").iter().zip(t.texts("reason")) {
+            let i = *id_of.get(id).unwrap_or_else(|| panic!("{list}: {id} is not a customer of the market"));
+            assert!(!reason.is_empty());
+            match list {
+                "winback" => assert!(tiers[i] != "low" && lifecycle[i] == "at_risk"),
+                "retain_vip" => assert!(tiers[i] == "vip"),
+                _ => assert!(freq[i] == 0.0 && p_alive[i] >= 0.5),
+            }
+        }
+    }
+
+    // Cohort sums reconcile with the orders table: revenue over all cohort months, for the whole
+    // market and per source, and the customers acquired.
+    let cohorts = Table::read(&out.join("cohorts/market=us/part-0.parquet"));
+    let (c_source, c_revenue, c_months, c_size) = (
+        cohorts.texts("source"),
+        cohorts.numbers("revenue"),
+        cohorts.numbers("months_since"),
+        cohorts.numbers("customers"),
+    );
+    let (o_source, o_net, o_status) = (df.texts("source"), df.numbers("net_base"), df.texts("status"));
+    for source in ["all", "amazon", "shopify", "shop"] {
+        let from_cohorts: f64 = c_source.iter().zip(&c_revenue).filter(|(s, _)| *s == source).map(|(_, v)| v).sum();
+        let from_orders: f64 = o_source
+            .iter()
+            .zip(&o_net)
+            .zip(&o_status)
+            .filter(|((s, _), st)| (source == "all" || *s == source) && *st != "cancelled")
+            .map(|((_, v), _)| v)
+            .sum();
+        assert!(
+            (from_cohorts - from_orders).abs() < 0.01 * df.rows() as f64,
+            "{source}: {from_cohorts} vs {from_orders}"
+        );
+    }
+    let acquired: f64 =
+        (0..cohorts.rows()).filter(|&i| c_source[i] == "all" && c_months[i] == 0.0).map(|i| c_size[i]).sum();
+    let ids = df.texts("customer_id");
+    let buyers: std::collections::BTreeSet<&String> =
+        ids.iter().zip(&o_status).filter(|(_, st)| *st != "cancelled").map(|(c, _)| c).collect();
+    assert_eq!(acquired as usize, buyers.len());
 }
 
 #[test]
