@@ -34,7 +34,7 @@ validate:
 
 ## sample: regenerate the committed sample data (deterministic)
 sample:
-	rm -rf sample_data/amazon sample_data/shopify sample_data/shop sample_data/fx_rates.csv
+	rm -rf sample_data/amazon sample_data/shopify sample_data/shop sample_data/fx_rates.csv sample_data/marketing_spend.csv
 	$(CARGO) run --quiet -- sample --out sample_data --customers 400 --seed 7
 
 ## bench-models: fit BG/NBD and Pareto/NBD on 1M simulated customers, next to lifetimes

@@ -216,6 +216,8 @@ pub struct MarketResult {
 pub struct ClvResult {
     pub markets: Vec<MarketResult>,
     pub all_markets: Fits,
+    /// The stage's gross margin (historical LTV for LTV:CAC uses it too).
+    pub margin: f64,
 }
 
 /// Runs the stage over every market of the summary.
@@ -226,7 +228,7 @@ pub fn run(spec: &ClvSpec, summary: &Summary) -> ClvResult {
     let everyone: Vec<Customer> = summary.markets.iter().flat_map(|m| m.customers.iter().cloned()).collect();
     let all_markets = fit_all(&data(&everyone, cal, unit), &kinds, None);
     let markets = summary.markets.par_iter().map(|m| market(spec, m, cal, unit, &kinds, &all_markets)).collect();
-    ClvResult { markets, all_markets }
+    ClvResult { markets, all_markets, margin: spec.margin }
 }
 
 fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: &Fits) -> MarketResult {

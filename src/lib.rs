@@ -1,6 +1,7 @@
 //! `clv`: customer lifetime value for cross-border sellers, from the platforms' own order exports.
 //! Data flows one way: config -> sources -> unify -> publish (see docs/architecture.md).
 
+pub mod cac; // marketing spend, CAC and LTV:CAC
 pub mod cli; // command-line interface and exit codes
 pub mod clv; // the clv stage: fits per market, holdout, scores, formulas
 pub mod cohort; // acquisition cohorts: retention and LTV curves

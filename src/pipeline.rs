@@ -1,6 +1,7 @@
 //! Runs a validated pipeline: stages in order, each with its typed spec, then one publication.
 //! Nothing is published unless every stage and every threshold check passed.
 
+use crate::cac;
 use crate::clv::{self, ClvResult};
 use crate::cohort::{self, Cohorts};
 use crate::config::{Pipeline, Stage};
@@ -112,6 +113,10 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
                 analyses.cohorts = Some(cohort::cohorts(spec, orders, as_of)?);
             }
+            Stage::Spend(spec) => {
+                analyses.spend = Some(cac::load(&spec.path, &fx)?);
+                analyses.spend_file = Some(sources::describe(&spec.path)?);
+            }
         }
         bar.finish_and_clear();
         timings.insert(stage.id().to_string(), started.elapsed().as_millis());
@@ -119,7 +124,8 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let unified = unified.expect("validation requires a unify stage");
     check_reject_rates(&loaded)?;
 
-    let inputs: Vec<InputFile> = loaded.values().flat_map(|(_, l, _)| l.files.clone()).collect();
+    let mut inputs: Vec<InputFile> = loaded.values().flat_map(|(_, l, _)| l.files.clone()).collect();
+    inputs.extend(analyses.spend_file.clone());
     let run_id = run_id(p, &inputs, as_of)?;
     let started = Instant::now();
     let markets = markets_to_publish(p, &unified.orders, &opts.markets)?;
@@ -137,6 +143,30 @@ struct Analyses {
     /// Aligned with `clv.markets`.
     segments: Option<Vec<Segments>>,
     cohorts: Option<Cohorts>,
+    spend: Option<Vec<cac::Spend>>,
+    spend_file: Option<InputFile>,
+}
+
+impl Analyses {
+    /// CAC and LTV:CAC rows, when both spend and cohorts exist.
+    fn cac(&self) -> Option<Vec<cac::Cac>> {
+        let (spend, cohorts) = (self.spend.as_ref()?, self.cohorts.as_ref()?);
+        let margin = self.clv.as_ref().map_or(1.0, |c| c.margin);
+        // Mean predicted CLV per (market, acquisition month), for the predicted LTV.
+        let mut future: BTreeMap<(String, i32), (f64, f64)> = BTreeMap::new();
+        if let (Some(summary), Some(result)) = (&self.summary, &self.clv) {
+            for (m, r) in summary.markets.iter().zip(&result.markets) {
+                for (c, v) in m.customers.iter().zip(&r.scores.predicted_clv) {
+                    if let (Some(first), Some(v)) = (c.first_day(), v) {
+                        let e = future.entry((m.name.clone(), cac::month_start(first))).or_default();
+                        *e = (e.0 + v, e.1 + 1.0);
+                    }
+                }
+            }
+        }
+        let future = future.into_iter().map(|(k, (sum, n))| (k, sum / n)).collect();
+        Some(cac::cac(spend, cohorts, margin, &future))
+    }
 }
 
 fn time_unit_name(u: TimeUnit) -> &'static str {
@@ -232,6 +262,7 @@ fn publish(
         run_id,
         accounting: &unified.accounting,
     };
+    let cac_rows = analyses.cac();
     for market in markets {
         let part = frame::collect(
             unified.orders.clone().lazy().filter(col(schema::MARKET).eq(lit(market.as_str()))),
@@ -280,6 +311,19 @@ fn publish(
                     outputs.push(manifest::Output { path: rel.display().to_string(), rows });
                 }
             }
+        }
+        match &cac_rows {
+            Some(rows) => {
+                let mine: Vec<&cac::Cac> = rows.iter().filter(|r| &r.market == market).collect();
+                report.push_str(&markdown::cac_section(&mine, &p.base_currency));
+                let df = tables::cac(&mine)?;
+                let entry = PathBuf::from(format!("cac/market={market}"));
+                let rel = entry.join("part-0.parquet");
+                let path = publisher.stage(entry, &rel)?;
+                let rows = parquet::write(&df, &path, &tables::CAC_MONEY, &meta)?;
+                outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+            }
+            None => report.push_str(markdown::NO_SPEND),
         }
         if let Some(c) = &analyses.cohorts {
             let df = tables::cohorts(c, market)?;

@@ -241,7 +241,25 @@ pub fn write(out: &Path, customers: usize, seed: u64) -> Result<Vec<PathBuf>> {
     let shop: Vec<&Purchase> = purchases.iter().filter(|p| p.platform == Platform::Shop).collect();
     put("shop/webtoffee_orders_2025.csv", webtoffee_file(&shop, &people, &mut rng))?;
     put("fx_rates.csv", fx_file(&mut rng))?;
+    put("marketing_spend.csv", spend_file(&mut rng))?;
     Ok(files)
+}
+
+/// Monthly spend per market and channel in the market's currency; `shop` is the web shop's own
+/// promotions (a channel named like a load stage, so its customers are attributed to it).
+fn spend_file(rng: &mut Rng) -> String {
+    let mut s = String::from("month,market,channel,spend,currency\n");
+    let mut month = day(START);
+    while month <= day(END) {
+        for (market, currency, scale) in [("us", "USD", 1.0), ("uk", "GBP", 0.4), ("eu", "EUR", 0.8)] {
+            for (channel, base) in [("google", 900.0), ("meta", 600.0), ("shop", 250.0)] {
+                let amount = base * scale * (0.7 + 0.6 * rng.f64());
+                let _ = writeln!(s, "{},{market},{channel},{amount:.2},{currency}", month.format("%Y-%m"));
+            }
+        }
+        month = month.checked_add_months(chrono::Months::new(1)).expect("in range");
+    }
+    s
 }
 
 fn fx_file(rng: &mut Rng) -> String {

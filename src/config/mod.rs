@@ -7,8 +7,8 @@ mod validate;
 
 pub use raw::{CohortBy, ConstantField, ModelChoice, Period, RawColumns, SourceKind, SpendModel, TimeUnit};
 pub use validate::{
-    AsOf, ClvSpec, CohortsSpec, Delimiter, LoadSpec, Pipeline, SegmentSpec, Stage, SummarizeSpec, TestOrders,
-    TextFormat, UnifySpec, days_per_unit,
+    AsOf, ClvSpec, CohortsSpec, Delimiter, LoadSpec, Pipeline, SegmentSpec, SpendSpec, Stage, SummarizeSpec,
+    TestOrders, TextFormat, UnifySpec, days_per_unit,
 };
 
 use crate::error::{Error, Result};

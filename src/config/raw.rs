@@ -44,9 +44,10 @@ pub enum RawStage {
     Clv(RawClv),
     Segment(RawSegment),
     Cohorts(RawCohorts),
+    Spend(RawSpend),
 }
 
-const STAGE_KINDS: &[&str] = &["load", "unify", "summarize", "clv", "segment", "cohorts"];
+const STAGE_KINDS: &[&str] = &["load", "unify", "summarize", "clv", "segment", "cohorts", "spend"];
 
 impl RawStage {
     /// The stage's key in the YAML (`load`, `unify`, ...).
@@ -58,6 +59,7 @@ impl RawStage {
             RawStage::Clv(_) => "clv",
             RawStage::Segment(_) => "segment",
             RawStage::Cohorts(_) => "cohorts",
+            RawStage::Spend(_) => "spend",
         }
     }
 
@@ -69,6 +71,7 @@ impl RawStage {
             RawStage::Clv(s) => &s.id,
             RawStage::Segment(s) => &s.id,
             RawStage::Cohorts(s) => &s.id,
+            RawStage::Spend(s) => &s.id,
         }
     }
 }
@@ -80,7 +83,9 @@ impl<'de> Deserialize<'de> for RawStage {
         impl<'de> Visitor<'de> for StageVisitor {
             type Value = RawStage;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a stage: a map with one key: `load`, `unify`, `summarize`, `clv`, `segment` or `cohorts`")
+                f.write_str(
+                    "a stage: a map with one key: `load`, `unify`, `summarize`, `clv`, `segment`, `cohorts` or `spend`",
+                )
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStage, A::Error> {
                 let Some(kind) = map.next_key::<String>()? else {
@@ -93,6 +98,7 @@ impl<'de> Deserialize<'de> for RawStage {
                     "clv" => RawStage::Clv(map.next_value()?),
                     "segment" => RawStage::Segment(map.next_value()?),
                     "cohorts" => RawStage::Cohorts(map.next_value()?),
+                    "spend" => RawStage::Spend(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, STAGE_KINDS)),
                 };
                 if let Some(more) = map.next_key::<String>()? {
@@ -297,6 +303,14 @@ pub struct RawCohorts {
     pub by: Option<Vec<CohortBy>>,
     #[serde(default)]
     pub period: Option<Period>,
+}
+
+/// Marketing spend: `month,market,channel,spend,currency` (month as YYYY-MM).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpend {
+    pub id: String,
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

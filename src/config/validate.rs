@@ -5,7 +5,7 @@ use super::Problem;
 use super::locate::Seg;
 use super::raw::{
     CohortBy, ConstantField, ModelChoice, Paths, Period, RawClv, RawCohorts, RawColumns, RawHeader, RawLoad,
-    RawSegment, RawStage, RawSummarize, RawUnify, SourceKind, SpendModel, TimeUnit,
+    RawSegment, RawSpend, RawStage, RawSummarize, RawUnify, SourceKind, SpendModel, TimeUnit,
 };
 use crate::countries;
 use chrono::NaiveDate;
@@ -55,6 +55,7 @@ pub enum Stage {
     Clv(ClvSpec),
     Segment(SegmentSpec),
     Cohorts(CohortsSpec),
+    Spend(SpendSpec),
 }
 
 impl Stage {
@@ -66,6 +67,7 @@ impl Stage {
             Stage::Clv(s) => &s.id,
             Stage::Segment(s) => &s.id,
             Stage::Cohorts(s) => &s.id,
+            Stage::Spend(s) => &s.id,
         }
     }
 
@@ -77,6 +79,7 @@ impl Stage {
             Stage::Clv(_) => "clv",
             Stage::Segment(_) => "segment",
             Stage::Cohorts(_) => "cohorts",
+            Stage::Spend(_) => "spend",
         }
     }
 }
@@ -115,6 +118,12 @@ pub struct SegmentSpec {
     pub lost_below: f64,
     /// Days.
     pub new_within_days: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpendSpec {
+    pub id: String,
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -316,6 +325,7 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
                 let spec = check_cohorts(&mut c, &spath, s, &typed);
                 typed.push(Stage::Cohorts(spec))
             }
+            RawStage::Spend(s) => typed.push(Stage::Spend(check_spend(&mut c, &spath, s))),
         }
     }
     if !typed.iter().any(|s| matches!(s, Stage::Unify(_))) {
@@ -591,6 +601,14 @@ fn check_cohorts(c: &mut Checker, path: &[Seg], s: RawCohorts, earlier: &[Stage]
     by.sort();
     by.dedup();
     CohortsSpec { id: s.id, input: s.input, by, period: s.period.unwrap_or(Period::Month) }
+}
+
+fn check_spend(c: &mut Checker, path: &[Seg], s: RawSpend) -> SpendSpec {
+    let file = PathBuf::from(&s.path);
+    if !file.is_file() {
+        c.at(&key(path, "path"), format!("file '{}' does not exist", s.path));
+    }
+    SpendSpec { id: s.id, path: file }
 }
 
 fn check_unify(c: &mut Checker, path: &[Seg], u: RawUnify, loads: &BTreeMap<String, SourceKind>) -> UnifySpec {

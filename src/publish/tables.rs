@@ -89,6 +89,25 @@ pub fn csv(df: &DataFrame) -> Result<String> {
     Ok(out)
 }
 
+/// Money columns of the CAC table.
+pub const CAC_MONEY: [&str; 4] = ["spend", "cac", "historical_ltv", "predicted_ltv"];
+
+pub fn cac(rows: &[&crate::cac::Cac]) -> Result<DataFrame> {
+    frame::frame(vec![
+        date("month", rows.iter().map(|r| Some(r.month)).collect())?,
+        Column::new("channel".into(), rows.iter().map(|r| r.channel.as_str()).collect::<Vec<_>>()),
+        Column::new("attribution".into(), rows.iter().map(|r| r.attribution).collect::<Vec<_>>()),
+        f64s("spend", rows.iter().map(|r| Some(r.spend)).collect()),
+        Column::new("new_customers".into(), rows.iter().map(|r| r.new_customers).collect::<Vec<_>>()),
+        f64s("cac", rows.iter().map(|r| r.cac).collect()),
+        f64s("historical_ltv", rows.iter().map(|r| r.historical_ltv).collect()),
+        f64s("predicted_ltv", rows.iter().map(|r| r.predicted_ltv).collect()),
+        f64s("ltv_cac_historical", rows.iter().map(|r| r.ltv_cac_historical).collect()),
+        f64s("ltv_cac_predicted", rows.iter().map(|r| r.ltv_cac_predicted).collect()),
+        Column::new("months_to_payback".into(), rows.iter().map(|r| r.months_to_payback).collect::<Vec<_>>()),
+    ])
+}
+
 /// Money columns of the cohort tables.
 pub const COHORT_MONEY: [&str; 2] = ["revenue", "cumulative_revenue_per_customer"];
 

@@ -257,6 +257,41 @@ pub fn segment_section(seg: &crate::segment::Segments, currency: &str) -> String
     md
 }
 
+pub const NO_SPEND: &str = "\n## Acquisition cost\n\nNo marketing spend data. Add a `spend` stage with a CSV of \
+`month,market,channel,spend,currency` (month as YYYY-MM) and a `cohorts` stage to see CAC, LTV:CAC and months to pay \
+back per market, channel and acquisition month. The usual target is LTV:CAC of 3 or more.\n";
+
+/// CAC and LTV:CAC per acquisition month and channel.
+pub fn cac_section(rows: &[&crate::cac::Cac], currency: &str) -> String {
+    let mut md = String::from("\n## Acquisition cost\n\n");
+    md.push_str(
+        "CAC = spend / customers acquired; LTV = margin x net revenue per customer so far (historical), plus the mean \
+         predicted CLV (predicted). Channels named like a source count that source's new customers; other channels \
+         are blended over all of the month's new customers. Target: LTV:CAC of 3 or more.\n\n",
+    );
+    let _ = writeln!(
+        md,
+        "| month | channel | spend ({currency}) | new customers | CAC | LTV:CAC historical | LTV:CAC predicted | months to pay back |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    );
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "n/a".into());
+    for r in rows {
+        let month = crate::fx::from_epoch_days(r.month).format("%Y-%m");
+        let _ = writeln!(
+            md,
+            "| {month} | {} ({}) | {} | {} | {} | {} | {} | {} |",
+            cell(&r.channel),
+            r.attribution,
+            money(r.spend),
+            r.new_customers,
+            opt(r.cac, &money),
+            opt(r.ltv_cac_historical, &|v| format!("{v:.2}")),
+            opt(r.ltv_cac_predicted, &|v| format!("{v:.2}")),
+            r.months_to_payback.map_or("not yet".into(), |m| m.to_string())
+        );
+    }
+    md
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -211,6 +211,17 @@ pub fn read(path: &Path, format: &TextFormat, choose: impl FnOnce(&[String]) -> 
     })
 }
 
+/// A file as the manifest records it (path, size, SHA-256); `rows` is left 0.
+pub fn describe(path: &Path) -> Result<InputFile> {
+    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    Ok(InputFile {
+        path: path.display().to_string(),
+        bytes: bytes.len() as u64,
+        sha256: hex(&Sha256::digest(&bytes)),
+        rows: 0,
+    })
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -73,7 +73,7 @@ fn nightly_pipeline_for_one_market() {
         );
     }
     assert!(report.contains("| amazon |") && report.contains("| shopify |") && report.contains("| shop |"), "{report}");
-    assert_eq!(manifest["inputs"].as_array().unwrap().len(), 6, "5 export files + the buyers report");
+    assert_eq!(manifest["inputs"].as_array().unwrap().len(), 7, "5 export files, the buyers report, the spend file");
 
     // The clv stage's tables: one customers row per customer of the market, scores in range.
     let customers = Table::read(&out.join("customers/market=us/part-0.parquet"));

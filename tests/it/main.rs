@@ -1,6 +1,7 @@
 //! The one integration-test binary: loaders on real export files, configuration errors, shipped
 //! pipelines, and `clv run` end to end on the committed sample data.
 
+mod acquisition;
 mod bad_input;
 mod bi_contract;
 mod config_errors;
