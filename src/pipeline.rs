@@ -10,7 +10,7 @@ use crate::error::Context;
 use crate::error::{Error, Result};
 use crate::fx::FxRates;
 use crate::publish::{Publisher, manifest, parquet, tables};
-use crate::report::markdown;
+use crate::report::{html, markdown};
 use crate::schema::{self, OTHER_MARKET};
 use crate::segment::{self, Segments};
 use crate::sources::{self, InputFile, LoadCtx, Loaded};
@@ -129,10 +129,17 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let run_id = run_id(p, &inputs, as_of)?;
     let started = Instant::now();
     let markets = markets_to_publish(p, &unified.orders, &opts.markets)?;
-    let outputs = publish(p, &out, &run_id, as_of, &markets, &unified, &analyses, &loaded, &inputs, &timings)?;
+    let published = Published { markets: &markets, all_markets: opts.markets.is_empty() };
+    let outputs = publish(p, &out, &run_id, as_of, &published, &unified, &analyses, &loaded, &inputs, &timings)?;
     timings.insert("publish".into(), started.elapsed().as_millis());
     tracing::info!(run_id = %run_id, out = %out.display(), ms = timings["publish"], "published");
     Ok(RunSummary { run_id, out, as_of, markets, outputs })
+}
+
+/// Which markets this run publishes, and whether that is all of them.
+struct Published<'a> {
+    markets: &'a [String],
+    all_markets: bool,
 }
 
 /// What the analysis stages computed, for publication.
@@ -244,13 +251,14 @@ fn publish(
     out: &std::path::Path,
     run_id: &str,
     as_of: NaiveDate,
-    markets: &[String],
+    published: &Published,
     unified: &Unified,
     analyses: &Analyses,
     loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>,
     inputs: &[InputFile],
     timings: &BTreeMap<String, u128>,
 ) -> Result<Vec<manifest::Output>> {
+    let (markets, all_markets) = (published.markets, published.all_markets);
     let as_of_s = as_of.to_string();
     let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name };
     let mut publisher = Publisher::new(out, run_id)?;
@@ -263,6 +271,7 @@ fn publish(
         accounting: &unified.accounting,
     };
     let cac_rows = analyses.cac();
+    let mut index = Vec::new();
     for market in markets {
         let part = frame::collect(
             unified.orders.clone().lazy().filter(col(schema::MARKET).eq(lit(market.as_str()))),
@@ -336,6 +345,53 @@ fn publish(
         let rel = PathBuf::from(format!("reports/{market}.md"));
         publisher.write_text(&rel, &report)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
+
+        let (by_source, total) = markdown::figures(&part)?;
+        let position = analyses.clv.as_ref().and_then(|c| c.markets.iter().position(|r| &r.market == market));
+        let clv_view = match (&analyses.summary, &analyses.clv, position) {
+            (Some(s), Some(c), Some(i)) => Some((&s.markets[i], &c.markets[i])),
+            _ => None,
+        };
+        let mine_cac: Option<Vec<&cac::Cac>> =
+            cac_rows.as_ref().map(|rows| rows.iter().filter(|r| &r.market == market).collect());
+        let ltv_cac = mine_cac.as_ref().and_then(|rows| {
+            let all: Vec<&&cac::Cac> =
+                rows.iter().filter(|r| r.channel == "all" && r.predicted_ltv.is_some()).collect();
+            let spend: f64 = all.iter().map(|r| r.spend).sum();
+            (spend > 0.0).then(|| {
+                all.iter().map(|r| r.predicted_ltv.unwrap_or(0.0) * r.new_customers as f64).sum::<f64>() / spend
+            })
+        });
+        let html = html::market_page(&html::Page {
+            market,
+            pipeline: &p.name,
+            as_of: &as_of_s,
+            currency: &p.base_currency,
+            run_id,
+            unit_days: days_per_unit(p.time_unit),
+            by_source: &by_source,
+            total: &total,
+            accounting: &unified.accounting,
+            clv: clv_view,
+            segments: position.and_then(|i| analyses.segments.as_ref().map(|s| &s[i])),
+            cohorts: analyses.cohorts.as_ref(),
+            cac: mine_cac,
+        });
+        let rel = PathBuf::from(format!("reports/{market}.html"));
+        publisher.write_text(&rel, &html)?;
+        outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
+        index.push(html::MarketLine {
+            market: market.clone(),
+            customers: total.customers,
+            revenue: total.revenue,
+            predicted_clv: clv_view.map_or(0.0, |(_, r)| r.scores.predicted_clv.iter().flatten().sum()),
+            ltv_cac,
+        });
+    }
+    // The comparison of markets only when every market was run (a --market run keeps the last one).
+    if all_markets {
+        publisher.write_text("reports/index.html", &html::index_page(&index, &p.name, &as_of_s, &p.base_currency))?;
+        outputs.push(manifest::Output { path: "reports/index.html".into(), rows: 0 });
     }
     for (id, (_, l, _)) in loaded {
         let entry = PathBuf::from(format!("rejects/source={id}"));

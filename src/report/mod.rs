@@ -1,4 +1,6 @@
-//! Reports people read. This report is Markdown per market: orders, customers and revenue
-//! per source, and the data-quality accounting (read = kept + dropped + rejected) per source.
+//! Reports people read: Markdown per market (tables, for e-mail and diffs) and self-contained HTML
+//! per market plus an index comparing markets (inline SVG charts, each with its table).
 
+pub mod charts;
+pub mod html;
 pub mod markdown;
