@@ -260,7 +260,7 @@ fn publish(
 ) -> Result<Vec<manifest::Output>> {
     let (markets, all_markets) = (published.markets, published.all_markets);
     let as_of_s = as_of.to_string();
-    let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name };
+    let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
     let mut publisher = Publisher::new(out, run_id)?;
     let mut outputs = Vec::new();
     let report_ctx = markdown::Context {
@@ -399,6 +399,11 @@ fn publish(
         let path = publisher.stage(entry, &rel)?;
         let rows = parquet::write(&l.rejects, &path, &[], &meta)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+    }
+    // Flat copies for Power BI, from every partition (the bi lock is held through the commit).
+    let _bi = crate::publish::lock::wait(out, "bi")?;
+    for (path, rows) in crate::publish::flat::stage(&mut publisher, out, &meta)? {
+        outputs.push(manifest::Output { path, rows });
     }
     let m = manifest::Manifest {
         pipeline: p.name.clone(),

@@ -24,7 +24,17 @@ pub struct RawHeader {
     pub fx_rates: Option<String>,
     #[serde(default)]
     pub markets: BTreeMap<String, Vec<String>>,
+    /// Parquet compression: snappy (default, read by every tool) or zstd (smaller).
+    #[serde(default)]
+    pub compression: Option<Compression>,
     pub stages: Vec<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    Snappy,
+    Zstd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

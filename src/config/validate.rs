@@ -25,6 +25,8 @@ pub struct Pipeline {
     pub fx_rates: Option<PathBuf>,
     /// market -> alpha-2 countries; countries in no market belong to `other`.
     pub markets: BTreeMap<String, Vec<String>>,
+    /// Parquet compression is zstd rather than snappy.
+    pub zstd: bool,
     pub stages: Vec<Stage>,
 }
 
@@ -345,6 +347,7 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
         output: PathBuf::from(h.output.unwrap_or_else(|| "out".into())),
         fx_rates,
         markets: h.markets,
+        zstd: h.compression == Some(super::raw::Compression::Zstd),
         stages: typed,
     })
 }

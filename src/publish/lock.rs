@@ -12,6 +12,21 @@ pub struct Locks {
     _files: Vec<File>,
 }
 
+/// Waits for `OUT/.locks/<name>.lock` (for short sections that runs on different markets share).
+pub fn wait(out: &Path, name: &str) -> Result<Locks> {
+    let dir = out.join(".locks");
+    std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .ctx(|| format!("opening {}", path.display()))?;
+    file.lock().ctx(|| format!("locking {}", path.display()))?;
+    Ok(Locks { _files: vec![file] })
+}
+
 /// Takes the lock of every market, or fails with [`Error::Locked`] naming the holder.
 pub fn acquire(out: &Path, markets: &[String], pipeline: &str) -> Result<Locks> {
     let dir = out.join(".locks");

@@ -2,6 +2,7 @@
 //! only when all of it is written are the partitions swapped into place, then `manifest.json`.
 //! A run that fails before `commit` leaves the previous output as it was.
 
+pub mod flat;
 pub mod lock;
 pub mod manifest;
 pub mod parquet;
@@ -44,6 +45,11 @@ impl Publisher {
             std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
         }
         Ok(path)
+    }
+
+    /// Where this run's files are staged.
+    pub fn staging(&self) -> &Path {
+        &self.staging
     }
 
     pub fn write_text(&mut self, rel: impl AsRef<Path>, text: &str) -> Result<()> {

@@ -22,14 +22,26 @@ pub struct Meta<'a> {
     pub run_id: &'a str,
     pub as_of: &'a str,
     pub pipeline: &'a str,
+    pub zstd: bool,
 }
 
 /// Writes `df` to `path`; `money` columns become DECIMAL(18,2).
 pub fn write(df: &DataFrame, path: &Path, money: &[&str], meta: &Meta) -> Result<u64> {
     let batch = bi_types(frame::to_record_batch(df)?, money)?;
-    let has_customer = batch.schema().field_with_name(crate::schema::CUSTOMER_ID).is_ok();
+    write_batches(std::slice::from_ref(&batch), batch.schema(), path, meta)
+}
+
+/// Writes arrow batches (already in the BI types) to `path` with the contract's settings.
+pub fn write_batches(
+    batches: &[RecordBatch],
+    schema: arrow::datatypes::SchemaRef,
+    path: &Path,
+    meta: &Meta,
+) -> Result<u64> {
+    let has_customer = schema.field_with_name(crate::schema::CUSTOMER_ID).is_ok();
+    let compression = if meta.zstd { Compression::ZSTD(Default::default()) } else { Compression::SNAPPY };
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
+        .set_compression(compression)
         .set_created_by(format!("clv {}", env!("CARGO_PKG_VERSION")))
         .set_key_value_metadata(Some(vec![
             KeyValue::new("schema_version".into(), SCHEMA_VERSION.to_string()),
@@ -41,12 +53,14 @@ pub fn write(df: &DataFrame, path: &Path, money: &[&str], meta: &Meta) -> Result
         props = props.set_column_bloom_filter_enabled(crate::schema::CUSTOMER_ID.into(), true);
     }
     let file = std::fs::File::create(path).ctx(|| format!("creating {}", path.display()))?;
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props.build()))
-        .ctx(|| format!("starting {}", path.display()))?;
-    writer.write(&batch).ctx(|| format!("writing {}", path.display()))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema, Some(props.build())).ctx(|| format!("starting {}", path.display()))?;
+    for batch in batches {
+        writer.write(batch).ctx(|| format!("writing {}", path.display()))?;
+    }
     let file = writer.into_inner().ctx(|| format!("finishing {}", path.display()))?;
     file.sync_all().ctx(|| format!("syncing {}", path.display()))?;
-    Ok(batch.num_rows() as u64)
+    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
 }
 
 /// Casts Polars' arrow types to the BI contract.

@@ -82,6 +82,26 @@ for table, columns in tables.items():
     if partition not in dataset.schema.names:
         problems.append(f"{table}: pyarrow's hive dataset has no {partition} column")
 
+# Flat copies for Power BI: the partition column first, then the documented columns; the same rows.
+for table, columns in tables.items():
+    flat = os.path.join(out, "bi", f"{table}.parquet")
+    parts = sorted(glob.glob(os.path.join(out, table, "*", "part-0.parquet")))
+    if not parts:
+        continue
+    if not os.path.exists(flat):
+        problems.append(f"bi/{table}.parquet is missing")
+        continue
+    partition = "source" if table == "rejects" else "market"
+    schema = pq.ParquetFile(flat).schema
+    found = [(schema.column(i).name, schema.column(i).physical_type, logical(schema.column(i))) for i in range(len(schema))]
+    if found != [(partition, "BYTE_ARRAY", "STRING")] + columns:
+        problems.append(f"bi/{table}.parquet:\n  expected {partition} then the documented columns\n  written {found}")
+    rows = pq.ParquetFile(flat).metadata.num_rows
+    expected = sum(pq.ParquetFile(f).metadata.num_rows for f in parts)
+    if rows != expected:
+        problems.append(f"bi/{table}.parquet holds {rows} rows, the partitions {expected}")
+    checked += 1
+
 if problems:
     print("BI contract violations:\n" + "\n".join(problems))
     sys.exit(1)

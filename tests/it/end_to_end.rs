@@ -224,3 +224,28 @@ fn results_do_not_depend_on_the_thread_count() {
         }
     }
 }
+
+#[test]
+fn zstd_compression_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("zstd.yaml");
+    let text = std::fs::read_to_string("pipelines/nightly.yaml").unwrap().replacen(
+        "name: nightly\n",
+        "name: nightly\ncompression: zstd\n",
+        1,
+    );
+    std::fs::write(&yaml, text).unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", yaml.to_str().unwrap(), "--market", "uk", "--as-of", "2026-01-01", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for file in ["orders/market=uk/part-0.parquet", "bi/orders.parquet"] {
+        let f = std::fs::File::open(out.join(file)).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+        let codec = reader.metadata().row_group(0).column(0).compression();
+        assert!(matches!(codec, parquet::basic::Compression::ZSTD(_)), "{file}: {codec:?}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Flat copies of the partitioned tables, `OUT/bi/<table>.parquet` with the partition column
+//! inside, for tools without folder import (Power BI). Built from every partition: this run's
+//! staged ones and, for markets this run does not publish, the ones already on disk. The `bi`
+//! lock is held from reading to commit, so runs on different markets into one root serialise
+//! here and the flat files always match the partitions.
+
+use super::Publisher;
+use super::parquet::{Meta, write_batches};
+use crate::error::{Context, Result};
+use arrow::array::{ArrayRef, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// (table, partition column) of the hive tables that get a flat copy.
+pub const TABLES: [(&str, &str); 6] = [
+    ("orders", "market"),
+    ("customers", "market"),
+    ("markets", "market"),
+    ("cohorts", "market"),
+    ("cac", "market"),
+    ("rejects", "source"),
+];
+
+/// Partition values of `table` under `root` (`<table>/<key>=<value>/part-0.parquet`).
+fn partitions(root: &Path, table: &str, key: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join(table)) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix(&format!("{key}=")).map(str::to_string)))
+        .filter(|v| root.join(table).join(format!("{key}={v}")).join("part-0.parquet").is_file())
+        .collect()
+}
+
+/// The file's batches; an empty file gives one empty batch, so its schema still counts.
+fn read(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path).ctx(|| format!("opening {}", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).ctx(|| format!("reading {}", path.display()))?;
+    let schema = reader.schema().clone();
+    let mut batches: Vec<RecordBatch> = reader
+        .build()
+        .ctx(|| format!("reading {}", path.display()))?
+        .map(|b| b.ctx(|| format!("reading {}", path.display())))
+        .collect::<Result<_>>()?;
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    Ok(batches)
+}
+
+/// Stages `bi/<table>.parquet` for every table with partitions; returns (path, rows).
+pub fn stage(publisher: &mut Publisher, out: &Path, meta: &Meta) -> Result<Vec<(String, u64)>> {
+    let mut written = Vec::new();
+    for (table, key) in TABLES {
+        let mut values = partitions(publisher.staging(), table, key);
+        let staged = values.clone();
+        values.extend(partitions(out, table, key).into_iter().filter(|v| !staged.contains(v)));
+        values.sort();
+        if values.is_empty() {
+            continue;
+        }
+        let mut batches = Vec::new();
+        let mut schema = None;
+        for v in &values {
+            let rel = PathBuf::from(table).join(format!("{key}={v}")).join("part-0.parquet");
+            let path = if staged.contains(v) { publisher.staging().join(&rel) } else { out.join(&rel) };
+            for batch in read(&path)? {
+                let column: ArrayRef = Arc::new(StringArray::from(vec![v.as_str(); batch.num_rows()]));
+                let mut fields = vec![Arc::new(Field::new(key, DataType::Utf8, false))];
+                fields.extend(batch.schema().fields().iter().cloned());
+                let with_key = Arc::new(Schema::new(fields));
+                if schema.as_ref().is_some_and(|s: &Arc<Schema>| s.fields() != with_key.fields()) {
+                    // Partitions written by another schema version: leave the flat file as it was.
+                    tracing::warn!(table, partition = %v, "partitions differ in schema; bi/{table}.parquet not rebuilt");
+                    batches.clear();
+                    break;
+                }
+                let mut columns = vec![column];
+                columns.extend(batch.columns().iter().cloned());
+                batches
+                    .push(RecordBatch::try_new(with_key.clone(), columns).ctx(|| format!("adding {key} to {table}"))?);
+                schema = Some(with_key);
+            }
+        }
+        let Some(schema) = schema.filter(|_| !batches.is_empty()) else { continue };
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let rel = format!("bi/{table}.parquet");
+        let path = publisher.stage(PathBuf::from(&rel), &rel)?;
+        let rows = write_batches(&batches, schema, &path, meta)?;
+        written.push((rel, rows));
+    }
+    Ok(written)
+}
