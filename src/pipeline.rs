@@ -58,6 +58,9 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         opts.markets.clone()
     };
     let _locks = crate::publish::lock::acquire(&out, &lock_markets, &p.name)?;
+    for what in crate::publish::recover(&out, &lock_markets)? {
+        tracing::warn!(out = %out.display(), "{what}");
+    }
     let fx = match &p.fx_rates {
         Some(path) => FxRates::load(path, &p.base_currency)?,
         None => FxRates::base_only(&p.base_currency),
@@ -261,7 +264,7 @@ fn publish(
     let (markets, all_markets) = (published.markets, published.all_markets);
     let as_of_s = as_of.to_string();
     let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
-    let mut publisher = Publisher::new(out, run_id)?;
+    let mut publisher = Publisher::new(out, run_id, markets)?;
     let mut outputs = Vec::new();
     let report_ctx = markdown::Context {
         pipeline: &p.name,

@@ -9,5 +9,6 @@ mod end_to_end;
 mod html_report;
 mod loaders;
 mod models;
+mod reliability;
 mod support;
 mod unify_rules;

@@ -1,0 +1,127 @@
+//! Publication under failure: the run is SIGKILLed at each publication step (failpoints chosen by
+//! CLV_FAILPOINT) and at random times; the previous output must survive until the journal exists,
+//! and the next run must recover and equal a clean run byte for byte.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The nightly pipeline up to unify: publication is what is under test, and this runs fast.
+fn pipeline(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string("pipelines/nightly.yaml").unwrap();
+    let end = text.find("  - summarize:").unwrap();
+    let path = dir.join("p.yaml");
+    std::fs::write(&path, &text[..end]).unwrap();
+    path
+}
+
+/// Every published file's bytes, without lock files, staging, and manifest.json (whose stage
+/// timings are the one part of a run that is meant to differ).
+fn snapshot(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(out).unwrap().display().to_string();
+            if rel.starts_with(".locks") || rel.starts_with(".staging") || rel == "manifest.json" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
+fn command(p: &Path, out: &Path, as_of: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_clv"));
+    c.args(["run", p.to_str().unwrap(), "--as-of", as_of, "--out", out.to_str().unwrap()]).stdout(Stdio::null());
+    c
+}
+
+fn run(p: &Path, out: &Path, as_of: &str) {
+    let o = command(p, out, as_of).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Runs until the failpoint says it is reached, then SIGKILLs the process.
+fn kill_at(p: &Path, out: &Path, as_of: &str, failpoint: &str) {
+    let mut child = command(p, out, as_of).env("CLV_FAILPOINT", failpoint).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let reached = stderr.lines().map_while(Result::ok).any(|l| l.contains(&format!("failpoint {failpoint} reached")));
+    assert!(reached, "the run ended without reaching failpoint {failpoint}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn killed_at_every_publication_step_then_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let clean = dir.path().join("clean");
+    run(&p, &clean, "2026-01-01");
+    let want = snapshot(&clean);
+    assert!(want.keys().any(|k| k.starts_with("orders/")) && want.contains_key("_SUCCESS"));
+
+    for failpoint in ["staged", "journal", "swap", "swapped"] {
+        let out = dir.path().join(failpoint);
+        run(&p, &out, "2025-06-30");
+        let previous = snapshot(&out);
+        assert_ne!(previous, want, "the previous output differs from the new one");
+        kill_at(&p, &out, "2026-01-01", failpoint);
+        if failpoint == "staged" || failpoint == "journal" {
+            assert_eq!(snapshot(&out), previous, "killed at {failpoint}: the previous output is intact");
+        }
+        run(&p, &out, "2026-01-01");
+        assert_eq!(snapshot(&out), want, "killed at {failpoint}, then rerun: equals a clean run");
+        assert!(
+            !std::fs::read_dir(&out).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".staging"))
+        );
+    }
+}
+
+#[test]
+fn killed_at_random_times_then_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let clean = dir.path().join("clean");
+    run(&p, &clean, "2026-01-01");
+    let out = dir.path().join("out");
+    run(&p, &out, "2025-06-30");
+    // Fixed delays spread over a run's life (a run here takes about a second).
+    for ms in [40, 150, 300, 500, 700, 900] {
+        let mut child = command(&p, &out, "2026-01-01").stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    run(&p, &out, "2026-01-01");
+    assert_eq!(snapshot(&out), snapshot(&clean));
+}
+
+#[test]
+fn two_concurrent_runs_on_one_market_one_exits_75_the_other_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let clean = dir.path().join("clean");
+    run(&p, &clean, "2026-01-01");
+    let out = dir.path().join("out");
+    // The winner pauses mid-publication, holding its locks.
+    let mut winner =
+        command(&p, &out, "2026-01-01").env("CLV_FAILPOINT", "staged:1500").stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(winner.stderr.take().unwrap()).lines();
+    assert!(lines.by_ref().map_while(Result::ok).any(|l| l.contains("failpoint staged reached")));
+    let loser = command(&p, &out, "2025-06-30").output().unwrap();
+    let message = String::from_utf8_lossy(&loser.stderr);
+    assert_eq!(loser.status.code(), Some(75), "{message}");
+    assert!(message.contains(&format!("pid {}", winner.id())), "the message names the holder: {message}");
+    assert!(winner.wait().unwrap().success());
+    assert_eq!(snapshot(&out), snapshot(&clean), "the output is the winner's");
+}
