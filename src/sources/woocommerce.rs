@@ -125,14 +125,16 @@ fn customer(ctx: &LoadCtx, email: Expr, id: Expr) -> Expr {
 fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::Timestamps) -> Result<FileOut> {
     let dc = ctx.spec.format.decimal_comma;
     // One frame per line_item_k column, stacked: one row per item.
-    let base = raw.frame.clone().lazy();
+    // An order whose item cells are all empty keeps one row (with a null item), so that it is
+    // rejected with its reason instead of vanishing from the accounting.
+    let n_items = items.iter().map(|i| col(i.as_str()).is_not_null().cast(DataType::Int32)).reduce(|a, b| a + b);
+    let base = raw.frame.clone().lazy().with_column(n_items.unwrap_or_else(|| lit(0)).alias("_n_items"));
     let parts: Vec<LazyFrame> = items
         .iter()
         .enumerate()
         .map(|(k, item)| {
-            base.clone()
-                .with_columns([col(item.as_str()).alias("_item"), lit((k + 1) as i64).alias("_k")])
-                .filter(col("_item").is_not_null())
+            let keep = col("_item").is_not_null().or(lit(k == 0).and(col("_n_items").eq(lit(0))));
+            base.clone().with_columns([col(item.as_str()).alias("_item"), lit((k + 1) as i64).alias("_k")]).filter(keep)
         })
         .collect();
     let lf = if parts.is_empty() {

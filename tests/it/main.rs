@@ -9,6 +9,7 @@ mod end_to_end;
 mod html_report;
 mod loaders;
 mod models;
+mod properties;
 mod reliability;
 mod support;
 mod unify_rules;

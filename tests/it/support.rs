@@ -27,6 +27,26 @@ pub fn load(load: &str) -> Loaded {
     }
 }
 
+/// Loads the pipeline's first stage, returning the error instead of panicking.
+pub fn try_load(load: &str) -> clv::error::Result<Loaded> {
+    let p = pipeline_with(load);
+    let Stage::Load(spec) = &p.stages[0] else { panic!("first stage is a load") };
+    let fx = FxRates::load(p.fx_rates.as_ref().unwrap(), "USD").unwrap();
+    sources::load(&LoadCtx { spec, fx: &fx, zone: p.timezone })
+}
+
+/// Distinct records (file, line) among the loaded lines.
+pub fn distinct_records(l: &Loaded) -> usize {
+    let files = strings(&l.lines, clv::schema::aux::FILE);
+    let lines = clv::frame::floats(&l.lines, clv::schema::aux::LINE).unwrap();
+    files
+        .iter()
+        .zip(&lines)
+        .map(|(f, n)| (f.clone(), n.map(|n| n as i64)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
 pub fn load_err(load: &str) -> String {
     let p = pipeline_with(load);
     let Stage::Load(spec) = &p.stages[0] else { panic!("first stage is a load") };
