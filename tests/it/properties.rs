@@ -23,7 +23,7 @@ fn export_like() -> impl Strategy<Value = Vec<u8>> {
         "[a-zA-Z0-9 .#@'-]{0,12}",
     ];
     let header = prop_oneof![
-        Just(SHOPIFY_HEADER.replace(',', ",")),
+        Just(SHOPIFY_HEADER.to_string()),
         Just("amazon-order-id\tpurchase-date\torder-status\tquantity\tcurrency\titem-price".to_string()),
         Just("order_id,order_date,status,order_currency,billing_email,line_item_1".to_string()),
         Just("order,customer,date,amount".to_string()),
