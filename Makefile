@@ -12,7 +12,7 @@ MARKET_FLAGS := $(foreach m,$(MARKET),--market $(m))
 ## report: run the nightly pipeline on sample_data/ (MARKET=us for one market) into $(OUT)/
 report:
 	$(CARGO) run --quiet -- run $(PIPELINE) --out $(OUT) $(MARKET_FLAGS)
-	@for m in $(if $(MARKET),$(MARKET),$$(ls $(OUT)/reports | sed 's/\.md$$//')); do echo "report: $(OUT)/reports/$$m.md"; done
+	@for f in $(if $(MARKET),$(foreach m,$(MARKET),$(OUT)/reports/$(m).md $(OUT)/reports/$(m).html),$$(ls $(OUT)/reports/*)); do echo "report: $$f"; done
 
 run: report
 
