@@ -369,9 +369,11 @@ pub fn index_page(lines: &[MarketLine], pipeline: &str, as_of: &str, currency: &
         &items(&|l| l.predicted_clv / (l.customers.max(1) as f64)),
         &|v| money(v),
     ));
-    b.push_str(&charts::bars("LTV:CAC (predicted, all months)", &items(&|l| l.ltv_cac.unwrap_or(0.0)), &|v| {
-        format!("{v:.2}")
-    }));
+    // Markets without spend data have no LTV:CAC: they are left out of the chart, not drawn as 0.
+    let ltv_cac: Vec<(String, f64)> = lines.iter().filter_map(|l| l.ltv_cac.map(|v| (l.market.clone(), v))).collect();
+    if !ltv_cac.is_empty() {
+        b.push_str(&charts::bars("LTV:CAC (predicted, all months)", &ltv_cac, &|v| format!("{v:.2}")));
+    }
     let mut t = String::from(
         "<table><tr><th>market</th><th>customers</th><th>revenue</th><th>predicted CLV</th><th>per customer</th><th>LTV:CAC</th></tr>",
     );
