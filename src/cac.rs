@@ -5,10 +5,9 @@
 //! row divides the month's total spend by the month's new customers.
 
 use crate::cohort::Cohorts;
-use crate::config::{Delimiter, TextFormat};
 use crate::error::{Error, Result};
 use crate::fx::{FxRates, epoch_days};
-use crate::sources::{delimited, parse, text};
+use crate::sources::parse;
 use chrono::{Datelike, NaiveDate};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,41 +23,10 @@ pub struct Spend {
 }
 
 pub fn load(path: &Path, fx: &FxRates) -> Result<Vec<Spend>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
-    let text = text::decode(path, bytes, encoding_rs::UTF_8)?;
-    let format = TextFormat {
-        delimiter: Delimiter::Byte(b','),
-        has_header: true,
-        quoting: true,
-        encoding: encoding_rs::UTF_8,
-        decimal_comma: false,
-    };
-    let (names, start, line) = delimited::header(&text, &format);
-    let want = ["month", "market", "channel", "spend", "currency"];
-    let idx: Vec<usize> = want
-        .iter()
-        .map(|w| {
-            names.iter().position(|n| n.eq_ignore_ascii_case(w)).ok_or_else(|| {
-                Error::input(
-                    path,
-                    format!("missing column '{w}': expected {}; found {}", want.join(","), names.join(",")),
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    let records = delimited::records(&text, &format, names.len(), (start, line), &idx);
-    let lines = records.lines.clone();
-    let cols: Vec<Vec<Option<String>>> = records
-        .columns
-        .into_iter()
-        .map(|b| {
-            let c = b.finish("v");
-            c.str().map(|s| s.iter().map(|v| v.map(str::to_string)).collect()).unwrap_or_default()
-        })
-        .collect();
+    let rows = crate::sources::reference_table(path, &["month", "market", "channel", "spend", "currency"])?;
     let mut out = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        let get = |k: usize| cols[k][i].clone().unwrap_or_default();
+    for (line, fields) in rows {
+        let get = |k: usize| fields[k].clone();
         let bad = |what: String| Error::input(path, format!("line {line}: {what}"));
         let month = NaiveDate::parse_from_str(&format!("{}-01", get(0).trim()), "%Y-%m-%d")
             .map_err(|_| bad(format!("month '{}' is not YYYY-MM", get(0))))?;

@@ -2,9 +2,7 @@
 //! A line takes the rate of its order date or the latest earlier one; a currency with no such
 //! rate is a rejected row, never a guess.
 
-use crate::config::{Delimiter, TextFormat};
 use crate::error::{Error, Result};
-use crate::sources::delimited;
 use chrono::NaiveDate;
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,39 +29,10 @@ impl FxRates {
     }
 
     pub fn load(path: &Path, base: &str) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
-        let text = crate::sources::text::decode(path, bytes, encoding_rs::UTF_8)?;
-        let format = TextFormat {
-            delimiter: Delimiter::Byte(b','),
-            has_header: true,
-            quoting: true,
-            encoding: encoding_rs::UTF_8,
-            decimal_comma: false,
-        };
-        let (names, start, line) = delimited::header(&text, &format);
-        let want = ["date", "currency", "rate"];
-        let mut idx = Vec::new();
-        for w in want {
-            match names.iter().position(|n| n.eq_ignore_ascii_case(w)) {
-                Some(i) => idx.push(i),
-                None => {
-                    return Err(Error::input(
-                        path,
-                        format!("missing column '{w}': expected date,currency,rate; found {}", names.join(",")),
-                    ));
-                }
-            }
-        }
         let mut fx = FxRates::base_only(base);
-        let mut rows: Vec<(String, String, String, u32)> = Vec::new();
-        let records = delimited::records(&text, &format, names.len(), (start, line), &idx);
-        let cols: Vec<Vec<Option<String>>> =
-            records.columns.into_iter().map(|b| column_values(b.finish("v"))).collect();
-        for (i, line) in records.lines.iter().enumerate() {
-            let get = |k: usize| cols[k][i].clone().unwrap_or_default();
-            rows.push((get(0), get(1), get(2), *line));
-        }
-        for (date, currency, rate, line) in rows {
+        let rows = crate::sources::reference_table(path, &["date", "currency", "rate"])?;
+        for (line, fields) in rows {
+            let [date, currency, rate] = [&fields[0], &fields[1], &fields[2]];
             let bad = |what: &str| Error::input(path, format!("line {line}: {what}"));
             let d = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
                 .map_err(|_| bad(&format!("date '{date}' is not YYYY-MM-DD")))?;
@@ -71,7 +40,7 @@ impl FxRates {
             if !(cur.len() == 3 && cur.bytes().all(|b| b.is_ascii_uppercase())) {
                 return Err(bad(&format!("currency '{currency}' is not an ISO 4217 code")));
             }
-            let r = crate::sources::parse::amount(&rate, false)
+            let r = crate::sources::parse::amount(rate, false)
                 .filter(|r| *r > 0.0)
                 .ok_or_else(|| bad(&format!("rate '{rate}' is not a positive number")))?;
             fx.rates.entry(cur).or_default().push((epoch_days(d), r));
@@ -128,10 +97,6 @@ pub fn net_base(fx: &FxRates) -> polars::prelude::Expr {
         }
         Some(n * fx.rate(c?, d?)?)
     })
-}
-
-fn column_values(c: polars::prelude::Column) -> Vec<Option<String>> {
-    c.str().map(|s| s.iter().map(|v| v.map(str::to_string)).collect()).unwrap_or_default()
 }
 
 #[cfg(test)]

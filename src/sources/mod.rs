@@ -211,6 +211,43 @@ pub fn read(path: &Path, format: &TextFormat, choose: impl FnOnce(&[String]) -> 
     })
 }
 
+/// A small reference table (FX rates, marketing spend): a UTF-8 comma CSV whose `columns` are found
+/// by name. Returns each record's line and its fields in `columns` order; a missing column is an
+/// error naming the file, what was expected and what was found.
+pub fn reference_table(path: &Path, columns: &[&str]) -> Result<Vec<(u32, Vec<String>)>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    let text = text::decode(path, bytes, encoding_rs::UTF_8)?;
+    let format = TextFormat {
+        delimiter: crate::config::Delimiter::Byte(b','),
+        has_header: true,
+        quoting: true,
+        encoding: encoding_rs::UTF_8,
+        decimal_comma: false,
+    };
+    let (names, start, line) = delimited::header(&text, &format);
+    let idx: Vec<usize> = columns
+        .iter()
+        .map(|w| {
+            names.iter().position(|n| n.eq_ignore_ascii_case(w)).ok_or_else(|| {
+                Error::input(
+                    path,
+                    format!("missing column '{w}': expected {}; found {}", columns.join(","), names.join(",")),
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let records = delimited::records(&text, &format, names.len(), (start, line), &idx);
+    let cols: Vec<Vec<String>> = records
+        .columns
+        .into_iter()
+        .map(|b| {
+            let c = b.finish("v");
+            c.str().map(|s| s.iter().map(|v| v.unwrap_or_default().to_string()).collect()).unwrap_or_default()
+        })
+        .collect();
+    Ok(records.lines.iter().enumerate().map(|(i, line)| (*line, cols.iter().map(|c| c[i].clone()).collect())).collect())
+}
+
 /// A file as the manifest records it (path, size, SHA-256); `rows` is left 0.
 pub fn describe(path: &Path) -> Result<InputFile> {
     let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
