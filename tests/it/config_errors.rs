@@ -132,3 +132,21 @@ fn hostile_yaml_is_refused_with_a_clear_error() {
     let msg = config::load(&huge).unwrap_err().to_string();
     assert!(msg.contains("a pipeline file is at most 1 MiB"), "{msg}");
 }
+
+#[test]
+fn names_that_become_paths_cannot_leave_the_output_root() {
+    // Stage ids name `rejects/source=<id>/`, market names `<table>/market=<m>/`: both are restricted
+    // to lower-case letters, digits, '_' and '-', so no YAML value can point outside the root.
+    let yaml = format!(
+        "name: t\nbase_currency: USD\nmarkets: {{ '../../etc': [US], 'a/b': [DE] }}\nstages:\n  - load: {{ id: '../x', source: shopify, path: {SHOPIFY} }}\n  - unify: {{ id: '/abs', inputs: ['../x'] }}\n"
+    );
+    let msg = errors(&yaml);
+    for needle in [
+        "markets.../../etc: market name '../../etc' must be lower-case letters",
+        "markets.a/b: market name 'a/b' must be lower-case letters",
+        "stages[0].load.id: id '../x' must be lower-case letters",
+        "stages[1].unify.id: id '/abs' must be lower-case letters",
+    ] {
+        assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
+    }
+}
