@@ -35,17 +35,33 @@ fn wants() -> Vec<Want> {
     ]
 }
 
+/// The order a row belongs to. Exports keep an order's rows together, so a block number (the
+/// Name changes from the previous row) is an integer key that windows hash far faster than the
+/// Name itself; a file where some Name appears in two blocks keeps the Name as the key.
+const ORDER: &str = "_order";
+
 /// The value on the order's first row.
 fn order(c: &str) -> Expr {
-    frame::over(col(c).first(), &[col("name")])
+    frame::over(col(c).first(), &[col(ORDER)])
+}
+
+fn order_key(frame: &DataFrame) -> Result<Expr> {
+    let blocks = col("name").neq_missing(col("name").shift(lit(1))).cast(DataType::UInt32).cum_sum(false);
+    let counts = crate::frame::collect(
+        frame.clone().lazy().select([blocks.clone().max().alias("blocks"), col("name").n_unique().alias("names")]),
+        "Shopify order blocks",
+    )?;
+    let (b, n) = (crate::frame::floats(&counts, "blocks")?, crate::frame::floats(&counts, "names")?);
+    Ok(if b.first() == n.first() { blocks } else { col("name") })
 }
 
 pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
     let raw = read(path, &ctx.spec.format, |_| Ok(wants()))?;
     let ts = parse::Timestamps::new(None, &["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%.f %z"], ctx.zone);
     let num = |e: Expr| amount(e, false);
-    let by = ["name"];
-    let lf = raw.frame.clone().lazy().with_columns([
+    let by = [ORDER];
+    let key = order_key(&raw.frame)?;
+    let lf = raw.frame.clone().lazy().with_column(key.alias(ORDER)).with_columns([
         num(col("qty")).alias("_qty"),
         num(col("price")).alias("_price"),
         num(order("subtotal")).alias("_sub"),
@@ -77,7 +93,7 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
         - col("_line_disc")
         - when(col("_inclusive")).then(col("_line_tax")).otherwise(lit(0.0)))
     .alias("_net_before")]);
-    let lf = lf.with_columns([frame::over(col("_net_before").sum(), &[col("name")]).alias("_order_net")]);
+    let lf = lf.with_columns([frame::over(col("_net_before").sum(), &[col(ORDER)]).alias("_order_net")]);
     let lf = lf.with_columns([(merchandise_refund(col("_refund"), z("_total"), col("_order_net"))
         * share(col("_net_before"), &by))
     .alias("_line_refund")]);

@@ -422,3 +422,22 @@ fn windows_1252_and_wrong_encoding() {
     let msg = load_err(&stage(""));
     assert!(msg.contains("cp1252.csv") && msg.contains("not valid UTF-8 at byte offset 33 (line 2)"), "{msg}");
 }
+
+#[test]
+fn shopify_order_rows_split_into_two_blocks_still_share_the_first_rows_fields() {
+    // #1's second line comes after #2: the loader must not take it for an order of its own.
+    let text = "Name,Email,Financial Status,Currency,Subtotal,Shipping,Taxes,Total,Discount Amount,Created at,Lineitem quantity,Lineitem price,Refunded Amount\n\
+        #1,a@mail.de,refunded,EUR,30.00,0.00,0.00,30.00,0.00,2024-01-05 10:00:00 +0100,1,10.00,30.00\n\
+        #2,b@mail.de,paid,EUR,5.00,0.00,0.00,5.00,0.00,2024-01-06 10:00:00 +0100,1,5.00,0.00\n\
+        #1,a@mail.de,,,,,,,,2024-01-05 10:00:00 +0100,1,20.00,\n";
+    let (_dir, path) = temp_file("split.csv", text.as_bytes());
+    let l = load(&format!("{{ id: src, source: shopify, path: '{path}' }}"));
+    let ids = strings(&l.lines, schema::ORDER_ID);
+    let status = strings(&l.lines, schema::STATUS);
+    let currency = strings(&l.lines, schema::CURRENCY);
+    for i in (0..ids.len()).filter(|&i| ids[i].as_deref() == Some("#1")) {
+        assert_eq!((status[i].as_deref(), currency[i].as_deref()), (Some("refunded"), Some("EUR")));
+    }
+    // The refund of 30.00 covers both lines of #1: nothing of #1 is left as revenue.
+    assert_close(sum(&l.lines, schema::NET), 5.0, 1e-9, "net");
+}
