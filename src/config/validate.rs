@@ -305,6 +305,10 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
         if !ids.insert(id.clone()) {
             c.at(&key(&spath, "id"), format!("id '{id}' is used by an earlier stage"));
         }
+        // The runner keeps one result per analysis stage: a second one would shadow the first.
+        if stage.kind() != "load" && typed.iter().any(|s: &Stage| s.kind() == stage.kind()) {
+            c.at(&spath, format!("a pipeline has at most one `{}` stage", stage.kind()));
+        }
         match stage {
             RawStage::Load(l) => {
                 load_ids.insert(l.id.clone(), l.source);

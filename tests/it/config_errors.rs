@@ -150,3 +150,11 @@ fn names_that_become_paths_cannot_leave_the_output_root() {
         assert!(msg.contains(needle), "missing {needle:?} in:\n{msg}");
     }
 }
+
+#[test]
+fn analysis_stages_appear_at_most_once() {
+    let yaml = format!(
+        "{HEAD}stages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY} }}\n  - unify: {{ id: a, inputs: [s] }}\n  - unify: {{ id: b, inputs: [s] }}\n"
+    );
+    assert!(errors(&yaml).contains("stages[2].unify: a pipeline has at most one `unify` stage"), "{}", errors(&yaml));
+}
