@@ -57,7 +57,8 @@ fn sync_dir(dir: &Path) {
 
 impl Publisher {
     pub fn new(root: &Path, run_id: &str, markets: &[String]) -> Result<Self> {
-        let staging = root.join(format!(".staging-{run_id}"));
+        // Per process: runs on different markets share a run id (same inputs) and run side by side.
+        let staging = root.join(format!(".staging-{run_id}-{}", std::process::id()));
         if staging.exists() {
             std::fs::remove_dir_all(&staging).ctx(|| format!("clearing {}", staging.display()))?;
         }

@@ -125,3 +125,30 @@ fn two_concurrent_runs_on_one_market_one_exits_75_the_other_wins() {
     assert!(winner.wait().unwrap().success());
     assert_eq!(snapshot(&out), snapshot(&clean), "the output is the winner's");
 }
+
+#[test]
+fn concurrent_runs_on_different_markets_equal_one_run_over_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let nightly = Path::new("pipelines/nightly.yaml");
+    let all = dir.path().join("all");
+    run(nightly, &all, "2026-01-01");
+    let shared = dir.path().join("shared");
+    let children: Vec<_> = ["us", "uk", "eu", "other"]
+        .iter()
+        .map(|m| command(nightly, &shared, "2026-01-01").args(["--market", m]).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The index compares markets, so only a run over all of them writes it.
+    let without_index = |mut s: BTreeMap<String, Vec<u8>>| {
+        s.remove("reports/index.html");
+        s
+    };
+    let (one, many) = (without_index(snapshot(&all)), without_index(snapshot(&shared)));
+    assert_eq!(one.keys().collect::<Vec<_>>(), many.keys().collect::<Vec<_>>());
+    for (file, bytes) in &one {
+        assert!(many[file] == *bytes, "{file} differs");
+    }
+}
