@@ -1,5 +1,6 @@
 //! `clv`: customer lifetime value for cross-border sellers, from the platforms' own order exports.
-//! Data flows one way: config -> sources -> unify -> publish (see docs/architecture.md).
+//! Data flows one way: config -> sources -> unify -> summarize -> clv -> segment / cohorts / cac
+//! -> publish (see docs/architecture.md).
 
 pub mod cac; // marketing spend, CAC and LTV:CAC
 pub mod cli; // command-line interface and exit codes

@@ -1,6 +1,7 @@
-//! Publication: everything a run writes goes to a staging directory under the output root first;
-//! only when all of it is written are the partitions swapped into place, then `manifest.json`.
-//! A run that fails before `commit` leaves the previous output as it was.
+//! Publication: everything a run writes goes to a staging directory under the output root first
+//! (fsynced); then a commit journal; then every file is renamed into place (atomic per file),
+//! `manifest.json` and `_SUCCESS` last. A run that dies before the journal leaves the previous
+//! output as it was; after it, the next run on those markets rolls the publication forward.
 
 pub mod flat;
 pub mod lock;
