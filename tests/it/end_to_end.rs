@@ -249,3 +249,28 @@ fn zstd_compression_option() {
         assert!(matches!(codec, parquet::basic::Compression::ZSTD(_)), "{file}: {codec:?}");
     }
 }
+
+#[test]
+fn clv_id_key_changes_every_customer_id_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, keyed) = (dir.path().join("plain"), dir.path().join("keyed"));
+    for (out, key) in [(&plain, None), (&keyed, Some("s3cret"))] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clv"));
+        c.args(["run", "pipelines/nightly.yaml", "--market", "uk", "--as-of", "2026-01-01", "--out"]).arg(out);
+        match key {
+            Some(k) => c.env("CLV_ID_KEY", k),
+            None => c.env_remove("CLV_ID_KEY"),
+        };
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let read = |root: &std::path::Path| Table::read(&root.join("orders/market=uk/part-0.parquet"));
+    let (a, b) = (read(&plain), read(&keyed));
+    let (ids_a, ids_b) = (a.texts("customer_id"), b.texts("customer_id"));
+    let set_a: std::collections::BTreeSet<_> = ids_a.iter().collect();
+    let set_b: std::collections::BTreeSet<_> = ids_b.iter().collect();
+    assert_eq!(set_a.len(), set_b.len(), "the same customers");
+    assert!(set_a.is_disjoint(&set_b), "every id differs under the key");
+    let total = |t: &Table| t.numbers("net_base").iter().sum::<f64>();
+    assert!((total(&a) - total(&b)).abs() < 1e-6);
+}
