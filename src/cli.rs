@@ -56,7 +56,7 @@ pub enum Command {
         #[arg(required = true)]
         pipelines: Vec<PathBuf>,
     },
-    /// Write synthetic exports in the real Amazon, Shopify and WooCommerce formats, plus fx_rates.csv.
+    /// Write synthetic exports in the real Amazon, Shopify and WooCommerce formats, plus fx_rates.csv and marketing_spend.csv.
     Sample {
         #[arg(long)]
         out: PathBuf,

@@ -288,7 +288,8 @@ fn publish(
         let rows = parquet::write(&file, &path, &schema::MONEY_COLUMNS, &meta)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows });
 
-        let mut report = markdown::render(market, &part, &report_ctx)?;
+        let (by_source, total) = markdown::figures(&part)?;
+        let mut report = markdown::render(market, &by_source, &total, &report_ctx);
         if let (Some(summary), Some(result)) = (&analyses.summary, &analyses.clv)
             && let Some(i) = result.markets.iter().position(|r| &r.market == market)
         {
@@ -349,7 +350,6 @@ fn publish(
         publisher.write_text(&rel, &report)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
 
-        let (by_source, total) = markdown::figures(&part)?;
         let position = analyses.clv.as_ref().and_then(|c| c.markets.iter().position(|r| &r.market == market));
         let clv_view = match (&analyses.summary, &analyses.clv, position) {
             (Some(s), Some(c), Some(i)) => Some((&s.markets[i], &c.markets[i])),

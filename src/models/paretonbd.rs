@@ -2,8 +2,9 @@
 //! purchases at rate ~ Gamma(r, alpha) while alive, lifetimes exponential with rate ~ Gamma(s, beta).
 //! L = Γ(r+x) α^r β^s / Γ(r) · [ (α+T)^-(r+x) (β+T)^-s + s/(r+s+x) · A0 ], where
 //! A0 = F(t_x) - F(T) and F(t) = 2F1(r+s+x, ·; r+s+x+1; z(t)) / (max(α,β)+t)^(r+s+x).
-//! 2F1 of this shape is evaluated through its Euler transform (positive, decreasing terms; see
-//! `special::ln_hyp2f1_a_b_a1`), with 1 - z(t) passed as the exact ratio (min+t)/(max+t).
+//! 2F1 of this shape is evaluated through its Euler transform, whose remaining 2F1(1, d; c; z) is
+//! Gauss's continued fraction (see `special`), with 1 - z passed as the exact ratio
+//! (min+t)/(max+t).
 
 use super::bgnbd::logistic;
 use super::special::{ln_gamma, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp};

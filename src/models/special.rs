@@ -1,6 +1,6 @@
-//! Special functions in log space: ln Γ, ln B, log-add/sub-exp, and the Gauss hypergeometric
-//! function 2F1 by series (with the Euler transformation where it turns a divergent-looking series
-//! into one of positive, decreasing terms).
+//! Special functions in log space: ln Γ, ψ, ln B, log-add/sub-exp, and the Gauss hypergeometric
+//! function 2F1: by power series in general, and for Pareto/NBD's 2F1(a, b; a+1; z) by the Euler
+//! transformation plus Gauss's continued fraction, which converges where the series crawls (z -> 1).
 
 pub fn ln_gamma(x: f64) -> f64 {
     libm::lgamma(x)

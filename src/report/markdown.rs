@@ -80,8 +80,8 @@ fn cell(s: &str) -> String {
     s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String> {
-    let (by_source, total) = figures(orders)?;
+/// The market's report, from its per-source figures (see [`figures`]).
+pub fn render(market: &str, by_source: &[SourceFigures], total: &SourceFigures, ctx: &Context) -> String {
     let mut md = String::new();
     let cur = ctx.base_currency;
     let _ = writeln!(md, "# Market `{}`: {} as of {}\n", cell(market), cell(ctx.pipeline), ctx.as_of);
@@ -92,7 +92,7 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
     );
     let _ = writeln!(md, "## Orders by source\n");
     let _ = writeln!(md, "| source | orders | customers | revenue ({cur}) |\n|---|---:|---:|---:|");
-    for f in by_source.iter().chain(std::iter::once(&total)) {
+    for f in by_source.iter().chain(std::iter::once(total)) {
         let name = if f.source == "all" { "**all sources**".to_string() } else { cell(&f.source) };
         let _ = writeln!(md, "| {name} | {} | {} | {} |", f.orders, f.customers, money(f.revenue));
     }
@@ -156,7 +156,7 @@ pub fn render(market: &str, orders: &DataFrame, ctx: &Context) -> Result<String>
     if !notes.is_empty() {
         let _ = writeln!(md, "\n### Notes\n\n{notes}");
     }
-    Ok(md)
+    md
 }
 
 fn num(v: f64) -> String {
