@@ -81,6 +81,24 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
     Ok(loaded)
 }
 
+impl Loaded {
+    /// Records that became at least one kept line (a record is one physical entry of an export:
+    /// a WooCommerce order row spreads into several lines), counted by (file, line).
+    pub fn records_kept(&self) -> Result<usize> {
+        let kept = frame::collect(
+            self.lines.clone().lazy().select([concat_str(
+                [col(aux::FILE), col(aux::LINE).cast(DataType::String)],
+                "\u{1f}",
+                false,
+            )
+            .n_unique()
+            .alias("n")]),
+            "records kept",
+        )?;
+        Ok(frame::floats(&kept, "n")?.first().copied().flatten().unwrap_or(0.0) as usize)
+    }
+}
+
 /// One file's share of a load.
 pub struct FileOut {
     pub lines: DataFrame,

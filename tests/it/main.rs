@@ -6,6 +6,7 @@ mod bad_input;
 mod bi_contract;
 mod config_errors;
 mod end_to_end;
+mod fuzz_regressions;
 mod html_report;
 mod loaders;
 mod models;

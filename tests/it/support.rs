@@ -35,16 +35,23 @@ pub fn try_load(load: &str) -> clv::error::Result<Loaded> {
     sources::load(&LoadCtx { spec, fx: &fx, zone: p.timezone })
 }
 
-/// Distinct records (file, line) among the loaded lines.
-pub fn distinct_records(l: &Loaded) -> usize {
-    let files = strings(&l.lines, clv::schema::aux::FILE);
-    let lines = clv::frame::floats(&l.lines, clv::schema::aux::LINE).unwrap();
-    files
-        .iter()
-        .zip(&lines)
-        .map(|(f, n)| (f.clone(), n.map(|n| n as i64)))
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
+/// A load stage for `source` that tolerates any share of rejects: the stage the property tests
+/// and the fuzz regressions feed arbitrary bytes to (fuzz/src/lib.rs builds the same ones).
+pub fn lenient_stage(source: &str, path: &str) -> String {
+    let extra = match source {
+        "woocommerce" => ", constants: { currency: EUR }",
+        "csv" => ", columns: { customer: customer, ordered_at: date, amount: amount }, constants: { currency: USD }",
+        _ => "",
+    };
+    format!("{{ id: src, source: {source}, path: '{path}', max_reject_rate: 1.0{extra} }}")
+}
+
+/// Either the stage loads, with every record read kept or rejected, or it fails with an error.
+/// A panic is the failure this exists to catch.
+pub fn assert_loads_or_fails(stage: &str) {
+    if let Ok(l) = try_load(stage) {
+        assert_eq!(l.rows_read as usize, l.rejects.height() + l.records_kept().unwrap(), "a record was lost");
+    }
 }
 
 pub fn load_err(load: &str) -> String {

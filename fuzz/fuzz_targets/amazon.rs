@@ -1,0 +1,3 @@
+#![no_main]
+//! The amazon loader on arbitrary bytes: loads with every record accounted for, or fails with an error.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| clv_fuzz::load(clv_fuzz::Source::Amazon, data));
