@@ -61,8 +61,16 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Number of customers to simulate.
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 400, conflicts_with = "lines")]
         customers: usize,
+        /// Size the data by order lines instead: about this many data lines across the order
+        /// exports (the benchmark's unit); the customers simulated follow from it.
+        #[arg(long)]
+        lines: Option<usize>,
+        /// One order export per platform and month, as a seller downloading monthly reports has,
+        /// instead of one file per pull.
+        #[arg(long)]
+        monthly: bool,
         /// Random seed: the same seed writes the same files.
         #[arg(long, default_value_t = 1)]
         seed: u64,

@@ -50,8 +50,9 @@ fn execute(command: Command) -> clv::error::Result<()> {
             }
             if problems.is_empty() { Ok(()) } else { Err(clv::error::Error::Config(problems)) }
         }
-        Command::Sample { out, customers, seed } => {
-            let written = clv::sample::write(&out, customers, seed)?;
+        Command::Sample { out, customers, lines, seed, monthly } => {
+            let customers = lines.map_or(customers, clv::sample::customers_for_lines);
+            let written = clv::sample::write(&out, customers, seed, monthly)?;
             for f in written {
                 println!("wrote {}", f.display());
             }

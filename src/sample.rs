@@ -217,8 +217,18 @@ fn simulate(n: usize, rng: &mut Rng) -> (Vec<Customer>, Vec<Purchase>) {
     (customers, purchases)
 }
 
-/// Writes the sample files under `out`; returns their paths.
-pub fn write(out: &Path, customers: usize, seed: u64) -> Result<Vec<PathBuf>> {
+/// Order-export data lines (all platforms, both pulls) per simulated customer, measured on
+/// seeds 1 and 2 at 100,000 customers (records, so a quoted multi-line note counts once);
+/// `clv sample --lines` sizes by it.
+pub const LINES_PER_CUSTOMER: f64 = 6.55;
+
+pub fn customers_for_lines(lines: usize) -> usize {
+    ((lines as f64 / LINES_PER_CUSTOMER).round() as usize).max(1)
+}
+
+/// Writes the sample files under `out` (monthly: one order export per platform and month);
+/// returns their paths.
+pub fn write(out: &Path, customers: usize, seed: u64, monthly: bool) -> Result<Vec<PathBuf>> {
     let mut rng = Rng::new(seed);
     let (people, purchases) = simulate(customers, &mut rng);
     let mut files = Vec::new();
@@ -230,19 +240,57 @@ pub fn write(out: &Path, customers: usize, seed: u64) -> Result<Vec<PathBuf>> {
         Ok(())
     };
     let amazon: Vec<&Purchase> = purchases.iter().filter(|p| p.platform == Platform::Amazon).collect();
-    let (a1, a2, ship) = amazon_files(&amazon, &people, &mut rng);
-    put("amazon/orders_2025-12-01.txt", a1)?;
+    let (a1, a2, ship) = amazon_files(&amazon, &people, monthly, &mut rng);
+    for (name, text) in a1.files("orders", "txt") {
+        // The full pull's name is the day it was taken; monthly reports are named by month.
+        let name = if monthly { name } else { "orders_2025-12-01.txt".into() };
+        put(&format!("amazon/{name}"), text)?;
+    }
     put("amazon/orders_2025-12-31.txt", a2)?;
     put("amazon/shipments_2025.txt", ship)?;
     let shopify: Vec<&Purchase> = purchases.iter().filter(|p| p.platform == Platform::Shopify).collect();
-    let (s1, s2) = shopify_files(&shopify, &amazon, &people, &mut rng);
-    put("shopify/orders_export_1.csv", s1)?;
+    let (s1, s2) = shopify_files(&shopify, &amazon, &people, monthly, &mut rng);
+    for (name, text) in s1.files("orders_export", "csv") {
+        let name = if monthly { name } else { "orders_export_1.csv".into() };
+        put(&format!("shopify/{name}"), text)?;
+    }
     put("shopify/orders_export_2.csv", s2)?;
     let shop: Vec<&Purchase> = purchases.iter().filter(|p| p.platform == Platform::Shop).collect();
-    put("shop/webtoffee_orders_2025.csv", webtoffee_file(&shop, &people, &mut rng))?;
+    for (name, text) in webtoffee_file(&shop, &people, monthly, &mut rng).files("webtoffee_orders", "csv") {
+        let name = if monthly { name } else { "webtoffee_orders_2025.csv".into() };
+        put(&format!("shop/{name}"), text)?;
+    }
     put("fx_rates.csv", fx_file(&mut rng))?;
     put("marketing_spend.csv", spend_file(&mut rng))?;
     Ok(files)
+}
+
+/// An export's data rows: all in one file, or one file per month of the orders they hold, as a
+/// seller who downloads a report every month has (what incremental nightly runs see).
+struct Parts {
+    header: String,
+    monthly: bool,
+    parts: std::collections::BTreeMap<String, String>,
+}
+
+impl Parts {
+    fn new(header: String, monthly: bool) -> Self {
+        Parts { header, monthly, parts: Default::default() }
+    }
+
+    fn push(&mut self, date: NaiveDate, row: &str) {
+        let key = if self.monthly { date.format("%Y-%m").to_string() } else { String::new() };
+        self.parts.entry(key).or_insert_with(|| self.header.clone()).push_str(row);
+    }
+
+    /// `(name, text)` per file: `<stem>.<ext>`, or `<stem>_<YYYY-MM>.<ext>` when monthly.
+    fn files(self, stem: &str, ext: &str) -> Vec<(String, String)> {
+        if self.parts.is_empty() {
+            return vec![(format!("{stem}.{ext}"), self.header)];
+        }
+        let name = |k: &str| if k.is_empty() { format!("{stem}.{ext}") } else { format!("{stem}_{k}.{ext}") };
+        self.parts.into_iter().map(|(k, text)| (name(&k), text)).collect()
+    }
 }
 
 /// Monthly spend per market and channel in the market's currency; `shop` is the web shop's own
@@ -283,11 +331,11 @@ fn iso(t: NaiveDateTime) -> String {
 }
 
 /// Two overlapping All Orders pulls (header variants A and C) and one Fulfilled Shipments report.
-fn amazon_files(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> (String, String, String) {
+fn amazon_files(orders: &[&Purchase], people: &[Customer], monthly: bool, rng: &mut Rng) -> (Parts, String, String) {
     let end = day(END).and_hms_opt(23, 59, 59).expect("valid");
     let cut1 = day(END) - Duration::days(30);
     let from2 = day(END) - Duration::days(60);
-    let mut f1 = format!("{AMAZON_A}\r\n");
+    let mut f1 = Parts::new(format!("{AMAZON_A}\r\n"), monthly);
     let mut f2 = format!("{AMAZON_A}\tis-iba\r\n");
     let mut ship = format!("{AMAZON_SHIPMENTS}\n");
     for (n, p) in orders.iter().enumerate() {
@@ -300,7 +348,7 @@ fn amazon_files(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> (St
         let pending_in_1 = age < 45 && rng.chance(0.5);
         let pending_in_2 = age < 2;
         let fba = !rng.chance(0.1);
-        for (pull, text) in [(1, &mut f1), (2, &mut f2)] {
+        for pull in [1, 2] {
             let date = p.at.date();
             if (pull == 1 && date > cut1) || (pull == 2 && date < from2) {
                 continue;
@@ -340,8 +388,9 @@ fn amazon_files(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> (St
                     } else {
                         "Shipped"
                     };
+                    let mut row = String::new();
                     let _ = write!(
-                        text,
+                        row,
                         "{id}\t{id}\t{}\t{}\t{status}\t{}\t{}\t\t\tStandard\t{name}\t{sku}\tB0{:08}\t{item_status}\t{q}\t{currency}\t{price}\t{tax}\t\t\t\t\t{promo}\t\tCITY\t\t{:05}\t{}\t\tfalse\t\t",
                         iso(p.at),
                         iso(updated),
@@ -351,7 +400,13 @@ fn amazon_files(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> (St
                         c.id * 31 % 100_000,
                         c.country.code,
                     );
-                    text.push_str(if pull == 2 { "\tfalse\r\n" } else { "\r\n" });
+                    if pull == 1 {
+                        row.push_str("\r\n");
+                        f1.push(date, &row);
+                    } else {
+                        f2.push_str(&row);
+                        f2.push_str("\tfalse\r\n");
+                    }
                 }
             }
         }
@@ -397,7 +452,13 @@ fn shop_local(t: NaiveDateTime, zone: Tz) -> String {
     zone.from_utc_datetime(&t).format("%Y-%m-%d %H:%M:%S %z").to_string()
 }
 
-fn shopify_files(orders: &[&Purchase], amazon: &[&Purchase], people: &[Customer], rng: &mut Rng) -> (String, String) {
+fn shopify_files(
+    orders: &[&Purchase],
+    amazon: &[&Purchase],
+    people: &[Customer],
+    monthly: bool,
+    rng: &mut Rng,
+) -> (Parts, String) {
     let zone: Tz = chrono_tz::America::New_York;
     let cut1 = day(END) - Duration::days(20);
     let from2 = day(END) - Duration::days(45);
@@ -473,15 +534,14 @@ fn shopify_files(orders: &[&Purchase], amazon: &[&Purchase], people: &[Customer]
         let email = format!("{}@marketplace.amazon.com", people[p.customer].relay.split('@').next().unwrap_or("x"));
         emit(p, &email, "amazon", "Amazon", rng);
     }
-    let mut f1 = format!("{SHOPIFY_HEADER}\n");
+    let mut f1 = Parts::new(format!("{SHOPIFY_HEADER}\n"), monthly);
     let mut f2 = format!("{SHOPIFY_HEADER}\r\n");
     rows.sort_by_key(|r| r.0);
     // Orders of one Name must stay together: rows were pushed order by order; a stable sort by
     // date keeps them adjacent because they share the date.
     for (date, line) in &rows {
         if *date <= cut1 {
-            f1.push_str(line);
-            f1.push('\n');
+            f1.push(*date, &format!("{line}\n"));
         }
         if *date >= from2 {
             f2.push_str(&line.replace('\n', "\r\n"));
@@ -493,14 +553,14 @@ fn shopify_files(orders: &[&Purchase], amazon: &[&Purchase], people: &[Customer]
 
 const WEBTOFFEE_BASE: &str = "order_id,order_number,order_date,paid_date,status,shipping_total,shipping_tax_total,fee_total,fee_tax_total,tax_total,cart_discount,order_discount,discount_total,order_total,order_subtotal,order_key,order_currency,payment_method,payment_method_title,transaction_id,customer_ip_address,customer_user_agent,shipping_method,customer_id,customer_user,customer_email,billing_first_name,billing_last_name,billing_company,billing_email,billing_phone,billing_address_1,billing_address_2,billing_postcode,billing_city,billing_state,billing_country,shipping_first_name,shipping_last_name,shipping_company,shipping_phone,shipping_address_1,shipping_address_2,shipping_postcode,shipping_city,shipping_state,shipping_country,customer_note,wt_import_key,tax_items,shipping_items,fee_items,coupon_items,refund_items,order_notes,download_permissions";
 
-fn webtoffee_file(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> String {
+fn webtoffee_file(orders: &[&Purchase], people: &[Customer], monthly: bool, rng: &mut Rng) -> Parts {
     let zone: Tz = chrono_tz::Europe::Berlin;
     let base: Vec<&str> = WEBTOFFEE_BASE.split(',').collect();
     let max_items = orders.iter().map(|p| p.items.len()).max().unwrap_or(1);
     let mut header: Vec<String> = base.iter().map(|s| s.to_string()).collect();
     header.extend((1..=max_items).map(|k| format!("line_item_{k}")));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut out = header.iter().map(|h| quote(h)).collect::<Vec<_>>().join(",") + "\n";
+    let mut out = Parts::new(header.iter().map(|h| quote(h)).collect::<Vec<_>>().join(",") + "\n", monthly);
     for (n, p) in orders.iter().enumerate() {
         let c = &people[p.customer];
         let local = zone.from_utc_datetime(&p.at).naive_local();
@@ -559,8 +619,7 @@ fn webtoffee_file(orders: &[&Purchase], people: &[Customer], rng: &mut Rng) -> S
                 (local + Duration::days(5)).format("%Y-%m-%d %H:%M:%S")
             );
         }
-        out.push_str(&cells.iter().map(|s| quote(s)).collect::<Vec<_>>().join(","));
-        out.push('\n');
+        out.push(local.date(), &(cells.iter().map(|s| quote(s)).collect::<Vec<_>>().join(",") + "\n"));
     }
     out
 }
@@ -583,8 +642,8 @@ mod tests {
     fn same_seed_same_files() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let fa = write(a.path(), 30, 9).unwrap();
-        write(b.path(), 30, 9).unwrap();
+        let fa = write(a.path(), 30, 9, false).unwrap();
+        write(b.path(), 30, 9, false).unwrap();
         for f in fa {
             let rel = f.strip_prefix(a.path()).unwrap();
             assert_eq!(std::fs::read(&f).unwrap(), std::fs::read(b.path().join(rel)).unwrap(), "{}", rel.display());

@@ -1,5 +1,7 @@
 //! Publication: everything a run writes goes to a staging directory under the output root first
-//! (fsynced); then a commit journal; then every file is renamed into place (atomic per file),
+//! (fsynced); then a commit journal; then each market partition directory is swapped with the
+//! published one in one atomic exchange (a reader holding the directory sees all old files or all
+//! new ones, never a mix), and each single file (reports, flat copies) is renamed into place;
 //! `manifest.json` and `_SUCCESS` last. A run that dies before the journal leaves the previous
 //! output as it was; after it, the next run on those markets rolls the publication forward.
 
@@ -100,9 +102,17 @@ impl Publisher {
     /// Writes the journal, then swaps every staged file into place by rename (atomic per file).
     pub fn commit(self) -> Result<()> {
         failpoint("staged");
+        // A staged partition keeps its inode through the exchange: that is how a rerun tells an
+        // entry already swapped in (and the old partition now sitting in staging) from one not.
+        let inodes: serde_json::Map<String, serde_json::Value> = self
+            .entries
+            .iter()
+            .filter_map(|e| inode(&self.staging.join(e)).map(|i| (e.display().to_string(), i.into())))
+            .collect();
         let journal = serde_json::json!({
             "markets": self.markets,
             "entries": self.entries.iter().map(|e| e.display().to_string()).collect::<Vec<_>>(),
+            "inodes": inodes,
         });
         let path = self.staging.join(JOURNAL);
         let mut f = std::fs::File::create(&path).ctx(|| format!("creating {}", path.display()))?;
@@ -131,37 +141,69 @@ fn roll_forward(root: &Path, staging: &Path) -> Result<()> {
     let mut swapped = 0;
     for entry in &entries {
         let (from, to) = (staging.join(entry), root.join(entry));
-        if from.is_dir() {
-            std::fs::create_dir_all(&to).ctx(|| format!("creating {}", to.display()))?;
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&from)
-                .ctx(|| format!("listing {}", from.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            files.sort();
-            for file in files {
-                let dest = to.join(file.file_name().expect("a file"));
-                std::fs::rename(&file, &dest).ctx(|| format!("publishing {}", dest.display()))?;
-                swapped += 1;
-                if swapped == 1 {
-                    failpoint("swap");
-                }
-            }
-            sync_dir(&to);
-        } else if from.is_file() {
-            if let Some(dir) = to.parent() {
-                std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-            }
+        let staged_inode = journal["inodes"][entry.as_str()].as_u64();
+        if staged_inode.is_some_and(|i| inode(&to) == Some(i)) {
+            continue; // swapped by an interrupted attempt: `from` now holds the old partition
+        }
+        if !from.exists() {
+            continue; // a single file renamed by an interrupted attempt
+        }
+        if let Some(dir) = to.parent() {
+            std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        }
+        if from.is_dir() && to.is_dir() {
+            exchange(&from, &to).ctx(|| format!("publishing {}", to.display()))?;
+        } else {
             std::fs::rename(&from, &to).ctx(|| format!("publishing {}", to.display()))?;
-            swapped += 1;
-            if let Some(dir) = to.parent() {
-                sync_dir(dir);
-            }
+        }
+        if let Some(dir) = to.parent() {
+            sync_dir(dir);
+        }
+        swapped += 1;
+        if swapped == 1 {
+            failpoint("swap");
         }
     }
     failpoint("swapped");
     std::fs::remove_dir_all(staging).ctx(|| format!("removing {}", staging.display()))?;
     sync_dir(root);
     Ok(())
+}
+
+#[cfg(unix)]
+fn inode(path: &Path) -> Option<u64> {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::symlink_metadata(path).ok()?).into()
+}
+
+#[cfg(not(unix))]
+fn inode(_: &Path) -> Option<u64> {
+    None
+}
+
+/// Swaps two directories in one step (Linux `renameat2(RENAME_EXCHANGE)`): `to` shows the old
+/// files or the new ones, never both. Where the file system cannot exchange, the old directory is
+/// renamed aside first; a reader then briefly finds no partition, still never a mix.
+fn exchange(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+        let (a, b) = (c(from)?, c(to)?);
+        // SAFETY: both paths are NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) {
+            return Err(e);
+        }
+    }
+    let aside = from.with_extension("old");
+    std::fs::rename(to, &aside)?;
+    std::fs::rename(from, to)
 }
 
 fn markets_in(file: &Path) -> Option<Vec<String>> {

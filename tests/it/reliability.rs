@@ -152,3 +152,59 @@ fn concurrent_runs_on_different_markets_equal_one_run_over_all() {
         assert!(many[file] == *bytes, "{file} differs");
     }
 }
+
+/// The `run_id` of every Parquet file in the directory behind `dir`, each opened through that
+/// directory handle (as a reader that lists a partition and then reads it does), or None when the
+/// directory vanished under the reader (a swapped-out partition is deleted: the reader retries).
+fn run_ids_through(dir: &std::fs::File) -> Option<std::collections::BTreeSet<String>> {
+    use std::os::fd::AsRawFd;
+    let base = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut ids = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(&base).ok()? {
+        let name = e.ok()?.file_name();
+        if !name.to_string_lossy().ends_with(".parquet") {
+            continue;
+        }
+        let file = std::fs::File::open(base.join(&name)).ok()?;
+        let reader = parquet::file::reader::SerializedFileReader::new(file).ok()?;
+        let kv = parquet::file::reader::FileReader::metadata(&reader).file_metadata().key_value_metadata()?.clone();
+        ids.insert(kv.into_iter().find(|e| e.key == "run_id")?.value?);
+    }
+    Some(ids)
+}
+
+#[test]
+fn a_reader_of_a_partition_never_sees_old_and_new_files_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let nightly = Path::new("pipelines/nightly.yaml");
+    let out = dir.path().join("out");
+    run(nightly, &out, "2025-06-30");
+    // The action lists: eight files in one partition, all rewritten by every run.
+    let partition = out.join("actions/market=us");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, partition) = (stop.clone(), partition.clone());
+        std::thread::spawn(move || {
+            let (mut looks, mut mixed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(handle) = std::fs::File::open(&partition) else { continue };
+                if let Some(ids) = run_ids_through(&handle) {
+                    looks += 1;
+                    if ids.len() != 1 {
+                        mixed.push(ids);
+                    }
+                }
+            }
+            (looks, mixed)
+        })
+    };
+    // Runs alternate between two as-of dates (two run ids); each pauses after its first swap.
+    for as_of in ["2026-01-01", "2025-06-30", "2026-01-01"] {
+        let o = command(nightly, &out, as_of).env("CLV_FAILPOINT", "swap:200").output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (looks, mixed) = reader.join().unwrap();
+    assert!(looks > 10, "the reader looked only {looks} times");
+    assert!(mixed.is_empty(), "a reader saw files of two runs in one partition: {mixed:?}");
+}
