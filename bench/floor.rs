@@ -1,0 +1,107 @@
+//! The floor of `make bench`: the least any pipeline must do with these exports. One minimal
+//! Polars scan per file (Polars' own multi-threaded CSV reader) of exactly the columns clv's
+//! loaders read, amounts parsed as numbers and order dates as datetimes, and one sum. Nothing
+//! is checked, joined or written. Usage: `bench_floor DATA_DIR` (a `clv sample` directory).
+
+use polars::prelude::*;
+use std::path::Path;
+
+struct Format {
+    dir: &'static str,
+    /// Files in `dir` whose names start so.
+    prefix: &'static str,
+    separator: u8,
+    quoting: bool,
+    /// Columns parsed as numbers.
+    numbers: &'static [&'static str],
+    /// Columns kept as text.
+    texts: &'static [&'static str],
+    /// The order date and its format.
+    date: (&'static str, &'static str),
+    sum: &'static str,
+}
+
+const FORMATS: [Format; 4] = [
+    Format {
+        dir: "amazon",
+        prefix: "orders",
+        separator: b'\t',
+        quoting: false,
+        numbers: &["quantity", "item-price", "item-tax", "shipping-price", "item-promotion-discount", "ship-promotion-discount"],
+        texts: &["amazon-order-id", "last-updated-date", "order-status", "item-status", "sales-channel", "currency", "ship-country"],
+        date: ("purchase-date", "%Y-%m-%dT%H:%M:%S%:z"),
+        sum: "item-price",
+    },
+    Format {
+        dir: "shopify",
+        prefix: "",
+        separator: b',',
+        quoting: true,
+        numbers: &["Subtotal", "Shipping", "Taxes", "Total", "Discount Amount", "Lineitem quantity", "Lineitem price", "Refunded Amount"],
+        texts: &["Name", "Email", "Financial Status", "Currency", "Cancelled at", "Billing Country", "Shipping Country", "Tags", "Source"],
+        date: ("Created at", "%Y-%m-%d %H:%M:%S %z"),
+        sum: "Lineitem price",
+    },
+    Format {
+        dir: "shop",
+        prefix: "",
+        separator: b',',
+        quoting: true,
+        numbers: &["order_total", "shipping_total"],
+        texts: &["order_id", "status", "order_currency", "customer_id", "billing_email", "billing_country", "shipping_country", "refund_items"],
+        date: ("order_date", "%Y-%m-%d %H:%M:%S"),
+        sum: "order_total",
+    },
+    // Amazon's shipments report: where its loader finds the buyers.
+    Format {
+        dir: "amazon",
+        prefix: "shipments",
+        separator: b'\t',
+        quoting: false,
+        numbers: &["quantity-shipped"],
+        texts: &["amazon-order-id", "buyer-email", "bill-country"],
+        date: ("purchase-date", "%Y-%m-%dT%H:%M:%S%:z"),
+        sum: "quantity-shipped",
+    },
+];
+
+fn scan(path: &Path, f: &Format) -> PolarsResult<LazyFrame> {
+    let mut schema = Schema::default();
+    for c in f.numbers {
+        schema.with_column((*c).into(), DataType::Float64);
+    }
+    let reader = LazyCsvReader::new(PlRefPath::new(path.to_str().expect("UTF-8 path")))
+        .with_separator(f.separator)
+        .with_quote_char(f.quoting.then_some(b'"'))
+        .with_infer_schema_length(Some(0)) // every column text unless overridden
+        .with_dtype_overwrite(Some(Arc::new(schema)))
+        .with_truncate_ragged_lines(true);
+    let mut lf = reader.finish()?;
+    let names = lf.collect_schema()?;
+    // WooCommerce's line items: one column per item slot, as many as the widest order.
+    let mut cols: Vec<Expr> = f.numbers.iter().chain(f.texts).filter(|c| names.contains(c)).map(|c| col(*c)).collect();
+    cols.extend(names.iter_names().filter(|n| n.starts_with("line_item_")).map(|n| col(n.clone())));
+    let (date, format) = f.date;
+    let opts = StrptimeOptions { format: Some(format.into()), strict: false, exact: true, cache: true };
+    cols.push(col(date).str().to_datetime(Some(TimeUnit::Microseconds), None, opts, lit("raise")));
+    Ok(lf.select(cols))
+}
+
+fn main() -> PolarsResult<()> {
+    let data = std::env::args().nth(1).expect("usage: bench_floor DATA_DIR");
+    let mut total = 0.0;
+    let mut rows = 0;
+    for f in &FORMATS {
+        let mut files: Vec<_> =
+            std::fs::read_dir(Path::new(&data).join(f.dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(f.prefix)));
+        files.sort();
+        let frames = files.iter().map(|p| scan(p, f)).collect::<PolarsResult<Vec<_>>>()?;
+        let all = concat(frames, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
+        let out = all.select([col(f.sum).sum(), len().cast(DataType::Float64).alias("rows")]).collect()?;
+        total += out.column(f.sum)?.f64()?.get(0).unwrap_or(0.0);
+        rows += out.column("rows")?.f64()?.get(0).unwrap_or(0.0) as u64;
+    }
+    println!("{{\"rows\": {rows}, \"sum\": {total:.2}}}");
+    Ok(())
+}
