@@ -49,6 +49,14 @@ pub enum Command {
         /// Worker threads for Polars and for model fitting (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Keep each parsed export file here, keyed by its content and the load settings, so
+        /// that the next run parses only new or changed files [default: $XDG_CACHE_HOME/clv/parsed
+        /// or ~/.cache/clv/parsed]. It holds parsed order data, personal fields included.
+        #[arg(long, env = "CLV_CACHE_DIR", value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Parse every file; neither read nor write the cache (wins over --cache-dir).
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Check pipeline files without reading data: every problem at once, with line and caret.
     #[command(after_help = EXIT_CODES)]

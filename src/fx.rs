@@ -51,6 +51,14 @@ impl FxRates {
         Ok(fx)
     }
 
+    /// A fingerprint of every rate, the same for the same rates however they were read.
+    pub fn digest(&self) -> String {
+        let mut currencies: Vec<_> = self.rates.iter().collect();
+        currencies.sort_by(|a, b| a.0.cmp(b.0));
+        let text = format!("{}{currencies:?}", self.base);
+        crate::sources::hex(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()))
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }

@@ -26,9 +26,10 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> clv::error::Result<()> {
     match command {
-        Command::Run { pipeline, out, as_of, markets, threads: _ } => {
+        Command::Run { pipeline, out, as_of, markets, threads: _, cache_dir, no_cache } => {
             let p = clv::config::load(&pipeline)?;
-            let summary = clv::pipeline::run(&p, &clv::pipeline::RunOptions { out, as_of, markets })?;
+            let cache = if no_cache { None } else { cache_dir.or_else(clv::sources::cache::Cache::default_dir) };
+            let summary = clv::pipeline::run(&p, &clv::pipeline::RunOptions { out, as_of, markets, cache })?;
             println!(
                 "run {} as of {}: published {} file(s) for market(s) {} under {}",
                 summary.run_id,

@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub as_of: Option<NaiveDate>,
     /// Restrict to these markets (and publish only their partitions); empty: all.
     pub markets: Vec<String>,
+    /// Keep parsed export files here between runs (see `sources::cache`); `None`: parse all.
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         Some(path) => FxRates::load(path, &p.base_currency)?,
         None => FxRates::base_only(&p.base_currency),
     };
+    let cache = opts.cache.as_ref().map(sources::cache::Cache::new);
     let mut timings = BTreeMap::new();
     let mut loaded: BTreeMap<String, (crate::config::SourceKind, Loaded, f64)> = BTreeMap::new();
     let mut unified: Option<Unified> = None;
@@ -74,7 +77,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         let bar = progress::stage(stage.id());
         match stage {
             Stage::Load(spec) => {
-                let ctx = LoadCtx { spec, fx: &fx, zone: p.timezone };
+                let ctx = LoadCtx { cache: cache.as_ref(), ..LoadCtx::new(spec, &fx, p.timezone) };
                 let l = sources::load(&ctx)?;
                 tracing::info!(stage = %spec.id, records = l.rows_read, lines = l.lines.height(), rejected = l.rejects.height(), "loaded");
                 loaded.insert(spec.id.clone(), (spec.kind, l, spec.max_reject_rate));

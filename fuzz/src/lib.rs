@@ -56,7 +56,7 @@ pub fn load(source: Source, bytes: &[u8]) {
     let pipeline = config::parse(Path::new("fuzz.yaml"), &yaml).expect("the fuzz pipeline is valid");
     let Stage::Load(spec) = &pipeline.stages[0] else { unreachable!("first stage is the load") };
     let fx = FxRates::load(pipeline.fx_rates.as_ref().expect("rates configured"), "USD").expect("rates load");
-    if let Ok(loaded) = sources::load(&LoadCtx { spec, fx: &fx, zone: pipeline.timezone }) {
+    if let Ok(loaded) = sources::load(&LoadCtx::new(spec, &fx, pipeline.timezone)) {
         let kept = loaded.records_kept().expect("loaded lines carry file and line");
         assert_eq!(loaded.rows_read as usize, kept + loaded.rejects.height(), "a record was neither kept nor rejected");
     }

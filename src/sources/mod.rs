@@ -4,6 +4,7 @@
 //! machinery the generic `csv` source uses: [`read`] a file, build [`LineExprs`], [`finish`].
 
 pub mod amazon;
+pub mod cache;
 pub mod csv;
 pub mod delimited;
 pub mod parse;
@@ -28,10 +29,18 @@ pub struct LoadCtx<'a> {
     pub spec: &'a LoadSpec,
     pub fx: &'a FxRates,
     pub zone: Tz,
+    /// Where parsed files are kept between runs; `None` parses every file.
+    pub cache: Option<&'a cache::Cache>,
+}
+
+impl<'a> LoadCtx<'a> {
+    pub fn new(spec: &'a LoadSpec, fx: &'a FxRates, zone: Tz) -> Self {
+        LoadCtx { spec, fx, zone, cache: None }
+    }
 }
 
 /// An input file as the manifest records it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct InputFile {
     pub path: String,
     pub bytes: u64,
@@ -56,15 +65,22 @@ pub struct Loaded {
 pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
     let paths = expand(&ctx.spec.paths)?;
     let mut outs = Vec::new();
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
     for path in &paths {
-        let out = match ctx.spec.kind {
-            SourceKind::Amazon => amazon::file(ctx, path)?,
-            SourceKind::Shopify => shopify::file(ctx, path)?,
-            SourceKind::Woocommerce => woocommerce::file(ctx, path)?,
-            SourceKind::Csv => csv::file(ctx, path)?,
+        let parse = || match ctx.spec.kind {
+            SourceKind::Amazon => amazon::file(ctx, path),
+            SourceKind::Shopify => shopify::file(ctx, path),
+            SourceKind::Woocommerce => woocommerce::file(ctx, path),
+            SourceKind::Csv => csv::file(ctx, path),
         };
+        let (out, outcome) = match ctx.cache {
+            Some(cache) => cache.file(ctx, path, parse)?,
+            None => (parse()?, cache::Outcome::Parsed),
+        };
+        *outcomes.entry(outcome.name()).or_default() += 1;
         outs.push(out);
     }
+    tracing::info!(stage = %ctx.spec.id, files = paths.len(), "files: {outcomes:?}");
     let mut loaded = Loaded {
         lines: stack(outs.iter().map(|o| o.lines.clone()).collect(), line_schema())?,
         rejects: stack(outs.iter().map(|o| o.rejects.clone()).collect(), reject_schema())?,

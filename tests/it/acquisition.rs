@@ -34,7 +34,7 @@ fn ltv_to_cac_on_a_hand_computed_example() {
     let as_of = chrono::NaiveDate::from_ymd_opt(2024, 6, 30);
     pipeline::run(
         &config::load(&d.join("p.yaml")).unwrap(),
-        &RunOptions { out: Some(out.clone()), as_of, markets: vec![] },
+        &RunOptions { out: Some(out.clone()), as_of, ..Default::default() },
     )
     .unwrap();
 

@@ -4,6 +4,7 @@
 mod acquisition;
 mod bad_input;
 mod bi_contract;
+mod cache;
 mod config_errors;
 mod end_to_end;
 mod fuzz_regressions;

@@ -21,7 +21,7 @@ pub fn load(load: &str) -> Loaded {
     let p = pipeline_with(load);
     let Stage::Load(spec) = &p.stages[0] else { panic!("first stage is a load") };
     let fx = FxRates::load(p.fx_rates.as_ref().unwrap(), "USD").unwrap();
-    match sources::load(&LoadCtx { spec, fx: &fx, zone: p.timezone }) {
+    match sources::load(&LoadCtx::new(spec, &fx, p.timezone)) {
         Ok(l) => l,
         Err(e) => panic!("{e}"),
     }
@@ -32,7 +32,7 @@ pub fn try_load(load: &str) -> clv::error::Result<Loaded> {
     let p = pipeline_with(load);
     let Stage::Load(spec) = &p.stages[0] else { panic!("first stage is a load") };
     let fx = FxRates::load(p.fx_rates.as_ref().unwrap(), "USD").unwrap();
-    sources::load(&LoadCtx { spec, fx: &fx, zone: p.timezone })
+    sources::load(&LoadCtx::new(spec, &fx, p.timezone))
 }
 
 /// A load stage for `source` that tolerates any share of rejects: the stage the property tests
@@ -58,7 +58,7 @@ pub fn load_err(load: &str) -> String {
     let p = pipeline_with(load);
     let Stage::Load(spec) = &p.stages[0] else { panic!("first stage is a load") };
     let fx = FxRates::load(p.fx_rates.as_ref().unwrap(), "USD").unwrap();
-    match sources::load(&LoadCtx { spec, fx: &fx, zone: p.timezone }) {
+    match sources::load(&LoadCtx::new(spec, &fx, p.timezone)) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     }

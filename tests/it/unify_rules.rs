@@ -104,7 +104,7 @@ fn unify_rules_on_three_platforms() {
     let p = config::load(&d.join("p.yaml")).unwrap();
     let out = d.join("out");
     let as_of = chrono::NaiveDate::from_ymd_opt(2024, 12, 31);
-    pipeline::run(&p, &RunOptions { out: Some(out.clone()), as_of, markets: vec![] }).unwrap();
+    pipeline::run(&p, &RunOptions { out: Some(out.clone()), as_of, ..Default::default() }).unwrap();
 
     let us = orders(&out, "us");
     let uk = orders(&out, "uk");
@@ -167,7 +167,7 @@ fn country_names_and_unrecognised_countries() {
     );
     let out = d.join("out");
     let as_of = chrono::NaiveDate::from_ymd_opt(2024, 12, 31);
-    pipeline::run(&p, &RunOptions { out: Some(out.clone()), as_of, markets: vec![] }).unwrap();
+    pipeline::run(&p, &RunOptions { out: Some(out.clone()), as_of, ..Default::default() }).unwrap();
     assert_eq!(orders(&out, "uk").numbers("net_base"), [10.0]);
     assert_eq!(orders(&out, "uk").texts("country"), ["GB"]);
     let mut other = orders(&out, "other").numbers("net_base");
@@ -270,7 +270,7 @@ fn no_email_name_phone_or_address_reaches_any_output() {
     let as_of = chrono::NaiveDate::from_ymd_opt(2024, 12, 31);
     pipeline::run(
         &config::load(&d.join("p.yaml")).unwrap(),
-        &RunOptions { out: Some(out.clone()), as_of, markets: vec![] },
+        &RunOptions { out: Some(out.clone()), as_of, ..Default::default() },
     )
     .unwrap();
     let rejects = Table::read(&out.join("rejects/source=shopify/part-0.parquet"));

@@ -1,0 +1,145 @@
+//! The parsed-file cache: a rerun parses only new or changed files and publishes the same bytes
+//! as a run without the cache; changed settings re-parse; a corrupted entry is rebuilt.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The sample data copied to `dir`, and the nightly pipeline up to unify pointed at the copy.
+fn setup(dir: &Path) -> PathBuf {
+    for sub in ["amazon", "shopify", "shop"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for e in std::fs::read_dir(Path::new("sample_data").join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dir.join(sub).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::copy("sample_data/fx_rates.csv", dir.join("fx_rates.csv")).unwrap();
+    let text = std::fs::read_to_string("pipelines/nightly.yaml").unwrap();
+    let text = text[..text.find("  - summarize:").unwrap()].replace("sample_data/", &format!("{}/", dir.display()));
+    let path = dir.join("p.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs and returns, per load stage, the log's account of its files ("parsed": n, ...).
+fn run(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<String> {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_clv"));
+    c.args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    match cache {
+        Some(dir) => c.args(["--cache-dir", dir.to_str().unwrap()]),
+        None => c.arg("--no-cache"),
+    };
+    let o = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    stderr
+        .lines()
+        .filter(|l| l.contains("files: {"))
+        .map(|l| {
+            let stage = l.split("stage=").nth(1).unwrap().split_whitespace().next().unwrap();
+            format!("{stage} {}", &l[l.find('{').unwrap()..=l.find('}').unwrap()])
+        })
+        .collect()
+}
+
+/// Every published file but the manifest (its timings differ) and the lock files.
+fn published(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(out).unwrap().display().to_string();
+            if p.is_dir() {
+                if !rel.starts_with(".locks") {
+                    stack.push(p);
+                }
+            } else if rel != "manifest.json" {
+                files.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = setup(&data);
+    let cache = dir.path().join("cache");
+    let out = |name: &str| dir.path().join(name);
+
+    let cold = run(&p, &out("cold"), Some(&cache));
+    assert_eq!(cold, ["amazon {\"parsed\": 2}", "shopify {\"parsed\": 2}", "shop {\"parsed\": 1}"]);
+    let warm = run(&p, &out("warm"), Some(&cache));
+    assert_eq!(warm, ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2}", "shop {\"from cache\": 1}"]);
+    assert_eq!(published(&out("cold")), published(&out("warm")));
+
+    // A new daily export arrives: only it is parsed, and the output is that of a run without cache.
+    let header = std::fs::read_to_string(data.join("shopify/orders_export_2.csv")).unwrap();
+    let header = header.lines().next().unwrap();
+    let fields = header.split(',').count();
+    let mut row = vec![String::new(); fields];
+    let at = |name: &str| header.split(',').position(|h| h == name).unwrap();
+    for (name, value) in [
+        ("Name", "#990001"),
+        ("Email", "new.buyer@mail.com"),
+        ("Financial Status", "paid"),
+        ("Currency", "USD"),
+        ("Subtotal", "40.00"),
+        ("Shipping", "0.00"),
+        ("Taxes", "0.00"),
+        ("Total", "40.00"),
+        ("Discount Amount", "0.00"),
+        ("Created at", "2025-12-30 10:00:00 -0500"),
+        ("Lineitem quantity", "2"),
+        ("Lineitem price", "20.00"),
+        ("Shipping Country", "US"),
+    ] {
+        row[at(name)] = value.to_string();
+    }
+    std::fs::write(data.join("shopify/orders_export_3.csv"), format!("{header}\n{}\n", row.join(","))).unwrap();
+    let daily = run(&p, &out("daily"), Some(&cache));
+    assert_eq!(
+        daily,
+        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"parsed\": 1}", "shop {\"from cache\": 1}"]
+    );
+    run(&p, &out("daily_uncached"), None);
+    assert_eq!(published(&out("daily")), published(&out("daily_uncached")));
+    assert_ne!(published(&out("daily")), published(&out("warm")), "the new file's order is published");
+
+    // A corrupted entry is detected and rebuilt, and the output does not change.
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read_to_string(p.join("meta.json")).is_ok_and(|m| m.contains("orders_export_3.csv")))
+        .unwrap();
+    let lines = entry.join("lines.parquet");
+    let mut bytes = std::fs::read(&lines).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&lines, bytes).unwrap();
+    let repaired = run(&p, &out("repaired"), Some(&cache));
+    assert_eq!(
+        repaired,
+        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"rebuilt\": 1}", "shop {\"from cache\": 1}"]
+    );
+    assert_eq!(published(&out("repaired")), published(&out("daily_uncached")));
+    assert_eq!(run(&p, &out("after_repair"), Some(&cache))[1], "shopify {\"from cache\": 3}");
+
+    // Changed loader settings re-parse that stage's files, and only those.
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("timezone: Europe/Berlin", "timezone: Europe/Paris")).unwrap();
+    let settings = run(&p, &out("settings"), Some(&cache));
+    assert_eq!(
+        settings,
+        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 3}", "shop {\"parsed\": 1}"]
+    );
+    // A changed file is a new file to the cache.
+    let file = data.join("shop/webtoffee_orders_2025.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("completed", "cancelled", 1)).unwrap();
+    assert_eq!(run(&p, &out("changed"), Some(&cache))[2], "shop {\"parsed\": 1}");
+}
