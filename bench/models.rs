@@ -36,10 +36,10 @@ fn main() {
         times.sort_by(f64::total_cmp);
         (times[times.len() / 2], times[0], times[times.len() - 1], params)
     };
-    let bg = time(&|| bgnbd::fit(&d, &[vec![1.0; 4]], None).params);
+    let bg = time(&|| bgnbd::fit(&d, &bgnbd::starts(&d), None).params);
     // As the clv stage does: Pareto/NBD starts from the BG/NBD fit (included in the time).
     let pn = time(&|| {
-        let start = paretonbd::start(&d, &bgnbd::fit(&d, &[vec![1.0; 4]], None));
+        let start = paretonbd::start(&d, &bgnbd::fit(&d, &bgnbd::starts(&d), None));
         paretonbd::fit(&d, &[start], None).params
     });
     println!(

@@ -102,19 +102,22 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
             fit.map(|f| Prior { center: f.params.iter().map(|p| p.ln()).collect(), precision })
         })
     };
-    // A pooled fit starts from the prior's centre; a free one from ones.
-    let start = |prior: &Option<Prior>, n: usize| {
-        vec![prior.as_ref().map_or_else(|| vec![1.0; n], |p| p.center.iter().map(|c| c.exp()).collect())]
+    // A pooled fit starts from the prior's centre; a free one from the model's own starts.
+    let start = |prior: &Option<Prior>, free: Vec<Vec<f64>>| match prior {
+        Some(p) => vec![p.center.iter().map(|c| c.exp()).collect()],
+        None => free,
     };
     let mut out = Fits::default();
     if rfm.customers() >= 2.0 {
         for &k in kinds {
             let prior = prior_for(pooled.and_then(|(p, _)| p.purchase(k)));
             let f = match (k, &prior) {
-                (Kind::BgNbd, _) | (Kind::ParetoNbd, Some(_)) => k.fit(&rfm, &start(&prior, 4), prior.as_ref()),
+                (Kind::BgNbd, _) | (Kind::ParetoNbd, Some(_)) => {
+                    k.fit(&rfm, &start(&prior, bgnbd::starts(&rfm)), prior.as_ref())
+                }
                 (Kind::ParetoNbd, None) => {
                     // Start near the optimum (see paretonbd::start): from the BG/NBD fit.
-                    let bg = out.bgnbd.clone().unwrap_or_else(|| bgnbd::fit(&rfm, &[vec![1.0; 4]], None));
+                    let bg = out.bgnbd.clone().unwrap_or_else(|| bgnbd::fit(&rfm, &bgnbd::starts(&rfm), None));
                     paretonbd::fit(&rfm, &[paretonbd::start(&rfm, &bg)], None)
                 }
             };
@@ -127,7 +130,7 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
     let spend = gammagamma::Spend::new(&d.x, &d.m);
     if spend.customers() >= 2.0 {
         let prior = prior_for(pooled.and_then(|(p, _)| p.gg.as_ref()));
-        out.gg = Some(gammagamma::fit(&spend, &start(&prior, 3), prior.as_ref()));
+        out.gg = Some(gammagamma::fit(&spend, &start(&prior, gammagamma::starts(&spend)), prior.as_ref()));
     }
     out
 }
@@ -496,7 +499,8 @@ mod tests {
         let all = &r.all_markets.bgnbd.as_ref().unwrap().params;
         let pooled = &tiny.fits.bgnbd.as_ref().unwrap().params;
         let d = data(&summary.markets[1].customers, 365, 7.0);
-        let free = bgnbd::fit(&Rfm::compress(&d.x, &d.t_x, &d.t), &[vec![1.0; 4]], None).params;
+        let rfm = Rfm::compress(&d.x, &d.t_x, &d.t);
+        let free = bgnbd::fit(&rfm, &bgnbd::starts(&rfm), None).params;
         let distance = |p: &[f64]| p.iter().zip(all).map(|(a, b)| (a.ln() - b.ln()).powi(2)).sum::<f64>();
         // r and alpha move together (the data pin down roughly their ratio), so shrinkage is judged
         // on the whole vector of log-parameters: it at least halves the distance.

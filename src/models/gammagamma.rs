@@ -48,6 +48,16 @@ pub fn ll(params: &[f64], d: &Spend) -> f64 {
     total
 }
 
+/// Where a free fit starts: from ones (lifetimes' start), and from a typical shape (p 5, q 10)
+/// scaled so the population mean spend p γ / (q - 1) matches the data's: from ones alone the
+/// fit can run along the ridge p -> infinity, γ -> 0 and stop short of the optimum.
+pub fn starts(d: &Spend) -> Vec<Vec<f64>> {
+    let n: f64 = d.w.iter().sum();
+    let mean = d.m.iter().zip(&d.w).map(|(m, w)| m * w).sum::<f64>() / n.max(1e-9);
+    let (p, q) = (5.0, 10.0);
+    vec![vec![1.0; 3], vec![p, q, (mean * (q - 1.0) / p).max(1e-6)]]
+}
+
 pub fn fit(d: &Spend, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     super::fit(&Likelihood { names: NAMES, value: &value, gradient: None }, starts, prior)

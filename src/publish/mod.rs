@@ -190,9 +190,8 @@ fn exchange(from: &Path, to: &Path) -> std::io::Result<()> {
         let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
         let (a, b) = (c(from)?, c(to)?);
         // SAFETY: both paths are NUL-terminated strings that outlive the call.
-        let r = unsafe {
-            libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
-        };
+        let r =
+            unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
         if r == 0 {
             return Ok(());
         }

@@ -133,10 +133,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, text.replace("timezone: Europe/Berlin", "timezone: Europe/Paris")).unwrap();
     let settings = run(&p, &out("settings"), Some(&cache));
-    assert_eq!(
-        settings,
-        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 3}", "shop {\"parsed\": 1}"]
-    );
+    assert_eq!(settings, ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 3}", "shop {\"parsed\": 1}"]);
     // A changed file is a new file to the cache.
     let file = data.join("shop/webtoffee_orders_2025.csv");
     let text = std::fs::read_to_string(&file).unwrap();

@@ -183,3 +183,40 @@ fn cdnow_pipeline_from_raw_transactions_reproduces_the_published_fits() {
         "{report}"
     );
 }
+
+/// A real market (the benchmark's UK at 134k order lines, summarized by lifetimes) where a
+/// single start from ones drifted along the ridge a, b -> infinity (fixed a / (a + b)) and stopped
+/// at a worse likelihood than lifetimes' answer. clv's fit must be at least as good.
+#[test]
+fn bgnbd_fit_is_no_worse_than_lifetimes_on_a_market_with_a_ridge() {
+    let text = std::fs::read_to_string("tests/fixtures/model_ridges/uk_rfm.csv").unwrap();
+    let rows: Vec<Vec<f64>> =
+        text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let col = |i: usize| rows.iter().map(|r| r[i]).collect::<Vec<f64>>();
+    let d = Rfm::compress(&col(0), &col(1), &col(2));
+    // lifetimes 0.11.3, BetaGeoFitter().fit on the same file (bench/reference.py's summary).
+    let lifetimes = [0.35260004607366435, 48.375626018811744, 1.1977293328739753, 4.951990548663431];
+    let fit = bgnbd::fit(&d, &bgnbd::starts(&d), None);
+    let (ours, theirs) = (bgnbd::ll(&fit.params, &d), bgnbd::ll(&lifetimes, &d));
+    assert!(ours >= theirs - 1e-6, "clv ll {ours} < lifetimes ll {theirs} at {:?}", fit.params);
+    for (p, q) in fit.params.iter().zip(lifetimes) {
+        assert_rel(*p, q, 1e-3, "BG/NBD parameter against lifetimes");
+    }
+}
+
+/// The same on the Gamma-Gamma side: a market where a start from ones ran along p -> infinity.
+#[test]
+fn gamma_gamma_fit_is_no_worse_than_lifetimes_on_a_market_with_a_ridge() {
+    let text = std::fs::read_to_string("tests/fixtures/model_ridges/other_spend.csv").unwrap();
+    let rows: Vec<Vec<f64>> =
+        text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    let col = |i: usize| rows.iter().map(|r| r[i]).collect::<Vec<f64>>();
+    let d = gammagamma::Spend::new(&col(0), &col(1));
+    let lifetimes = [4.928673746869082, 17.141806439278476, 279.010644096444];
+    let fit = gammagamma::fit(&d, &gammagamma::starts(&d), None);
+    let (ours, theirs) = (gammagamma::ll(&fit.params, &d), gammagamma::ll(&lifetimes, &d));
+    assert!(ours >= theirs - 1e-6, "clv ll {ours} < lifetimes ll {theirs} at {:?}", fit.params);
+    for (p, q) in fit.params.iter().zip(lifetimes) {
+        assert_rel(*p, q, 2e-3, "Gamma-Gamma parameter against lifetimes");
+    }
+}
