@@ -1,7 +1,8 @@
 //! Parsed export files, cached as Parquet so that a nightly rerun parses only the files that are
 //! new or changed. An entry is keyed by everything that decides what parsing a file yields: its
 //! bytes (SHA-256), the path it is reported under, the load stage's settings, the pipeline's zone,
-//! the exchange rates (unconvertible rows are rejected while loading) and this program's version.
+//! the exchange rates (unconvertible rows are rejected while loading) and this program's version
+//! and source fingerprint (build.rs: a rebuilt parser never reads an older parser's entries).
 //! Each entry records the SHA-256 of its Parquet files; an entry that fails that check or does
 //! not read back is parsed again and rewritten, never trusted. The cache holds parsed personal
 //! data, as the exports do: it is created private to its owner.
@@ -91,6 +92,7 @@ fn key(ctx: &LoadCtx, path: &Path, bytes: &[u8]) -> String {
     let mut h = Sha256::new();
     for part in [
         env!("CARGO_PKG_VERSION"),
+        env!("CLV_SOURCE_FINGERPRINT"),
         &hex(&Sha256::digest(bytes)),
         &path.display().to_string(),
         &format!("{:?}", ctx.spec),
