@@ -56,10 +56,12 @@ def dataset(root, lines):
 
 
 def count_lines(data):
-    """Order-export records and bytes, as the loaders see them (header lines excluded)."""
+    """Order lines (records of the order exports; Amazon's shipments report, read for buyers, not
+    counted), all records read, and bytes of input."""
     out = subprocess.run([FLOOR, data], check=True, capture_output=True, text=True).stdout
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs if f != "pipeline.yaml")
-    return json.loads(out)["rows"], size
+    counts = json.loads(out)
+    return counts["order_rows"], counts["rows"], size
 
 
 def clv_run(data, out, cache):
@@ -110,8 +112,9 @@ def main():
     results = []
     for lines in args.sizes:
         data = dataset(args.data, lines)
-        records, size = count_lines(data)
-        print(f"== {lines:,} lines requested: {records:,} records, {size / 1e6:.0f} MB", flush=True)
+        records, all_records, size = count_lines(data)
+        print(f"== {lines:,} lines requested: {records:,} order lines ({all_records:,} records with the "
+              f"shipments report), {size / 1e6:.0f} MB", flush=True)
         runs = {"clv": [], "floor": [], "python": []}
         out, ref_out = os.path.join(work, "out"), os.path.join(work, "ref")
         contestants = {
@@ -139,7 +142,7 @@ def main():
             shutil.copytree(warm, cache)
             incremental.append(clv_run(data, out, cache))
             print(f"  clv incremental run {rep + 1}: {incremental[-1]['wall']:.1f} s", flush=True)
-        results.append({"lines": lines, "records": records, "bytes": size, "runs": runs,
+        results.append({"lines": lines, "records": records, "all_records": all_records, "bytes": size, "runs": runs,
                         "incremental": incremental, "fairness": fairness})
     shutil.rmtree(work, ignore_errors=True)
     write_results(args.label, results)
@@ -154,7 +157,8 @@ def write_results(label, results):
         "",
         f"Machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.platform()}. clv release build; "
         f"Python {platform.python_version()} with the packages bench/run.sh pins. Data: `clv sample --lines N "
-        f"--monthly --seed 3` (three platforms, four markets, one export per platform and month). Each figure is "
+        f"--monthly --seed 3` (three platforms, four markets, one export per platform and month; order lines "
+        f"exclude Amazon's shipments report, which is read too). Each figure is "
         f"the median of {len(results[0]['runs']['clv'])} runs (range in brackets); contestants alternate.",
         "",
         "| order lines | input | contestant | wall s | CPU s | peak RSS MB |",

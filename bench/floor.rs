@@ -133,7 +133,7 @@ fn scan(path: &Path, f: &Format) -> PolarsResult<LazyFrame> {
 fn main() -> PolarsResult<()> {
     let data = std::env::args().nth(1).expect("usage: bench_floor DATA_DIR");
     let mut total = 0.0;
-    let mut rows = 0;
+    let (mut rows, mut order_rows) = (0, 0);
     for f in &FORMATS {
         let mut files: Vec<_> =
             std::fs::read_dir(Path::new(&data).join(f.dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -143,8 +143,12 @@ fn main() -> PolarsResult<()> {
         let all = concat(frames, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
         let out = all.select([col(f.sum).sum(), len().cast(DataType::Float64).alias("rows")]).collect()?;
         total += out.column(f.sum)?.f64()?.get(0).unwrap_or(0.0);
-        rows += out.column("rows")?.f64()?.get(0).unwrap_or(0.0) as u64;
+        let n = out.column("rows")?.f64()?.get(0).unwrap_or(0.0) as u64;
+        rows += n;
+        if f.prefix != "shipments" {
+            order_rows += n;
+        }
     }
-    println!("{{\"rows\": {rows}, \"sum\": {total:.2}}}");
+    println!("{{\"rows\": {rows}, \"order_rows\": {order_rows}, \"sum\": {total:.2}}}");
     Ok(())
 }

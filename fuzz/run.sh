@@ -29,7 +29,7 @@ seed() {
     for f in "$dir"/*; do [ "$(stat -c %s "$f")" -le 16384 ] || truncate -s 16384 "$f"; done
 }
 
-cargo fuzz build -s none $targets
+cargo fuzz build -s none  # every target
 status=0
 for target in $targets; do
     corpus="$corpus_root/$target"

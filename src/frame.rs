@@ -201,3 +201,13 @@ pub fn text_day_number_to_f64(
 pub fn over(e: Expr, by: &[Expr]) -> Expr {
     e.over(by).expect("over() with a partition cannot fail")
 }
+
+/// The size of Polars' thread pool: `POLARS_MAX_THREADS` (which `--threads` sets), else the
+/// machine's cores, as Polars decides it (its pool is not public API).
+pub fn threads() -> usize {
+    std::env::var("POLARS_MAX_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
