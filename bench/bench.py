@@ -108,9 +108,9 @@ def main():
     ap.add_argument("--label", required=True)
     ap.add_argument("--data", default=os.path.expanduser("~/.cache/clv-bench-data"))
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="clv-bench-")
     results = []
     for lines in args.sizes:
+        work = tempfile.mkdtemp(prefix=f"clv-bench-{lines}-")
         data = dataset(args.data, lines)
         records, all_records, size = count_lines(data)
         print(f"== {lines:,} lines requested: {records:,} order lines ({all_records:,} records with the "
@@ -144,8 +144,8 @@ def main():
             print(f"  clv incremental run {rep + 1}: {incremental[-1]['wall']:.1f} s", flush=True)
         results.append({"lines": lines, "records": records, "all_records": all_records, "bytes": size, "runs": runs,
                         "incremental": incremental, "fairness": fairness})
-    shutil.rmtree(work, ignore_errors=True)
-    write_results(args.label, results)
+        shutil.rmtree(work, ignore_errors=True)
+        write_results(args.label, results)  # after every size: a later failure keeps these
 
 
 def write_results(label, results):
