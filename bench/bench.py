@@ -128,7 +128,8 @@ def main():
                 r = contestants[name]()
                 runs[name].append(r)
                 print(f"  {name:6} run {rep + 1}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, {r['rss']:.0f} MB", flush=True)
-        reference = json.loads(runs["python"][-1]["stdout"])
+        # The summary is the last line: lifetimes prints scipy's result when a fit complains.
+        reference = json.loads(runs["python"][-1]["stdout"].strip().splitlines()[-1])
         fairness = compare(out, reference)
         # Incremental: a cache warmed without today's file, then the run that finds it.
         held = os.path.join(work, "held.csv")
