@@ -150,6 +150,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     for market in sorted(live["market"].unique()):
         tx = live.filter(pl.col("market") == market).group_by("customer", "date").agg(pl.col("net_usd").sum())
+        tx = tx.sort("customer", "date")  # group_by's order varies; scipy's stopping test noticed
         tx = tx.filter(pl.col("net_usd") >= 0).to_pandas()
         rfm = summary_data_from_transaction_data(tx, "customer", "date", monetary_value_col="net_usd",
                                                  observation_period_end=AS_OF, freq="D")

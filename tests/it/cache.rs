@@ -1,6 +1,7 @@
 //! The parsed-file cache: a rerun parses only new or changed files and publishes the same bytes
 //! as a run without the cache; changed settings re-parse; a corrupted entry is rebuilt.
 
+use crate::support::snapshot;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,27 +43,6 @@ fn run(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<String> {
         .collect()
 }
 
-/// Every published file but the manifest (its timings differ) and the lock files.
-fn published(out: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(out).unwrap().display().to_string();
-            if p.is_dir() {
-                if !rel.starts_with(".locks") {
-                    stack.push(p);
-                }
-            } else if rel != "manifest.json" {
-                files.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 #[test]
 fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,7 +55,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     assert_eq!(cold, ["amazon {\"parsed\": 2}", "shopify {\"parsed\": 2}", "shop {\"parsed\": 1}"]);
     let warm = run(&p, &out("warm"), Some(&cache));
     assert_eq!(warm, ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2}", "shop {\"from cache\": 1}"]);
-    assert_eq!(published(&out("cold")), published(&out("warm")));
+    assert_eq!(snapshot(&out("cold")), snapshot(&out("warm")));
 
     // A new daily export arrives: only it is parsed, and the output is that of a run without cache.
     let header = std::fs::read_to_string(data.join("shopify/orders_export_2.csv")).unwrap();
@@ -107,8 +87,8 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
         ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"parsed\": 1}", "shop {\"from cache\": 1}"]
     );
     run(&p, &out("daily_uncached"), None);
-    assert_eq!(published(&out("daily")), published(&out("daily_uncached")));
-    assert_ne!(published(&out("daily")), published(&out("warm")), "the new file's order is published");
+    assert_eq!(snapshot(&out("daily")), snapshot(&out("daily_uncached")));
+    assert_ne!(snapshot(&out("daily")), snapshot(&out("warm")), "the new file's order is published");
 
     // A corrupted entry is detected and rebuilt, and the output does not change.
     let entry = std::fs::read_dir(&cache)
@@ -126,7 +106,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
         repaired,
         ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"rebuilt\": 1}", "shop {\"from cache\": 1}"]
     );
-    assert_eq!(published(&out("repaired")), published(&out("daily_uncached")));
+    assert_eq!(snapshot(&out("repaired")), snapshot(&out("daily_uncached")));
     assert_eq!(run(&p, &out("after_repair"), Some(&cache))[1], "shopify {\"from cache\": 3}");
 
     // Changed loader settings re-parse that stage's files, and only those.

@@ -2,7 +2,7 @@
 //! CLV_FAILPOINT) and at random times; the previous output must survive until the journal exists,
 //! and the next run must recover and equal a clean run byte for byte.
 
-use std::collections::BTreeMap;
+use crate::support::snapshot;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,29 +15,6 @@ fn pipeline(dir: &Path) -> PathBuf {
     let path = dir.join("p.yaml");
     std::fs::write(&path, &text[..end]).unwrap();
     path
-}
-
-/// Every published file's bytes, without lock files, staging, and manifest.json (whose stage
-/// timings are the one part of a run that is meant to differ).
-fn snapshot(out: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![out.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries {
-            let p = e.unwrap().path();
-            let rel = p.strip_prefix(out).unwrap().display().to_string();
-            if rel.starts_with(".locks") || rel.starts_with(".staging") || rel == "manifest.json" {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                files.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    files
 }
 
 fn command(p: &Path, out: &Path, as_of: &str) -> Command {
@@ -142,7 +119,7 @@ fn concurrent_runs_on_different_markets_equal_one_run_over_all() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     // The index compares markets, so only a run over all of them writes it.
-    let without_index = |mut s: BTreeMap<String, Vec<u8>>| {
+    let without_index = |mut s: std::collections::BTreeMap<String, Vec<u8>>| {
         s.remove("reports/index.html");
         s
     };

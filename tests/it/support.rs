@@ -136,3 +136,26 @@ impl Table {
         c.iter().map(|v| v.unwrap_or_default().to_string()).collect()
     }
 }
+
+/// Every published file's bytes, without lock files, staging, and manifest.json (whose stage
+/// timings are the one part of a run that is meant to differ).
+pub fn snapshot(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(out).unwrap().display().to_string();
+            if rel.starts_with(".locks") || rel.starts_with(".staging") || rel == "manifest.json" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    files
+}
