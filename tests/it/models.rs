@@ -184,16 +184,21 @@ fn cdnow_pipeline_from_raw_transactions_reproduces_the_published_fits() {
     );
 }
 
+/// The columns of a headed CSV of numbers.
+fn numeric_columns(path: &str) -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let rows: Vec<Vec<f64>> =
+        text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i]).collect()).collect()
+}
+
 /// A real market (the benchmark's UK at 134k order lines, summarized by lifetimes) where a
 /// single start from ones drifted along the ridge a, b -> infinity (fixed a / (a + b)) and stopped
 /// at a worse likelihood than lifetimes' answer. clv's fit must be at least as good.
 #[test]
 fn bgnbd_fit_is_no_worse_than_lifetimes_on_a_market_with_a_ridge() {
-    let text = std::fs::read_to_string("tests/fixtures/model_ridges/uk_rfm.csv").unwrap();
-    let rows: Vec<Vec<f64>> =
-        text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
-    let col = |i: usize| rows.iter().map(|r| r[i]).collect::<Vec<f64>>();
-    let d = Rfm::compress(&col(0), &col(1), &col(2));
+    let c = numeric_columns("tests/fixtures/model_ridges/uk_rfm.csv");
+    let d = Rfm::compress(&c[0], &c[1], &c[2]);
     // lifetimes 0.11.3, BetaGeoFitter().fit on the same file (bench/reference.py's summary).
     let lifetimes = [0.35260004607366435, 48.375626018811744, 1.1977293328739753, 4.951990548663431];
     let fit = bgnbd::fit(&d, &bgnbd::starts(&d), None);
@@ -207,11 +212,8 @@ fn bgnbd_fit_is_no_worse_than_lifetimes_on_a_market_with_a_ridge() {
 /// The same on the Gamma-Gamma side: a market where a start from ones ran along p -> infinity.
 #[test]
 fn gamma_gamma_fit_is_no_worse_than_lifetimes_on_a_market_with_a_ridge() {
-    let text = std::fs::read_to_string("tests/fixtures/model_ridges/other_spend.csv").unwrap();
-    let rows: Vec<Vec<f64>> =
-        text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
-    let col = |i: usize| rows.iter().map(|r| r[i]).collect::<Vec<f64>>();
-    let d = gammagamma::Spend::new(&col(0), &col(1));
+    let c = numeric_columns("tests/fixtures/model_ridges/other_spend.csv");
+    let d = gammagamma::Spend::new(&c[0], &c[1]);
     let lifetimes = [4.928673746869082, 17.141806439278476, 279.010644096444];
     let fit = gammagamma::fit(&d, &gammagamma::starts(&d), None);
     let (ours, theirs) = (gammagamma::ll(&fit.params, &d), gammagamma::ll(&lifetimes, &d));
