@@ -93,7 +93,6 @@ pub fn ll_gradient(p: &[f64], d: &Rfm) -> (f64, Vec<f64>) {
     (ll, g.to_vec())
 }
 
-/// Maximum-likelihood fit (analytic gradient).
 /// Where a free fit starts: from ones (lifetimes' start), and from a point read off the data,
 /// because from ones alone BFGS can drift along the ridge where a and b grow together with
 /// a / (a + b) fixed and stop there, short of the optimum (seen on real-sized markets).
@@ -108,6 +107,7 @@ pub fn starts(d: &Rfm) -> Vec<Vec<f64>> {
     vec![vec![1.0; 4], vec![0.5, 0.5 / rate, 1.0, (1.0 - once) / once * 4.0]]
 }
 
+/// Maximum-likelihood fit (analytic gradient); the best optimum over `starts`.
 pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);

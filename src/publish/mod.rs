@@ -99,7 +99,8 @@ impl Publisher {
         f.sync_all().ctx(|| format!("syncing {}", path.display()))
     }
 
-    /// Writes the journal, then swaps every staged file into place by rename (atomic per file).
+    /// Writes the journal, then swaps every staged entry into place: a partition directory by one
+    /// exchange, a single file by rename.
     pub fn commit(self) -> Result<()> {
         failpoint("staged");
         // A staged partition keeps its inode through the exchange: that is how a rerun tells an

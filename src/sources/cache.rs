@@ -49,7 +49,7 @@ impl Outcome {
 }
 
 impl Cache {
-    /// The default location: `$XDG_CACHE_HOME/clv`, else `~/.cache/clv`.
+    /// The default location: `$XDG_CACHE_HOME/clv/parsed`, else `~/.cache/clv/parsed`.
     pub fn default_dir() -> Option<PathBuf> {
         std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
@@ -69,7 +69,7 @@ impl Cache {
         path: &Path,
         parse: impl FnOnce() -> Result<FileOut>,
     ) -> Result<(FileOut, Outcome)> {
-        let bytes = std::fs::read(path).ctx(|| format!("reading {}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| crate::error::Error::input(path, format!("cannot read: {e}")))?;
         let entry = self.dir.join(key(ctx, path, &bytes));
         drop(bytes);
         let outcome = match read_entry(&entry) {

@@ -6,6 +6,9 @@ use std::path::Path;
 
 fn inputs(target: &str) -> Vec<std::path::PathBuf> {
     let dir = Path::new("fuzz/regressions").join(target);
+    // Where fuzz/run.sh puts a crash input: a renamed or missing directory would make this replay
+    // nothing without saying so.
+    assert!(dir.join(".gitkeep").is_file(), "{} is where make fuzz keeps crash inputs", dir.display());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
         .unwrap_or_default();
