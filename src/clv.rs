@@ -39,9 +39,12 @@ impl Kind {
         }
     }
     pub fn expected(self, p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        self.expected_if_alive(p, h, x, t) * self.p_alive(p, x, t_x, t)
+    }
+    fn expected_if_alive(self, p: &[f64], h: f64, x: f64, t: f64) -> f64 {
         match self {
-            Kind::BgNbd => bgnbd::expected_purchases(p, h, x, t_x, t),
-            Kind::ParetoNbd => paretonbd::expected_purchases(p, h, x, t_x, t),
+            Kind::BgNbd => bgnbd::expected_if_alive(p, h, x, t),
+            Kind::ParetoNbd => paretonbd::expected_if_alive(p, h, x, t),
         }
     }
 }
@@ -95,26 +98,33 @@ fn kinds(choice: ModelChoice) -> Vec<Kind> {
     }
 }
 
-fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
+/// Fits every model of `kinds` (and Gamma-Gamma) to `d`. `pooled`: the all-markets fits and the
+/// prior precision for a small market. `warm`: fits of the same market on less data (the holdout
+/// calibration), whose optima start these fits: they lie close, so BFGS needs a few steps.
+fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<&Fits>) -> Fits {
     let rfm = Rfm::compress(&d.x, &d.t_x, &d.t);
     let prior_for = |fit: Option<&Fit>| {
         pooled.and_then(|(_, precision)| {
             fit.map(|f| Prior { center: f.params.iter().map(|p| p.ln()).collect(), precision })
         })
     };
-    // A pooled fit starts from the prior's centre; a free one from the model's own starts.
-    let start = |prior: &Option<Prior>, free: Vec<Vec<f64>>| match prior {
-        Some(p) => vec![p.center.iter().map(|c| c.exp()).collect()],
-        None => free,
+    // A warm fit starts from the earlier optimum, a pooled one from the prior's centre, a free
+    // one from the model's own starts.
+    let start = |warm: Option<&Fit>, prior: &Option<Prior>, free: &dyn Fn() -> Vec<Vec<f64>>| match (warm, prior) {
+        (Some(w), _) => vec![w.params.clone()],
+        (None, Some(p)) => vec![p.center.iter().map(|c| c.exp()).collect()],
+        (None, None) => free(),
     };
     let mut out = Fits::default();
     if rfm.customers() >= 2.0 {
         for &k in kinds {
             let prior = prior_for(pooled.and_then(|(p, _)| p.purchase(k)));
+            let earlier = warm.and_then(|w| w.purchase(k));
             let f = match (k, &prior) {
                 (Kind::BgNbd, _) | (Kind::ParetoNbd, Some(_)) => {
-                    k.fit(&rfm, &start(&prior, bgnbd::starts(&rfm)), prior.as_ref())
+                    k.fit(&rfm, &start(earlier, &prior, &|| bgnbd::starts(&rfm)), prior.as_ref())
                 }
+                (Kind::ParetoNbd, None) if earlier.is_some() => k.fit(&rfm, &start(earlier, &prior, &Vec::new), None),
                 (Kind::ParetoNbd, None) => {
                     // Start near the optimum (see paretonbd::start): from the BG/NBD fit.
                     let bg = out.bgnbd.clone().unwrap_or_else(|| bgnbd::fit(&rfm, &bgnbd::starts(&rfm), None));
@@ -130,7 +140,8 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>) -> Fits {
     let spend = gammagamma::Spend::new(&d.x, &d.m);
     if spend.customers() >= 2.0 {
         let prior = prior_for(pooled.and_then(|(p, _)| p.gg.as_ref()));
-        out.gg = Some(gammagamma::fit(&spend, &start(&prior, gammagamma::starts(&spend)), prior.as_ref()));
+        let earlier = warm.and_then(|w| w.gg.as_ref());
+        out.gg = Some(gammagamma::fit(&spend, &start(earlier, &prior, &|| gammagamma::starts(&spend)), prior.as_ref()));
     }
     out
 }
@@ -218,6 +229,8 @@ pub struct MarketResult {
 
 pub struct ClvResult {
     pub markets: Vec<MarketResult>,
+    /// The all-markets fits, the centre small markets are shrunk toward; empty when no market is
+    /// that small (they are fitted only then).
     pub all_markets: Fits,
     /// The stage's gross margin (historical LTV for LTV:CAC uses it too).
     pub margin: f64,
@@ -227,9 +240,16 @@ pub struct ClvResult {
 pub fn run(spec: &ClvSpec, summary: &Summary) -> ClvResult {
     let (cal, unit) = (summary.calibration_end, summary.unit_days);
     let kinds = kinds(spec.model);
-    // The all-markets fit: the centre that small markets shrink toward.
-    let everyone: Vec<Customer> = summary.markets.iter().flat_map(|m| m.customers.iter().cloned()).collect();
-    let all_markets = fit_all(&data(&everyone, cal, unit), &kinds, None);
+    // As `market` counts them: customers with a purchase by the calibration end.
+    let small = |m: &Market| {
+        (m.customers.iter().filter(|c| c.events.first().is_some_and(|e| e.0 <= cal)).count() as u64) < spec.min_customers
+    };
+    let all_markets = if summary.markets.iter().any(small) {
+        let everyone: Vec<Customer> = summary.markets.iter().flat_map(|m| m.customers.iter().cloned()).collect();
+        fit_all(&data(&everyone, cal, unit), &kinds, None, None)
+    } else {
+        Fits::default()
+    };
     let markets = summary.markets.par_iter().map(|m| market(spec, m, cal, unit, &kinds, &all_markets)).collect();
     ClvResult { markets, all_markets, margin: spec.margin }
 }
@@ -251,11 +271,12 @@ fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: 
 
     // Holdout: fit before the split, predict the holdout, compare with what happened.
     let mut holdout = None;
+    let mut calibration = None;
     let mut chosen = kinds.first().copied();
     if let Some(days) = spec.holdout_days {
         let split = cal - days.round() as i32;
         let ds = data(&m.customers, split, unit);
-        let fits = fit_all(&ds, kinds, prior);
+        let fits = fit_all(&ds, kinds, prior, None);
         let h = days / unit;
         let actual: Vec<(f64, f64)> = ds.who.iter().map(|&i| m.customers[i].between(split, cal)).collect();
         let (act_n, act_v): (Vec<f64>, Vec<f64>) = actual.iter().copied().unzip();
@@ -287,6 +308,7 @@ fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: 
             purchases: errors(&naive_n, &act_n),
             revenue: errors(&naive_v, &act_v),
         });
+        calibration = Some(fits);
         holdout = Some(Holdout {
             days,
             customers: ds.who.len(),
@@ -296,7 +318,7 @@ fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: 
         });
     }
 
-    let fits = fit_all(&d, kinds, prior);
+    let fits = fit_all(&d, kinds, prior, calibration.as_ref());
     if spec.model == ModelChoice::Auto && holdout.is_none() {
         // Without a holdout, the better likelihood on the same data (both have four parameters).
         chosen = match (&fits.bgnbd, &fits.pnbd) {
@@ -377,13 +399,14 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
         let spend = spend_estimate(fits.gg.as_ref(), x, d.m[j], &m.customers[i]);
         s.expected_spend[i] = Some(spend);
         let (Some(k), Some(f)) = (model, model.and_then(|k| fits.purchase(k))) else { continue };
-        s.p_alive[i] = Some(k.p_alive(&f.params, x, t_x, t));
-        s.expected_purchases[i] = Some(k.expected(&f.params, horizon, x, t_x, t));
+        let alive = k.p_alive(&f.params, x, t_x, t);
+        s.p_alive[i] = Some(alive);
+        s.expected_purchases[i] = Some(alive * k.expected_if_alive(&f.params, horizon, x, t));
         // Discounted month by month: purchases expected in month k, valued at the month's end.
         let mut clv = 0.0;
         let mut before = 0.0;
         for step in 1..=months {
-            let until = k.expected(&f.params, (step as f64 * month).min(horizon), x, t_x, t);
+            let until = alive * k.expected_if_alive(&f.params, (step as f64 * month).min(horizon), x, t);
             clv += (until - before) * spend / monthly_discount.powi(step as i32);
             before = until;
         }

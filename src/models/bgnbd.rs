@@ -128,9 +128,15 @@ pub(super) fn logistic(v: f64) -> f64 {
     if v >= 0.0 { 1.0 / (1.0 + (-v).exp()) } else { v.exp() / (1.0 + v.exp()) }
 }
 
-/// Expected purchases in (T, T + h] given (x, t_x, T). The 2F1 is taken through the Euler
-/// transformation, whose parameters do not grow with x: no overflow for heavy buyers.
+/// Expected purchases in (T, T + h] given (x, t_x, T).
 pub fn expected_purchases(p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+    expected_if_alive(p, h, x, t) * p_alive(p, x, t_x, t)
+}
+
+/// Expected purchases in (T, T + h] of a customer still alive at T (x, T known). The 2F1 is taken
+/// through the Euler transformation, whose parameters do not grow with x: no overflow for heavy
+/// buyers.
+pub fn expected_if_alive(p: &[f64], h: f64, x: f64, t: f64) -> f64 {
     if h <= 0.0 {
         return 0.0;
     }
@@ -139,7 +145,7 @@ pub fn expected_purchases(p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
     let z = h / (alpha + t + h);
     let (ln_f, sign) = hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z);
     let bracket = 1.0 - sign * ((a - 1.0) * (1.0 - z).ln() + ln_f).exp();
-    (a + b + x - 1.0) / (a - 1.0) * bracket * p_alive(&[r, alpha, a, b], x, t_x, t)
+    (a + b + x - 1.0) / (a - 1.0) * bracket
 }
 
 #[cfg(test)]

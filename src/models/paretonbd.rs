@@ -86,6 +86,11 @@ pub fn p_alive(p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
 
 /// Expected purchases in (T, T + h].
 pub fn expected_purchases(p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+    expected_if_alive(p, h, x, t) * p_alive(p, x, t_x, t)
+}
+
+/// Expected purchases in (T, T + h] of a customer still alive at T (x, T known).
+pub fn expected_if_alive(p: &[f64], h: f64, x: f64, t: f64) -> f64 {
     if h <= 0.0 {
         return 0.0;
     }
@@ -93,7 +98,7 @@ pub fn expected_purchases(p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
     // (1 - ((β+T)/(β+T+h))^(s-1)) / (s-1), continuous through s = 1 (limit ln((β+T+h)/(β+T))).
     let ln_ratio = (beta + t).ln() - (beta + t + h).ln();
     let factor = if (s - 1.0).abs() < 1e-10 { -ln_ratio } else { -((s - 1.0) * ln_ratio).exp_m1() / (s - 1.0) };
-    (r + x) * (beta + t) / (alpha + t) * factor * p_alive(p, x, t_x, t)
+    (r + x) * (beta + t) / (alpha + t) * factor
 }
 
 #[cfg(test)]
