@@ -242,7 +242,8 @@ pub fn run(spec: &ClvSpec, summary: &Summary) -> ClvResult {
     let kinds = kinds(spec.model);
     // As `market` counts them: customers with a purchase by the calibration end.
     let small = |m: &Market| {
-        (m.customers.iter().filter(|c| c.events.first().is_some_and(|e| e.0 <= cal)).count() as u64) < spec.min_customers
+        (m.customers.iter().filter(|c| c.events.first().is_some_and(|e| e.0 <= cal)).count() as u64)
+            < spec.min_customers
     };
     let all_markets = if summary.markets.iter().any(small) {
         let everyone: Vec<Customer> = summary.markets.iter().flat_map(|m| m.customers.iter().cloned()).collect();

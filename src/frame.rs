@@ -35,15 +35,38 @@ pub fn frame(columns: Vec<Column>) -> Result<DataFrame> {
 /// `f` says None): the one way this crate runs plain Rust parsing inside a Polars plan.
 fn map_str<T, C>(e: Expr, dtype: DataType, f: impl Fn(&str) -> Option<T> + Send + Sync + 'static) -> Expr
 where
+    T: Clone,
     C: FromIterator<Option<T>> + NamedFrom + IntoColumn,
 {
     e.map(
         move |c: Column| {
-            let out: C = c.str()?.iter().map(|v| v.and_then(&f)).collect();
+            let out: C = map_values(c.str()?, &f).into_iter().collect();
             Ok(out.named(c.name().clone()).into_column())
         },
         move |_, field| Ok(Field::new(field.name().clone(), dtype.clone())),
     )
+}
+
+/// `f` of every value, computed once per distinct value while values repeat (statuses, countries,
+/// e-mails, customer keys: most columns a loader parses); a column whose first values are mostly
+/// distinct (timestamps, order ids) is mapped straight, without the hash table.
+fn map_values<T: Clone>(values: &StringChunked, f: &impl Fn(&str) -> Option<T>) -> Vec<Option<T>> {
+    const PROBE: usize = 4096;
+    let mut memo: PlHashMap<&str, Option<T>> = PlHashMap::new();
+    let mut memoize = true;
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        if memoize && i == PROBE && memo.len() > PROBE / 2 {
+            memoize = false;
+            memo = PlHashMap::new();
+        }
+        out.push(match v {
+            None => None,
+            Some(v) if memoize => memo.entry(v).or_insert_with(|| f(v)).clone(),
+            Some(v) => f(v),
+        });
+    }
+    out
 }
 
 pub fn str_to_f64(e: Expr, f: impl Fn(&str) -> Option<f64> + Send + Sync + 'static) -> Expr {
@@ -73,7 +96,10 @@ pub fn null_f64() -> Expr {
 }
 
 pub fn collect(lf: LazyFrame, what: &str) -> Result<DataFrame> {
-    lf.collect().ctx(|| format!("computing {what}"))
+    let started = std::time::Instant::now();
+    let df = lf.collect().ctx(|| format!("computing {what}"))?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, rows = df.height(), "computed {what}");
+    Ok(df)
 }
 
 /// Values of a string column, for reports and tests.
@@ -210,4 +236,22 @@ pub fn threads() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memoized or not, every value maps as `f` maps it: a repetitive column (memo kept) and a
+    /// mostly distinct one (memo dropped after the probe), both with nulls, past the probe length.
+    #[test]
+    fn map_values_is_f_of_each_value() {
+        let f = |s: &str| (!s.ends_with('7')).then(|| format!("<{s}>"));
+        for distinct in [3usize, 1_000_000] {
+            let values: StringChunked =
+                (0..10_000).map(|i| (i % 11 != 0).then(|| format!("v{}", (i * 7919) % distinct))).collect();
+            let want: Vec<Option<String>> = values.iter().map(|v| v.and_then(f)).collect();
+            assert_eq!(map_values(&values, &f), want, "{distinct} distinct values");
+        }
+    }
 }

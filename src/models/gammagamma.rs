@@ -54,19 +54,18 @@ impl Spend {
 fn eval(params: &[f64], d: &Spend, gradient: bool) -> (f64, [f64; 3]) {
     let (p, q, g) = (params[0], params[1], params[2]);
     // Per distinct x: [lnΓ(px+q) - lnΓ(px) + px ln x, x(ψ(px+q) - ψ(px) + ln x), ψ(px+q)].
-    let by_x: Vec<[f64; 3]> = d
-        .xs
-        .iter()
-        .map(|&x| {
-            let px = p * x;
-            let value = ln_gamma(px + q) - ln_gamma(px) + px * x.ln();
-            if !gradient {
-                return [value, 0.0, 0.0];
-            }
-            let psi = digamma(px + q);
-            [value, x * (psi - digamma(px) + x.ln()), psi]
-        })
-        .collect();
+    let by_x: Vec<[f64; 3]> =
+        d.xs.iter()
+            .map(|&x| {
+                let px = p * x;
+                let value = ln_gamma(px + q) - ln_gamma(px) + px * x.ln();
+                if !gradient {
+                    return [value, 0.0, 0.0];
+                }
+                let psi = digamma(px + q);
+                [value, x * (psi - digamma(px) + x.ln()), psi]
+            })
+            .collect();
     let (ln_g, base) = (g.ln(), q * g.ln() - ln_gamma(q));
     let psi_q = if gradient { digamma(q) } else { 0.0 };
     let parts = chunked(d.x.len(), |range| {
@@ -140,16 +139,15 @@ mod tests {
         let d = data();
         let params = [6.2488, 3.7446, 15.4478];
         let (p, q, g) = (params[0], params[1], params[2]);
-        let direct: f64 = d
-            .x
-            .iter()
-            .zip(&d.m)
-            .map(|(&x, &m)| {
-                let px = p * x;
-                q * g.ln() - ln_gamma(q) + ln_gamma(px + q) - ln_gamma(px) + (px - 1.0) * m.ln() + px * x.ln()
-                    - (px + q) * (g + m * x).ln()
-            })
-            .sum();
+        let direct: f64 =
+            d.x.iter()
+                .zip(&d.m)
+                .map(|(&x, &m)| {
+                    let px = p * x;
+                    q * g.ln() - ln_gamma(q) + ln_gamma(px + q) - ln_gamma(px) + (px - 1.0) * m.ln() + px * x.ln()
+                        - (px + q) * (g + m * x).ln()
+                })
+                .sum();
         assert_eq!(d.customers(), 6.0, "x = 0 is not a repeat buyer");
         assert!((ll(&params, &d) - direct).abs() < 1e-9 * direct.abs(), "{} vs {direct}", ll(&params, &d));
     }

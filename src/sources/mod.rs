@@ -326,7 +326,13 @@ pub fn describe(path: &Path) -> Result<InputFile> {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 /// The canonical values of one line, as expressions over a loader's columns. Defaults are nulls;
@@ -543,6 +549,41 @@ pub fn merchandise_refund(refund: Expr, total: Expr, merchandise: Expr) -> Expr 
         .otherwise(merchandise)
 }
 
+/// Each line's position within its order, in file order: 1, 2, ... per order id (nulls count as
+/// one order). A hash pass: Polars' ranked window ran one closure per order.
+fn running_count(order_ids: &StringChunked) -> Vec<i64> {
+    let mut seen: PlHashMap<Option<&str>, i64> = PlHashMap::with_capacity(order_ids.len());
+    order_ids
+        .iter()
+        .map(|id| {
+            let n = seen.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .collect()
+}
+
+/// A record that yields several lines (WebToffee items) is rejected whole if any line is: every
+/// line of the record takes the record's first reason. Nothing to do when no line has one.
+fn whole_records(df: &mut DataFrame) -> Result<()> {
+    let reasons = df.column(REASON).ctx(|| "reasons")?.str().ctx(|| "reasons")?;
+    if reasons.null_count() == reasons.len() {
+        return Ok(());
+    }
+    let recs = df.column(REC).ctx(|| "rec")?.u32().ctx(|| "rec")?;
+    let mut first: PlHashMap<u32, &str> = PlHashMap::new();
+    for (rec, reason) in recs.iter().zip(reasons.iter()) {
+        if let (Some(rec), Some(reason)) = (rec, reason) {
+            first.entry(rec).or_insert(reason);
+        }
+    }
+    let spread: StringChunked = recs.iter().map(|rec| rec.and_then(|r| first.get(&r).copied())).collect();
+    let spread = spread.with_name(REASON.into()).into_column();
+    drop(first);
+    df.with_column(spread).ctx(|| "reasons per record")?;
+    Ok(())
+}
+
 /// Builds the working lines and rejects of one file from its loader's expressions.
 pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Result<FileOut> {
     use schema::*;
@@ -576,21 +617,22 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
         e.tags.cast(DataType::String).alias(aux::TAGS),
         coalesce(&reasons).alias(REASON),
     ]);
-    let line_no = e.line_no.as_ref().map(|_| col("_line_no")).unwrap_or_else(|| {
-        frame::over(
-            col(REC).rank(RankOptions { method: RankMethod::Ordinal, descending: false }, None),
-            &[col(ORDER_ID)],
-        )
-    });
-    let with_date = selected.with_columns([
-        frame::local_date(col(ORDERED_AT), zone).alias(ORDER_DATE),
-        line_no.cast(DataType::Int64).alias(LINE_NO),
-    ]);
+    let has_line_no = e.line_no.is_some();
+    let mut with_date = selected.with_column(frame::local_date(col(ORDERED_AT), zone).alias(ORDER_DATE));
+    if has_line_no {
+        with_date = with_date.with_column(col("_line_no").cast(DataType::Int64).alias(LINE_NO));
+    }
     let fx_reason =
         frame::text_day_number_to_str(col(CURRENCY), col(ORDER_DATE), col(NET), move |c, d, n| fx.problem(c, d, n));
-    // A record that yields several lines (WebToffee items) is rejected whole if any line is.
-    let reason = frame::over(coalesce(&[col(REASON), fx_reason]).drop_nulls().first(), &[col(REC)]);
-    let df = frame::collect(with_date.with_column(reason.alias(REASON)), &format!("lines of {}", raw.shown))?;
+    let mut df = frame::collect(
+        with_date.with_column(coalesce(&[col(REASON), fx_reason]).alias(REASON)),
+        &format!("lines of {}", raw.shown),
+    )?;
+    if !has_line_no {
+        let numbers = running_count(df.column(ORDER_ID).ctx(|| "order ids")?.str().ctx(|| "order ids")?);
+        df.with_column(Column::new(LINE_NO.into(), numbers)).ctx(|| "line numbers")?;
+    }
+    whole_records(&mut df)?;
 
     let bad = df.column(REASON).ctx(|| "reasons")?.is_not_null();
     let rejected = df
@@ -616,4 +658,29 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
     let names: Vec<&str> = line_schema().iter().map(|(n, _)| *n).collect();
     let lines = df.filter(&!bad).ctx(|| "selecting lines")?.select(names).ctx(|| "line columns")?;
     Ok(FileOut { lines, rejects, input: raw.input })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_numbered_within_their_order_in_file_order() {
+        let ids: StringChunked =
+            [Some("A"), Some("B"), Some("A"), None, Some("A"), None, Some("B")].into_iter().collect();
+        assert_eq!(running_count(&ids), [1, 1, 2, 1, 3, 2, 2]);
+    }
+
+    #[test]
+    fn a_record_is_rejected_whole() {
+        let mut df = df!(
+            REC => [0u32, 0, 0, 1, 2, 2],
+            REASON => [None, Some("bad sku"), Some("bad price"), None, None, None]
+        )
+        .unwrap();
+        whole_records(&mut df).unwrap();
+        let got = frame::strings(&df, REASON).unwrap();
+        let want = [Some("bad sku"), Some("bad sku"), Some("bad sku"), None, None, None];
+        assert_eq!(got, want.map(|r| r.map(str::to_string)));
+    }
 }
