@@ -102,6 +102,25 @@ pub fn collect(lf: LazyFrame, what: &str) -> Result<DataFrame> {
     Ok(df)
 }
 
+/// A string column by name (an error naming it when absent or not text).
+pub fn str_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
+    df.column(name).ctx(|| format!("column {name}"))?.str().ctx(|| format!("column {name} as text"))
+}
+
+/// Each value's rank among the distinct values in byte order, from 1; nulls rank 0 (they sort
+/// first). Sorting on these compares integers instead of strings.
+pub fn dense_ranks(values: &StringChunked) -> Vec<u32> {
+    let mut distinct: Vec<&str> = values.iter().flatten().collect::<PlHashSet<&str>>().into_iter().collect();
+    distinct.sort_unstable();
+    let rank: PlHashMap<&str, u32> = distinct.into_iter().zip(1..).collect();
+    values.iter().map(|v| v.map_or(0, |v| rank[v])).collect()
+}
+
+/// The rows of `df` at `idx`, in that order.
+pub fn take_rows(df: &DataFrame, idx: Vec<u32>) -> Result<DataFrame> {
+    df.take(&IdxCa::from_vec("idx".into(), idx)).ctx(|| "reordering rows")
+}
+
 /// Values of a string column, for reports and tests.
 pub fn strings(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;
