@@ -50,46 +50,77 @@ fn read(path: &Path) -> Result<Vec<RecordBatch>> {
     Ok(batches)
 }
 
-/// Stages `bi/<table>.parquet` for every table with partitions; returns (path, rows).
+/// Stages `bi/<table>.parquet` for every table with partitions; returns (path, rows). The tables
+/// are independent files, built side by side on plain threads (arrow-rs only, no Polars).
 pub fn stage(publisher: &mut Publisher, out: &Path, meta: &Meta) -> Result<Vec<(String, u64)>> {
-    let mut written = Vec::new();
+    let staging = publisher.staging().to_path_buf();
+    let mut jobs = Vec::new();
     for (table, key) in TABLES {
-        let mut values = partitions(publisher.staging(), table, key);
+        let mut values = partitions(&staging, table, key);
         let staged = values.clone();
         values.extend(partitions(out, table, key).into_iter().filter(|v| !staged.contains(v)));
         values.sort();
-        if values.is_empty() {
-            continue;
+        let sources: Vec<(String, PathBuf)> = values
+            .into_iter()
+            .map(|v| {
+                let rel = PathBuf::from(table).join(format!("{key}={v}")).join("part-0.parquet");
+                let path = if staged.contains(&v) { staging.join(&rel) } else { out.join(&rel) };
+                (v, path)
+            })
+            .collect();
+        if !sources.is_empty() {
+            jobs.push((table, key, sources));
         }
-        let mut batches = Vec::new();
-        let mut schema = None;
-        for v in &values {
-            let rel = PathBuf::from(table).join(format!("{key}={v}")).join("part-0.parquet");
-            let path = if staged.contains(v) { publisher.staging().join(&rel) } else { out.join(&rel) };
-            for batch in read(&path)? {
-                let column: ArrayRef = Arc::new(StringArray::from(vec![v.as_str(); batch.num_rows()]));
-                let mut fields = vec![Arc::new(Field::new(key, DataType::Utf8, false))];
-                fields.extend(batch.schema().fields().iter().cloned());
-                let with_key = Arc::new(Schema::new(fields));
-                if schema.as_ref().is_some_and(|s: &Arc<Schema>| s.fields() != with_key.fields()) {
-                    // Partitions written by another schema version: leave the flat file as it was.
-                    tracing::warn!(table, partition = %v, "partitions differ in schema; bi/{table}.parquet not rebuilt");
-                    batches.clear();
-                    break;
-                }
-                let mut columns = vec![column];
-                columns.extend(batch.columns().iter().cloned());
-                batches
-                    .push(RecordBatch::try_new(with_key.clone(), columns).ctx(|| format!("adding {key} to {table}"))?);
-                schema = Some(with_key);
-            }
+    }
+    std::fs::create_dir_all(staging.join("bi")).ctx(|| "creating the staged bi directory")?;
+    let built: Vec<Result<Option<(String, u64)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(table, key, sources)| s.spawn(|| flat_table(table, key, sources, &staging, meta)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a flat-table writer panicked")).collect()
+    });
+    let mut written = Vec::new();
+    for result in built {
+        if let Some((rel, rows)) = result? {
+            publisher.stage(PathBuf::from(&rel), &rel)?;
+            written.push((rel, rows));
         }
-        let Some(schema) = schema.filter(|_| !batches.is_empty()) else { continue };
-        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
-        let rel = format!("bi/{table}.parquet");
-        let path = publisher.stage(PathBuf::from(&rel), &rel)?;
-        let rows = write_batches(&batches, schema, &path, meta)?;
-        written.push((rel, rows));
     }
     Ok(written)
+}
+
+/// Writes `bi/<table>.parquet` into `staging` from the partition files; `None` when there is
+/// nothing to write (no rows, or partitions of differing schema versions).
+fn flat_table(
+    table: &str,
+    key: &str,
+    sources: &[(String, PathBuf)],
+    staging: &Path,
+    meta: &Meta,
+) -> Result<Option<(String, u64)>> {
+    let mut batches = Vec::new();
+    let mut schema = None;
+    for (v, path) in sources {
+        for batch in read(path)? {
+            let column: ArrayRef = Arc::new(StringArray::from(vec![v.as_str(); batch.num_rows()]));
+            let mut fields = vec![Arc::new(Field::new(key, DataType::Utf8, false))];
+            fields.extend(batch.schema().fields().iter().cloned());
+            let with_key = Arc::new(Schema::new(fields));
+            if schema.as_ref().is_some_and(|s: &Arc<Schema>| s.fields() != with_key.fields()) {
+                // Partitions written by another schema version: leave the flat file as it was.
+                tracing::warn!(table, partition = %v, "partitions differ in schema; bi/{table}.parquet not rebuilt");
+                return Ok(None);
+            }
+            let mut columns = vec![column];
+            columns.extend(batch.columns().iter().cloned());
+            batches.push(RecordBatch::try_new(with_key.clone(), columns).ctx(|| format!("adding {key} to {table}"))?);
+            schema = Some(with_key);
+        }
+    }
+    let Some(schema) = schema.filter(|_| !batches.is_empty()) else { return Ok(None) };
+    let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+    let rel = format!("bi/{table}.parquet");
+    let rows = write_batches(&batches, schema, &staging.join(&rel), meta)?;
+    Ok(Some((rel, rows)))
 }
