@@ -4,6 +4,13 @@ use clap::Parser;
 use clv::cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
+/// mimalloc reuses freed memory where glibc hands large blocks back to the kernel and gets them
+/// back as fresh zeroed pages: at 10M order lines a fifth of all CPU was the kernel clearing pages,
+/// and mimalloc took the run from 140 s to 121 s at the same peak RSS (MIMALLOC_PURGE_DELAY=-1
+/// in the environment: 102 s, 2 GB more RSS).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);

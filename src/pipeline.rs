@@ -83,15 +83,23 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 loaded.insert(spec.id.clone(), (spec.kind, l, spec.max_reject_rate));
             }
             Stage::Unify(spec) => {
+                // Unify takes the loaded lines (the one unify stage is their only reader): each
+                // source's table is freed as soon as unify has what it needs of it.
+                let lines: Vec<_> = spec
+                    .inputs
+                    .iter()
+                    .map(|id| std::mem::take(&mut loaded.get_mut(id).expect("validated: a load stage").1.lines))
+                    .collect();
                 let inputs: Vec<unify::Input> = spec
                     .inputs
                     .iter()
-                    .map(|id| {
+                    .zip(lines)
+                    .map(|(id, lines)| {
                         let (kind, l, _) = &loaded[id];
-                        unify::Input { id, kind: *kind, loaded: l }
+                        unify::Input { id, kind: *kind, loaded: l, lines }
                     })
                     .collect();
-                let u = unify::unify(spec, &inputs, p, as_of, &fx)?;
+                let u = unify::unify(spec, inputs, p, as_of, &fx)?;
                 tracing::info!(stage = %spec.id, rows = u.orders.height(), "unified");
                 unified = Some(u);
             }

@@ -16,11 +16,13 @@ use polars::prelude::PlHashMap;
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
-/// One loaded source as unify sees it.
+/// One loaded source as unify sees it: its accounting, and its lines (handed over, so that
+/// unify can free them once combined).
 pub struct Input<'a> {
     pub id: &'a str,
     pub kind: SourceKind,
     pub loaded: &'a Loaded,
+    pub lines: DataFrame,
 }
 
 /// Where every row read from a source went.
@@ -62,15 +64,16 @@ const OLDER_COPY: &str = "_older_copy";
 
 pub fn unify(
     spec: &UnifySpec,
-    inputs: &[Input],
+    inputs: Vec<Input>,
     pipeline: &Pipeline,
     as_of: NaiveDate,
     fx: &FxRates,
 ) -> Result<Unified> {
     let mut frames = Vec::new();
     let mut accounting = BTreeMap::new();
+    let kinds: Vec<(String, SourceKind)> = inputs.iter().map(|i| (i.id.to_string(), i.kind)).collect();
     for input in inputs {
-        frames.push(input.loaded.lines.clone().lazy().with_columns([
+        frames.push(input.lines.lazy().with_columns([
             lit(input.id).alias(schema::SOURCE),
             lit(input.kind == SourceKind::Shopify).alias("_is_shopify"),
         ]));
@@ -92,8 +95,8 @@ pub fn unify(
 
     let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
         let mut v: Vec<String> =
-            inputs.iter().filter(|i| i.kind != SourceKind::Shopify).map(|i| i.id.to_string()).collect();
-        v.extend(inputs.iter().filter(|i| i.kind == SourceKind::Amazon).map(|_| "amazon".to_string()));
+            kinds.iter().filter(|(_, k)| *k != SourceKind::Shopify).map(|(id, _)| id.clone()).collect();
+        v.extend(kinds.iter().filter(|(_, k)| *k == SourceKind::Amazon).map(|_| "amazon".to_string()));
         v
     });
     let tests = spec.test_orders.clone();
@@ -157,7 +160,13 @@ pub fn unify(
     }
     let dropped = all.column(DROP).ctx(|| "drops")?.is_not_null();
 
-    let kept = all.filter(&!dropped).ctx(|| "kept rows")?;
+    // Only what the published table is made of goes on: the working columns would double the
+    // memory the kept copy takes.
+    let derived = [schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
+    let needed = schema::ORDER_LINE_COLUMNS.into_iter().filter(|c| !derived.contains(c));
+    let needed: Vec<&str> = needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY]).collect();
+    let kept = all.select(needed).ctx(|| "kept columns")?.filter(&!dropped).ctx(|| "kept rows")?;
+    std::mem::drop(all);
     let market_of: HashMap<String, String> =
         pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
     let hasher = Hasher::from_env();

@@ -3,7 +3,8 @@
 //! statuses (each platform's words -> the canonical five). Plain functions, used inside Polars UDFs.
 
 use crate::schema::status;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use chrono::format::{Item, Parsed, StrftimeItems};
+use chrono::{DateTime, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
 /// Parses an amount. With `decimal_comma`, `57,10` and `1.234,56` are read European style while a
@@ -49,11 +50,20 @@ fn is_thousands_grouped(s: &str) -> bool {
         && groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Timestamp formats tried in order; RFC 3339 is always tried first.
+/// Timestamp formats tried in order; RFC 3339 is always tried first. Each format is compiled to
+/// chrono's items once: `parse_from_str` re-reads the format string for every value.
 #[derive(Debug, Clone)]
 pub struct Timestamps {
-    formats: Vec<String>,
+    formats: Vec<Format>,
     zone: Tz,
+}
+
+#[derive(Debug, Clone)]
+struct Format {
+    /// `None` for a format chrono cannot read: it matches nothing (as `parse_from_str` would).
+    items: Option<Vec<Item<'static>>>,
+    /// The format carries a UTC offset (`%z`), so the zone is not needed.
+    offset: bool,
 }
 
 /// ISO 8601 shapes accepted when a generic source gives no `date_format`.
@@ -70,11 +80,15 @@ pub const ISO_FORMATS: &[&str] = &[
 impl Timestamps {
     /// `explicit` (the stage's `date_format`) wins over the source's defaults.
     pub fn new(explicit: Option<&str>, defaults: &[&str], zone: Tz) -> Self {
-        let formats = match explicit {
-            Some(f) => vec![f.to_string()],
-            None => defaults.iter().map(|s| s.to_string()).collect(),
+        let formats: Vec<&str> = match explicit {
+            Some(f) => vec![f],
+            None => defaults.to_vec(),
         };
-        Timestamps { formats, zone }
+        let compile = |f: &str| Format {
+            items: StrftimeItems::new(f).parse_to_owned().ok(),
+            offset: f.contains("%z") || f.contains("%:z") || f.contains("%#z"),
+        };
+        Timestamps { formats: formats.into_iter().map(compile).collect(), zone }
     }
 
     /// Microseconds since the epoch, UTC.
@@ -86,13 +100,18 @@ impl Timestamps {
         self.formats.iter().find_map(|f| self.parse_with(s, f))
     }
 
-    fn parse_with(&self, s: &str, f: &str) -> Option<i64> {
-        if f.contains("%z") || f.contains("%:z") || f.contains("%#z") {
-            return DateTime::parse_from_str(s, f).ok().map(|t| t.timestamp_micros());
+    /// As chrono's `DateTime::parse_from_str` (with an offset) or `NaiveDateTime::parse_from_str`
+    /// then `NaiveDate::parse_from_str` at midnight (without), from the compiled items.
+    fn parse_with(&self, s: &str, f: &Format) -> Option<i64> {
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, s, f.items.as_ref()?.iter()).ok()?;
+        if f.offset {
+            return parsed.to_datetime().ok().map(|t| t.timestamp_micros());
         }
-        let naive = NaiveDateTime::parse_from_str(s, f)
+        let naive = parsed
+            .to_naive_datetime_with_offset(0)
             .ok()
-            .or_else(|| NaiveDate::parse_from_str(s, f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+            .or_else(|| parsed.to_naive_date().ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
         Some(localize(self.zone, naive).timestamp_micros())
     }
 }
@@ -212,6 +231,39 @@ mod tests {
         assert_eq!(d.parse("2020/05/24"), Some(1_590_278_400_000_000));
         let cdnow = Timestamps::new(Some("%Y%m%d"), &[], Tz::UTC);
         assert_eq!(cdnow.parse("19970101"), Some(852_076_800_000_000));
+    }
+
+    /// The compiled formats read every value as chrono's `parse_from_str` does.
+    #[test]
+    fn compiled_formats_agree_with_parse_from_str() {
+        let zone: Tz = "America/New_York".parse().unwrap();
+        let formats =
+            ["%Y-%m-%d %H:%M:%S %z", "%d/%m/%Y %H:%M", "%Y%m%d", "%m/%d/%Y", "%Y-%m-%d %H:%M:%S%.f", "%Q bad"];
+        let values = [
+            "2022-01-11 04:32:31 -0500",
+            "11/01/2022 04:32",
+            "19970101",
+            "1/6/2016",
+            "2024-03-10 02:30:00.250",
+            "2024-02-30 10:00:00",
+            "20240101 extra",
+            "",
+        ];
+        for f in formats {
+            let ts = Timestamps::new(Some(f), &[], zone);
+            for v in values {
+                let old = if f.contains("%z") {
+                    DateTime::parse_from_str(v, f).ok().map(|t| t.timestamp_micros())
+                } else {
+                    NaiveDateTime::parse_from_str(v, f)
+                        .ok()
+                        .or_else(|| chrono::NaiveDate::parse_from_str(v, f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+                        .map(|n| localize(zone, n).timestamp_micros())
+                };
+                let old = DateTime::parse_from_rfc3339(v).ok().map(|t| t.timestamp_micros()).or(old);
+                assert_eq!(ts.parse(v), old, "{v:?} as {f:?}");
+            }
+        }
     }
 
     #[test]
