@@ -182,14 +182,7 @@ mod tests {
             Rfm::compress(&[0.0, 1.0, 2.0, 7.0, 2.0], &[0.0, 5.0, 30.43, 20.0, 1.0], &[38.86, 20.0, 38.86, 25.0, 3.0]);
         for p in [CDNOW, [1.3, 0.7, 2.1, 0.4]] {
             let (_, g) = ll_gradient(&p, &d);
-            for i in 0..4 {
-                let h = 1e-6 * p[i];
-                let (mut up, mut down) = (p, p);
-                up[i] += h;
-                down[i] -= h;
-                let numeric = (ll(&up, &d) - ll(&down, &d)) / (2.0 * h);
-                assert!((g[i] - numeric).abs() < 1e-5 * numeric.abs().max(1.0), "{}: {} vs {numeric}", NAMES[i], g[i]);
-            }
+            crate::models::assert_gradient(NAMES, &p, |p| ll(p, &d), &g);
         }
     }
 

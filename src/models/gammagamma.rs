@@ -157,14 +157,7 @@ mod tests {
         let d = data();
         for params in [[6.2488, 3.7446, 15.4478], [0.7, 1.3, 2.0], [40.0, 12.0, 0.05]] {
             let (_, g) = ll_gradient(&params, &d);
-            for i in 0..3 {
-                let h = 1e-6 * params[i];
-                let (mut up, mut down) = (params, params);
-                up[i] += h;
-                down[i] -= h;
-                let numeric = (ll(&up, &d) - ll(&down, &d)) / (2.0 * h);
-                assert!((g[i] - numeric).abs() < 1e-5 * numeric.abs().max(1.0), "{}: {} vs {numeric}", NAMES[i], g[i]);
-            }
+            crate::models::assert_gradient(NAMES, &params, |p| ll(p, &d), &g);
         }
     }
 }

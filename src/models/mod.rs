@@ -184,3 +184,21 @@ pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit 
     };
     Fit { names, ll: (lik.value)(&params), params, se, converged: m.converged, iterations: m.iterations, at_boundary }
 }
+
+/// Test helper: an analytic gradient against central finite differences of the likelihood.
+#[cfg(test)]
+pub(crate) fn assert_gradient(names: &[&str], p: &[f64], ll: impl Fn(&[f64]) -> f64, gradient: &[f64]) {
+    for i in 0..p.len() {
+        let h = 1e-6 * p[i];
+        let (mut up, mut down) = (p.to_vec(), p.to_vec());
+        up[i] += h;
+        down[i] -= h;
+        let numeric = (ll(&up) - ll(&down)) / (2.0 * h);
+        assert!(
+            (gradient[i] - numeric).abs() < 1e-5 * numeric.abs().max(1.0),
+            "{}: {} vs {numeric}",
+            names[i],
+            gradient[i]
+        );
+    }
+}
