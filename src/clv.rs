@@ -110,26 +110,25 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<
     };
     // A warm fit starts from the earlier optimum, a pooled one from the prior's centre, a free
     // one from the model's own starts.
-    let start = |warm: Option<&Fit>, prior: &Option<Prior>, free: &dyn Fn() -> Vec<Vec<f64>>| match (warm, prior) {
-        (Some(w), _) => vec![w.params.clone()],
-        (None, Some(p)) => vec![p.center.iter().map(|c| c.exp()).collect()],
-        (None, None) => free(),
-    };
+    fn start(warm: Option<&Fit>, prior: Option<&Prior>, free: impl FnOnce() -> Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+        match (warm, prior) {
+            (Some(w), _) => vec![w.params.clone()],
+            (None, Some(p)) => vec![p.center.iter().map(|c| c.exp()).collect()],
+            (None, None) => free(),
+        }
+    }
     let mut out = Fits::default();
     if rfm.customers() >= 2.0 {
         for &k in kinds {
             let prior = prior_for(pooled.and_then(|(p, _)| p.purchase(k)));
             let earlier = warm.and_then(|w| w.purchase(k));
-            let f = match (k, &prior) {
-                (Kind::BgNbd, _) | (Kind::ParetoNbd, Some(_)) => {
-                    k.fit(&rfm, &start(earlier, &prior, &|| bgnbd::starts(&rfm)), prior.as_ref())
-                }
-                (Kind::ParetoNbd, None) if earlier.is_some() => k.fit(&rfm, &start(earlier, &prior, &Vec::new), None),
-                (Kind::ParetoNbd, None) => {
+            let f = match (k, &prior, earlier) {
+                (Kind::ParetoNbd, None, None) => {
                     // Start near the optimum (see paretonbd::start): from the BG/NBD fit.
                     let bg = out.bgnbd.clone().unwrap_or_else(|| bgnbd::fit(&rfm, &bgnbd::starts(&rfm), None));
                     paretonbd::fit(&rfm, &[paretonbd::start(&rfm, &bg)], None)
                 }
+                _ => k.fit(&rfm, &start(earlier, prior.as_ref(), || bgnbd::starts(&rfm)), prior.as_ref()),
             };
             match k {
                 Kind::BgNbd => out.bgnbd = Some(f),
@@ -141,7 +140,11 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<
     if spend.customers() >= 2.0 {
         let prior = prior_for(pooled.and_then(|(p, _)| p.gg.as_ref()));
         let earlier = warm.and_then(|w| w.gg.as_ref());
-        out.gg = Some(gammagamma::fit(&spend, &start(earlier, &prior, &|| gammagamma::starts(&spend)), prior.as_ref()));
+        out.gg = Some(gammagamma::fit(
+            &spend,
+            &start(earlier, prior.as_ref(), || gammagamma::starts(&spend)),
+            prior.as_ref(),
+        ));
     }
     out
 }

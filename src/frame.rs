@@ -107,6 +107,13 @@ pub fn str_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked
     df.column(name).ctx(|| format!("column {name}"))?.str().ctx(|| format!("column {name} as text"))
 }
 
+/// An integer-like column (integers, dates, datetimes) as i64 values.
+pub fn i64_column(df: &DataFrame, name: &str) -> Result<Int64Chunked> {
+    let c = df.column(name).ctx(|| format!("column {name}"))?;
+    let c = c.cast(&DataType::Int64).ctx(|| format!("column {name} as integers"))?;
+    Ok(c.i64().ctx(|| format!("column {name}"))?.clone())
+}
+
 /// Each value's rank among the distinct values in byte order, from 1; nulls rank 0 (they sort
 /// first). Sorting on these compares integers instead of strings.
 pub fn dense_ranks(values: &StringChunked) -> Vec<u32> {

@@ -95,8 +95,7 @@ pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64)
         text(schema::STATUS)?,
     );
     let net = orders.column(schema::NET_BASE).ctx(|| "net_base")?.f64().ctx(|| "net_base")?;
-    let days = orders.column(schema::ORDER_DATE).ctx(|| "order_date")?.cast(&DataType::Int32).ctx(|| "order_date")?;
-    let days = days.i32().ctx(|| "order_date")?;
+    let days = frame::i64_column(orders, schema::ORDER_DATE)?;
 
     let mut out: Vec<Market> = Vec::new();
     let mut current = Building::default();
@@ -119,7 +118,7 @@ pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64)
         // CDNOW has eight) is a purchase; a refunded one is not; a day whose returns outweigh its
         // purchases is not an event.
         let value = net.unwrap_or(0.0);
-        let e = current.days.entry(day.unwrap_or(0)).or_insert((0.0, false));
+        let e = current.days.entry(day.unwrap_or(0) as i32).or_insert((0.0, false));
         e.0 += value;
         e.1 |= status != Some(REFUNDED) && value >= 0.0;
     }

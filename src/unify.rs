@@ -219,12 +219,11 @@ pub fn unify(
 fn older_copies(df: &DataFrame) -> Result<Column> {
     let (sources, orders) = (frame::str_column(df, schema::SOURCE)?, frame::str_column(df, schema::ORDER_ID)?);
     let files = frame::str_column(df, aux::FILE)?;
-    let updated = df.column(aux::UPDATED_AT).ctx(|| "updated")?.cast(&DataType::Int64).ctx(|| "updated")?;
-    let updated: Vec<Option<i64>> = updated.i64().ctx(|| "updated")?.iter().collect();
-    let rows = || sources.iter().zip(orders.iter()).zip(files.iter()).zip(&updated);
+    let updated = frame::i64_column(df, aux::UPDATED_AT)?;
+    let rows = || sources.iter().zip(orders.iter()).zip(files.iter()).zip(updated.iter());
     type Key<'a> = (Option<&'a str>, Option<&'a str>);
     let mut newest: PlHashMap<Key, (Option<i64>, Option<&str>)> = PlHashMap::new();
-    for (((s, o), f), &u) in rows() {
+    for (((s, o), f), u) in rows() {
         let best = newest.entry((s, o)).or_insert((u, f));
         if (u, f) > *best {
             *best = (u, f);
@@ -239,8 +238,7 @@ fn older_copies(df: &DataFrame) -> Result<Column> {
 /// million lines.
 fn first_market(df: &DataFrame) -> Result<Column> {
     let customers = frame::str_column(df, schema::CUSTOMER_ID)?;
-    let at = df.column(schema::ORDERED_AT).ctx(|| "ordered_at")?.cast(&DataType::Int64).ctx(|| "ordered_at")?;
-    let at = at.i64().ctx(|| "ordered_at")?;
+    let at = frame::i64_column(df, schema::ORDERED_AT)?;
     let (orders, markets) = (frame::str_column(df, schema::ORDER_ID)?, frame::str_column(df, "_line_market")?);
     // Per customer: (ordered_at, order_id, market) of the first line.
     type First<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
@@ -261,10 +259,9 @@ fn first_market(df: &DataFrame) -> Result<Column> {
 fn sorted(df: DataFrame) -> Result<DataFrame> {
     let rank = |name: &str| -> Result<Vec<u32>> { Ok(frame::dense_ranks(frame::str_column(&df, name)?)) };
     let (market, customer, source) = (rank(schema::MARKET)?, rank(schema::CUSTOMER_ID)?, rank(schema::SOURCE)?);
-    let at = df.column(schema::ORDERED_AT).ctx(|| "ordered_at")?.cast(&DataType::Int64).ctx(|| "ordered_at")?;
-    let at = at.i64().ctx(|| "ordered_at")?;
+    let at = frame::i64_column(&df, schema::ORDERED_AT)?;
     let order = frame::str_column(&df, schema::ORDER_ID)?;
-    let line = df.column(schema::LINE_NO).ctx(|| "line_no")?.i64().ctx(|| "line_no")?;
+    let line = frame::i64_column(&df, schema::LINE_NO)?;
     // (market, customer) packed in one integer, then time and source; order and line break ties.
     let mut keys: Vec<(u64, Option<i64>, u32, u32)> = (0..df.height())
         .zip(at.iter())

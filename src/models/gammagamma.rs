@@ -34,11 +34,7 @@ impl Spend {
                 s.w.push(1.0);
                 s.ln_m.push(m.ln());
                 s.mx.push(m * x);
-                let k = *distinct.entry(x.to_bits()).or_insert_with(|| {
-                    s.xs.push(x);
-                    s.xs.len() - 1
-                });
-                s.x_at.push(k as u32);
+                s.x_at.push(super::intern(&mut distinct, &mut s.xs, x.to_bits(), x));
             }
         }
         s

@@ -566,21 +566,21 @@ fn running_count(order_ids: &StringChunked) -> Vec<i64> {
 /// A record that yields several lines (WebToffee items) is rejected whole if any line is: every
 /// line of the record takes the record's first reason. Nothing to do when no line has one.
 fn whole_records(df: &mut DataFrame) -> Result<()> {
-    let reasons = df.column(REASON).ctx(|| "reasons")?.str().ctx(|| "reasons")?;
-    if reasons.null_count() == reasons.len() {
-        return Ok(());
-    }
-    let recs = df.column(REC).ctx(|| "rec")?.u32().ctx(|| "rec")?;
-    let mut first: PlHashMap<u32, &str> = PlHashMap::new();
-    for (rec, reason) in recs.iter().zip(reasons.iter()) {
-        if let (Some(rec), Some(reason)) = (rec, reason) {
-            first.entry(rec).or_insert(reason);
+    let spread: StringChunked = {
+        let reasons = frame::str_column(df, REASON)?;
+        if reasons.null_count() == reasons.len() {
+            return Ok(());
         }
-    }
-    let spread: StringChunked = recs.iter().map(|rec| rec.and_then(|r| first.get(&r).copied())).collect();
-    let spread = spread.with_name(REASON.into()).into_column();
-    drop(first);
-    df.with_column(spread).ctx(|| "reasons per record")?;
+        let recs = df.column(REC).ctx(|| "rec")?.u32().ctx(|| "rec")?;
+        let mut first: PlHashMap<u32, &str> = PlHashMap::new();
+        for (rec, reason) in recs.iter().zip(reasons.iter()) {
+            if let (Some(rec), Some(reason)) = (rec, reason) {
+                first.entry(rec).or_insert(reason);
+            }
+        }
+        recs.iter().map(|rec| rec.and_then(|r| first.get(&r).copied())).collect()
+    };
+    df.with_column(spread.with_name(REASON.into()).into_column()).ctx(|| "reasons per record")?;
     Ok(())
 }
 
@@ -629,7 +629,7 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
         &format!("lines of {}", raw.shown),
     )?;
     if !has_line_no {
-        let numbers = running_count(df.column(ORDER_ID).ctx(|| "order ids")?.str().ctx(|| "order ids")?);
+        let numbers = running_count(frame::str_column(&df, ORDER_ID)?);
         df.with_column(Column::new(LINE_NO.into(), numbers)).ctx(|| "line numbers")?;
     }
     whole_records(&mut df)?;
