@@ -2,22 +2,18 @@
 //! market and optionally per source; for each month since acquisition, the share still buying
 //! (retention) and the cumulative net revenue per customer (the LTV curve). Months without a
 //! purchase are present with 0, so heatmaps have no holes.
+//!
+//! One pass over the orders table, which unify sorts by (market, customer): each customer's lines
+//! are consecutive, so first months and distinct active customers are found per customer without
+//! a window or a distinct count over the whole table (those took ~0.7 s per million lines).
 
 use crate::config::{CohortBy, CohortsSpec};
-use crate::error::Result;
+use crate::error::{Context, Result};
 use crate::frame;
 use crate::schema;
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
 use std::collections::BTreeMap;
-
-/// Months since year 0 of a `Date` column: year * 12 + month - 1.
-fn month_index(e: Expr) -> Expr {
-    e.clone().dt().year().cast(DataType::Int64) * lit(12i64) + e.dt().month().cast(DataType::Int64) - lit(1i64)
-}
-
-/// (market, source, cohort month index).
-type CohortKey = (String, String, i64);
 
 /// One row per (market, source, cohort, months since); `source` is `all` for whole-market cohorts.
 pub struct Cohorts {
@@ -32,17 +28,92 @@ pub struct Cohorts {
     pub cumulative_revenue_per_customer: Vec<f64>,
 }
 
+/// Months since year 0: year * 12 + month - 1.
+fn month_index(day: i64) -> i64 {
+    let d = crate::fx::from_epoch_days(day as i32);
+    d.year() as i64 * 12 + d.month0() as i64
+}
+
+/// (grouping: 0 whole market, 1 by source; market; source or "all"; cohort month).
+type CohortKey<'a> = (u8, &'a str, &'a str, i64);
+
+/// Per cohort: months since -> (active customers, revenue).
+type Grid<'a> = PlHashMap<CohortKey<'a>, BTreeMap<i64, (i64, f64)>>;
+
+/// A customer's live lines: (source, month index, net in the base currency).
+type Lines<'a> = Vec<(&'a str, i64, f64)>;
+
+/// Adds one customer's lines to the grid: for the whole market and, if asked, per source, the
+/// customer's cohort is their first month there; they count once per month they bought in.
+fn add_customer<'a>(grid: &mut Grid<'a>, market: &'a str, lines: &mut Lines<'a>, by_source: bool) {
+    lines.sort_by_key(|l| l.1);
+    let Some(&(_, first, _)) = lines.first() else { return };
+    add_months(grid, (0, market, "all", first), lines.iter().map(|l| (l.1, l.2)));
+    if by_source {
+        let mut sources: Vec<&str> = Vec::new();
+        for l in lines.iter() {
+            if !sources.contains(&l.0) {
+                sources.push(l.0);
+            }
+        }
+        for source in sources {
+            let mine = lines.iter().filter(|l| l.0 == source);
+            let first = mine.clone().next().map_or(first, |l| l.1);
+            add_months(grid, (1, market, source, first), mine.map(|l| (l.1, l.2)));
+        }
+    }
+}
+
+/// One customer's (month, net) in month order, into the cohort `key`.
+fn add_months<'a>(grid: &mut Grid<'a>, key: CohortKey<'a>, lines: impl Iterator<Item = (i64, f64)>) {
+    let months = grid.entry(key).or_default();
+    let mut previous = None;
+    for (m, net) in lines {
+        let k = m - key.3;
+        let cell = months.entry(k).or_insert((0, 0.0));
+        if previous != Some(k) {
+            cell.0 += 1;
+            previous = Some(k);
+        }
+        cell.1 += net;
+    }
+}
+
 pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Result<Cohorts> {
     let last_month = as_of.year() as i64 * 12 + as_of.month0() as i64;
-    let live = orders
-        .clone()
-        .lazy()
-        .filter(col(schema::STATUS).neq(lit(schema::status::CANCELLED)))
-        .with_column(month_index(col(schema::ORDER_DATE)).alias("_m"));
-    let mut groupings = vec![(lit("all"), "all")];
-    if spec.by.contains(&CohortBy::Source) {
-        groupings.push((col(schema::SOURCE), "source"));
+    let by_source = spec.by.contains(&CohortBy::Source);
+    let text = |name: &str| frame::str_column(orders, name);
+    let (markets, ids, sources, statuses) =
+        (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::SOURCE)?, text(schema::STATUS)?);
+    let net = orders.column(schema::NET_BASE).ctx(|| "net_base")?.f64().ctx(|| "net_base")?;
+    let days = frame::i64_column(orders, schema::ORDER_DATE)?;
+
+    let mut grid = Grid::default();
+    let mut who = None;
+    let mut lines: Lines = Vec::new();
+    let mut month_of = (i64::MIN, 0);
+    let rows = markets.iter().zip(ids.iter()).zip(sources.iter().zip(statuses.iter()).zip(net.iter().zip(days.iter())));
+    for ((market, id), ((source, status), (net, day))) in rows {
+        if who != Some((market, id)) {
+            if let Some((m, _)) = who {
+                add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
+            }
+            lines.clear();
+            who = Some((market, id));
+        }
+        let (Some(status), Some(day)) = (status, day) else { continue };
+        if status == schema::status::CANCELLED {
+            continue;
+        }
+        if month_of.0 != day {
+            month_of = (day, month_index(day));
+        }
+        lines.push((source.unwrap_or_default(), month_of.1, net.unwrap_or(0.0)));
     }
+    if let Some((m, _)) = who {
+        add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
+    }
+
     let mut out = Cohorts {
         market: vec![],
         source: vec![],
@@ -54,55 +125,99 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
         revenue: vec![],
         cumulative_revenue_per_customer: vec![],
     };
-    for (source, label) in groupings {
-        let keyed = live.clone().with_column(source.alias("_source"));
-        let first = frame::over(col("_m").min(), &[col(schema::MARKET), col("_source"), col(schema::CUSTOMER_ID)]);
-        let cells = frame::collect(
-            keyed
-                .with_column(first.alias("_cohort"))
-                .group_by([
-                    col(schema::MARKET),
-                    col("_source"),
-                    col("_cohort"),
-                    (col("_m") - col("_cohort")).alias("_k"),
-                ])
-                .agg([
-                    col(schema::CUSTOMER_ID).n_unique().alias("_active"),
-                    col(schema::NET_BASE).sum().alias("_revenue"),
-                ])
-                .sort(["_source", "_cohort", "_k"], Default::default()),
-            &format!("cohorts by {label}"),
-        )?;
-        // (market, source, cohort) -> months since -> (active, revenue); month 0 holds everyone.
-        let mut grid: BTreeMap<CohortKey, BTreeMap<i64, (i64, f64)>> = BTreeMap::new();
-        let (m, s) = (frame::strings(&cells, schema::MARKET)?, frame::strings(&cells, "_source")?);
-        let (c, k) = (frame::floats(&cells, "_cohort")?, frame::floats(&cells, "_k")?);
-        let (a, v) = (frame::floats(&cells, "_active")?, frame::floats(&cells, "_revenue")?);
-        for i in 0..cells.height() {
-            let key = (m[i].clone().unwrap_or_default(), s[i].clone().unwrap_or_default(), c[i].unwrap_or(0.0) as i64);
-            grid.entry(key)
-                .or_default()
-                .insert(k[i].unwrap_or(0.0) as i64, (a[i].unwrap_or(0.0) as i64, v[i].unwrap_or(0.0)));
-        }
-        for ((market, source, cohort), months) in grid {
-            let size = months.get(&0).map_or(0, |m| m.0);
-            let first_day =
-                NaiveDate::from_ymd_opt((cohort / 12) as i32, (cohort % 12) as u32 + 1, 1).expect("valid month");
-            let mut cumulative = 0.0;
-            for k in 0..=(last_month - cohort).max(0) {
-                let (active, revenue) = months.get(&k).copied().unwrap_or((0, 0.0));
-                cumulative += revenue;
-                out.market.push(market.clone());
-                out.source.push(source.clone());
-                out.cohort.push(crate::fx::epoch_days(first_day));
-                out.months_since.push(k);
-                out.customers.push(size);
-                out.active_customers.push(active);
-                out.retention.push(if size > 0 { active as f64 / size as f64 } else { 0.0 });
-                out.revenue.push(revenue);
-                out.cumulative_revenue_per_customer.push(if size > 0 { cumulative / size as f64 } else { 0.0 });
-            }
+    let mut grid: Vec<_> = grid.into_iter().collect();
+    grid.sort_unstable_by_key(|g| g.0);
+    for ((_, market, source, cohort), months) in grid {
+        let size = months.get(&0).map_or(0, |m| m.0);
+        let first_day =
+            NaiveDate::from_ymd_opt((cohort / 12) as i32, (cohort % 12) as u32 + 1, 1).expect("valid month");
+        let mut cumulative = 0.0;
+        for k in 0..=(last_month - cohort).max(0) {
+            let (active, revenue) = months.get(&k).copied().unwrap_or((0, 0.0));
+            cumulative += revenue;
+            out.market.push(market.to_string());
+            out.source.push(source.to_string());
+            out.cohort.push(crate::fx::epoch_days(first_day));
+            out.months_since.push(k);
+            out.customers.push(size);
+            out.active_customers.push(active);
+            out.retention.push(if size > 0 { active as f64 / size as f64 } else { 0.0 });
+            out.revenue.push(revenue);
+            out.cumulative_revenue_per_customer.push(if size > 0 { cumulative / size as f64 } else { 0.0 });
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Period;
+
+    /// Two customers in one market, sorted as unify sorts them; every figure worked out by hand.
+    #[test]
+    fn cohorts_by_hand() {
+        use schema::status::*;
+        // Epoch days: 0 = 1970-01-01 (month 0), 31 = February, 59 = March.
+        type Line = (&'static str, &'static str, &'static str, f64, i32);
+        let lines: [Line; 7] = [
+            // customer, source, status, net_base, day
+            ("a", "shop", COMPLETED, 10.0, 0),
+            ("a", "shop", COMPLETED, 5.0, 3),     // same month: active once, revenue 15
+            ("a", "amazon", COMPLETED, 7.0, 31),  // amazon cohort is February for "a"
+            ("a", "shop", CANCELLED, 100.0, 59),  // cancelled: not active, no revenue
+            ("b", "amazon", CANCELLED, 9.0, 0),   // cancelled first order: not the acquisition
+            ("b", "amazon", COMPLETED, 20.0, 31), // b acquired in February
+            ("b", "amazon", REFUNDED, -20.0, 59), // a refund line still counts (revenue -20)
+        ];
+        let orders = df!(
+            schema::MARKET => vec!["us"; lines.len()],
+            schema::CUSTOMER_ID => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+            schema::SOURCE => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+            schema::STATUS => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
+            schema::NET_BASE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
+            schema::ORDER_DATE => lines.iter().map(|l| l.4).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let orders = orders.lazy().with_column(col(schema::ORDER_DATE).cast(DataType::Date)).collect().unwrap();
+        let spec = CohortsSpec {
+            id: "c".into(),
+            input: "orders".into(),
+            by: vec![CohortBy::Market, CohortBy::Source],
+            period: Period::Month,
+        };
+        let c = cohorts(&spec, &orders, NaiveDate::from_ymd_opt(1970, 3, 15).unwrap()).unwrap();
+        let rows: Vec<(&str, i32, i64, i64, i64, f64, f64)> = (0..c.market.len())
+            .map(|i| {
+                assert_eq!(c.market[i], "us");
+                let retention = c.active_customers[i] as f64 / c.customers[i] as f64;
+                assert!((c.retention[i] - retention).abs() < 1e-12);
+                (
+                    c.source[i].as_str(),
+                    c.cohort[i],
+                    c.months_since[i],
+                    c.customers[i],
+                    c.active_customers[i],
+                    c.revenue[i],
+                    c.cumulative_revenue_per_customer[i],
+                )
+            })
+            .collect();
+        let want = [
+            // whole market: a in January (3 months to March), b in February (2 months)
+            ("all", 0, 0, 1, 1, 15.0, 15.0),
+            ("all", 0, 1, 1, 1, 7.0, 22.0),
+            ("all", 0, 2, 1, 0, 0.0, 22.0),
+            ("all", 31, 0, 1, 1, 20.0, 20.0),
+            ("all", 31, 1, 1, 1, -20.0, 0.0),
+            // amazon: a and b both in February
+            ("amazon", 31, 0, 2, 2, 27.0, 13.5),
+            ("amazon", 31, 1, 2, 1, -20.0, 3.5),
+            // shop: a in January
+            ("shop", 0, 0, 1, 1, 15.0, 15.0),
+            ("shop", 0, 1, 1, 0, 0.0, 15.0),
+            ("shop", 0, 2, 1, 0, 0.0, 15.0),
+        ];
+        assert_eq!(rows, want);
+    }
 }

@@ -264,6 +264,32 @@ pub fn threads() -> usize {
         .max(1)
 }
 
+/// `f` over `items` on up to [`threads`] plain threads (not rayon: Polars may be called inside),
+/// taking items in order as threads free up; results in `items`' order.
+pub fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = threads().min(items.len());
+    if workers <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(Vec::with_capacity(items.len()));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
+                    done.lock().expect("no worker panics holding the lock").push((i, result));
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().expect("workers finished");
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

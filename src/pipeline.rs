@@ -259,6 +259,162 @@ fn markets_to_publish(p: &Pipeline, orders: &DataFrame, only: &[String]) -> Resu
     Ok(markets)
 }
 
+/// What every market's publication reads.
+struct MarketCtx<'a> {
+    p: &'a Pipeline,
+    publisher: &'a Publisher,
+    meta: &'a parquet::Meta<'a>,
+    report: &'a markdown::Context<'a>,
+    analyses: &'a Analyses,
+    cac_rows: &'a Option<Vec<cac::Cac>>,
+    orders: &'a DataFrame,
+    /// Each market's rows of `orders`: (first row, rows) when they are consecutive, as unify sorts.
+    ranges: BTreeMap<String, (usize, usize)>,
+}
+
+/// (first row, rows) of each market whose rows are consecutive in `orders`.
+fn market_ranges(orders: &DataFrame) -> Result<BTreeMap<String, (usize, usize)>> {
+    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut scattered = Vec::new();
+    let mut previous: Option<&str> = None;
+    for (i, m) in frame::str_column(orders, schema::MARKET)?.iter().enumerate() {
+        let m = m.unwrap_or_default();
+        if previous == Some(m) {
+            seen.get_mut(m).expect("seen on the previous row").1 += 1;
+        } else if seen.insert(m.to_string(), (i, 1)).is_some() {
+            scattered.push(m.to_string());
+        }
+        previous = Some(m);
+    }
+    for m in scattered {
+        seen.remove(&m);
+    }
+    Ok(seen)
+}
+
+/// Writes one market's partitions and reports; returns what it wrote and its line in the index.
+fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Output>, html::MarketLine)> {
+    let (p, publisher, meta, analyses) = (c.p, c.publisher, c.meta, c.analyses);
+    let as_of_s = c.report.as_of;
+    let mut outputs = Vec::new();
+    let part = match c.ranges.get(market) {
+        Some(&(first, rows)) => c.orders.slice(first as i64, rows),
+        None if c.ranges.values().map(|r| r.1).sum::<usize>() == c.orders.height() => c.orders.clear(),
+        None => frame::collect(
+            c.orders.clone().lazy().filter(col(schema::MARKET).eq(lit(market.as_str()))),
+            &format!("market {market}"),
+        )?,
+    };
+    let entry = PathBuf::from(format!("orders/market={market}"));
+    let rel = entry.join("part-0.parquet");
+    let file = part.drop(schema::MARKET).map_err(|e| Error::Polars { context: "dropping market".into(), source: e })?;
+    let path = publisher.stage(entry, &rel)?;
+    let rows = parquet::write(&file, &path, &schema::MONEY_COLUMNS, meta)?;
+    outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+
+    let (by_source, total) = markdown::figures(&part)?;
+    let mut report = markdown::render(market, &by_source, &total, c.report);
+    if let (Some(summary), Some(result)) = (&analyses.summary, &analyses.clv)
+        && let Some(i) = result.markets.iter().position(|r| &r.market == market)
+    {
+        let (m, r) = (&summary.markets[i], &result.markets[i]);
+        let seg = analyses.segments.as_ref().map(|s| &s[i]);
+        let unit = time_unit_name(p.time_unit);
+        report.push_str(&markdown::model_section(r, unit, &p.base_currency));
+        if let Some(seg) = seg {
+            report.push_str(&markdown::segment_section(seg, &p.base_currency));
+        }
+        for (table, df, money) in [
+            ("customers", tables::customers(m, r, seg)?, &tables::CUSTOMER_MONEY[..]),
+            ("markets", tables::market(r, unit)?, &tables::MARKET_MONEY[..]),
+        ] {
+            let entry = PathBuf::from(format!("{table}/market={market}"));
+            let rel = entry.join("part-0.parquet");
+            let path = publisher.stage(entry, &rel)?;
+            let rows = parquet::write(&df, &path, money, meta)?;
+            outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+        }
+        if let Some(seg) = seg {
+            let entry = PathBuf::from(format!("actions/market={market}"));
+            for list in segment::ACTION_LISTS {
+                let df = tables::actions(m, r, seg, list)?;
+                let rel = entry.join(format!("{list}.parquet"));
+                let path = publisher.stage(entry.clone(), &rel)?;
+                let rows = parquet::write(&df, &path, &tables::ACTION_MONEY, meta)?;
+                outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+                let rel = entry.join(format!("{list}.csv"));
+                let path = publisher.stage(entry.clone(), &rel)?;
+                std::fs::write(&path, tables::csv(&df)?).ctx(|| format!("writing {}", path.display()))?;
+                outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+            }
+        }
+    }
+    match c.cac_rows {
+        Some(rows) => {
+            let mine: Vec<&cac::Cac> = rows.iter().filter(|r| &r.market == market).collect();
+            report.push_str(&markdown::cac_section(&mine, &p.base_currency));
+            let df = tables::cac(&mine)?;
+            let entry = PathBuf::from(format!("cac/market={market}"));
+            let rel = entry.join("part-0.parquet");
+            let path = publisher.stage(entry, &rel)?;
+            let rows = parquet::write(&df, &path, &tables::CAC_MONEY, meta)?;
+            outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+        }
+        None => report.push_str(markdown::NO_SPEND),
+    }
+    if let Some(c) = &analyses.cohorts {
+        let df = tables::cohorts(c, market)?;
+        let entry = PathBuf::from(format!("cohorts/market={market}"));
+        let rel = entry.join("part-0.parquet");
+        let path = publisher.stage(entry, &rel)?;
+        let rows = parquet::write(&df, &path, &tables::COHORT_MONEY, meta)?;
+        outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+    }
+    let rel = PathBuf::from(format!("reports/{market}.md"));
+    publisher.write_text(&rel, &report)?;
+    outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
+
+    let position = analyses.clv.as_ref().and_then(|c| c.markets.iter().position(|r| &r.market == market));
+    let clv_view = match (&analyses.summary, &analyses.clv, position) {
+        (Some(s), Some(c), Some(i)) => Some((&s.markets[i], &c.markets[i])),
+        _ => None,
+    };
+    let mine_cac: Option<Vec<&cac::Cac>> =
+        c.cac_rows.as_ref().map(|rows| rows.iter().filter(|r| &r.market == market).collect());
+    let ltv_cac = mine_cac.as_ref().and_then(|rows| {
+        let all: Vec<&&cac::Cac> = rows.iter().filter(|r| r.channel == "all" && r.predicted_ltv.is_some()).collect();
+        let spend: f64 = all.iter().map(|r| r.spend).sum();
+        (spend > 0.0)
+            .then(|| all.iter().map(|r| r.predicted_ltv.unwrap_or(0.0) * r.new_customers as f64).sum::<f64>() / spend)
+    });
+    let html = html::market_page(&html::Page {
+        market,
+        pipeline: &p.name,
+        as_of: as_of_s,
+        currency: &p.base_currency,
+        run_id: c.report.run_id,
+        unit_days: days_per_unit(p.time_unit),
+        by_source: &by_source,
+        total: &total,
+        accounting: c.report.accounting,
+        clv: clv_view,
+        segments: position.and_then(|i| analyses.segments.as_ref().map(|s| &s[i])),
+        cohorts: analyses.cohorts.as_ref(),
+        cac: mine_cac,
+    });
+    let rel = PathBuf::from(format!("reports/{market}.html"));
+    publisher.write_text(&rel, &html)?;
+    outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
+    let line = html::MarketLine {
+        market: market.clone(),
+        customers: total.customers,
+        revenue: total.revenue,
+        predicted_clv: clv_view.map_or(0.0, |(_, r)| r.scores.predicted_clv.iter().flatten().sum()),
+        ltv_cac,
+    };
+    Ok((outputs, line))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn publish(
     p: &Pipeline,
@@ -275,8 +431,7 @@ fn publish(
     let (markets, all_markets) = (published.markets, published.all_markets);
     let as_of_s = as_of.to_string();
     let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
-    let mut publisher = Publisher::new(out, run_id, markets)?;
-    let mut outputs = Vec::new();
+    let publisher = Publisher::new(out, run_id, markets)?;
     let report_ctx = markdown::Context {
         pipeline: &p.name,
         as_of: &as_of_s,
@@ -285,122 +440,24 @@ fn publish(
         accounting: &unified.accounting,
     };
     let cac_rows = analyses.cac();
+    let ctx = MarketCtx {
+        p,
+        publisher: &publisher,
+        meta: &meta,
+        report: &report_ctx,
+        analyses,
+        cac_rows: &cac_rows,
+        orders: &unified.orders,
+        ranges: market_ranges(&unified.orders)?,
+    };
+    // Markets are independent: published side by side (each write is single-threaded).
+    let mut outputs = Vec::new();
     let mut index = Vec::new();
-    for market in markets {
-        let part = frame::collect(
-            unified.orders.clone().lazy().filter(col(schema::MARKET).eq(lit(market.as_str()))),
-            &format!("market {market}"),
-        )?;
-        let entry = PathBuf::from(format!("orders/market={market}"));
-        let rel = entry.join("part-0.parquet");
-        let file =
-            part.drop(schema::MARKET).map_err(|e| Error::Polars { context: "dropping market".into(), source: e })?;
-        let path = publisher.stage(entry, &rel)?;
-        let rows = parquet::write(&file, &path, &schema::MONEY_COLUMNS, &meta)?;
-        outputs.push(manifest::Output { path: rel.display().to_string(), rows });
-
-        let (by_source, total) = markdown::figures(&part)?;
-        let mut report = markdown::render(market, &by_source, &total, &report_ctx);
-        if let (Some(summary), Some(result)) = (&analyses.summary, &analyses.clv)
-            && let Some(i) = result.markets.iter().position(|r| &r.market == market)
-        {
-            let (m, r) = (&summary.markets[i], &result.markets[i]);
-            let seg = analyses.segments.as_ref().map(|s| &s[i]);
-            let unit = time_unit_name(p.time_unit);
-            report.push_str(&markdown::model_section(r, unit, &p.base_currency));
-            if let Some(seg) = seg {
-                report.push_str(&markdown::segment_section(seg, &p.base_currency));
-            }
-            for (table, df, money) in [
-                ("customers", tables::customers(m, r, seg)?, &tables::CUSTOMER_MONEY[..]),
-                ("markets", tables::market(r, unit)?, &tables::MARKET_MONEY[..]),
-            ] {
-                let entry = PathBuf::from(format!("{table}/market={market}"));
-                let rel = entry.join("part-0.parquet");
-                let path = publisher.stage(entry, &rel)?;
-                let rows = parquet::write(&df, &path, money, &meta)?;
-                outputs.push(manifest::Output { path: rel.display().to_string(), rows });
-            }
-            if let Some(seg) = seg {
-                let entry = PathBuf::from(format!("actions/market={market}"));
-                for list in segment::ACTION_LISTS {
-                    let df = tables::actions(m, r, seg, list)?;
-                    let rel = entry.join(format!("{list}.parquet"));
-                    let path = publisher.stage(entry.clone(), &rel)?;
-                    let rows = parquet::write(&df, &path, &tables::ACTION_MONEY, &meta)?;
-                    outputs.push(manifest::Output { path: rel.display().to_string(), rows });
-                    let rel = entry.join(format!("{list}.csv"));
-                    let path = publisher.stage(entry.clone(), &rel)?;
-                    std::fs::write(&path, tables::csv(&df)?).ctx(|| format!("writing {}", path.display()))?;
-                    outputs.push(manifest::Output { path: rel.display().to_string(), rows });
-                }
-            }
-        }
-        match &cac_rows {
-            Some(rows) => {
-                let mine: Vec<&cac::Cac> = rows.iter().filter(|r| &r.market == market).collect();
-                report.push_str(&markdown::cac_section(&mine, &p.base_currency));
-                let df = tables::cac(&mine)?;
-                let entry = PathBuf::from(format!("cac/market={market}"));
-                let rel = entry.join("part-0.parquet");
-                let path = publisher.stage(entry, &rel)?;
-                let rows = parquet::write(&df, &path, &tables::CAC_MONEY, &meta)?;
-                outputs.push(manifest::Output { path: rel.display().to_string(), rows });
-            }
-            None => report.push_str(markdown::NO_SPEND),
-        }
-        if let Some(c) = &analyses.cohorts {
-            let df = tables::cohorts(c, market)?;
-            let entry = PathBuf::from(format!("cohorts/market={market}"));
-            let rel = entry.join("part-0.parquet");
-            let path = publisher.stage(entry, &rel)?;
-            let rows = parquet::write(&df, &path, &tables::COHORT_MONEY, &meta)?;
-            outputs.push(manifest::Output { path: rel.display().to_string(), rows });
-        }
-        let rel = PathBuf::from(format!("reports/{market}.md"));
-        publisher.write_text(&rel, &report)?;
-        outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
-
-        let position = analyses.clv.as_ref().and_then(|c| c.markets.iter().position(|r| &r.market == market));
-        let clv_view = match (&analyses.summary, &analyses.clv, position) {
-            (Some(s), Some(c), Some(i)) => Some((&s.markets[i], &c.markets[i])),
-            _ => None,
-        };
-        let mine_cac: Option<Vec<&cac::Cac>> =
-            cac_rows.as_ref().map(|rows| rows.iter().filter(|r| &r.market == market).collect());
-        let ltv_cac = mine_cac.as_ref().and_then(|rows| {
-            let all: Vec<&&cac::Cac> =
-                rows.iter().filter(|r| r.channel == "all" && r.predicted_ltv.is_some()).collect();
-            let spend: f64 = all.iter().map(|r| r.spend).sum();
-            (spend > 0.0).then(|| {
-                all.iter().map(|r| r.predicted_ltv.unwrap_or(0.0) * r.new_customers as f64).sum::<f64>() / spend
-            })
-        });
-        let html = html::market_page(&html::Page {
-            market,
-            pipeline: &p.name,
-            as_of: &as_of_s,
-            currency: &p.base_currency,
-            run_id,
-            unit_days: days_per_unit(p.time_unit),
-            by_source: &by_source,
-            total: &total,
-            accounting: &unified.accounting,
-            clv: clv_view,
-            segments: position.and_then(|i| analyses.segments.as_ref().map(|s| &s[i])),
-            cohorts: analyses.cohorts.as_ref(),
-            cac: mine_cac,
-        });
-        let rel = PathBuf::from(format!("reports/{market}.html"));
-        publisher.write_text(&rel, &html)?;
-        outputs.push(manifest::Output { path: rel.display().to_string(), rows: 0 });
-        index.push(html::MarketLine {
-            market: market.clone(),
-            customers: total.customers,
-            revenue: total.revenue,
-            predicted_clv: clv_view.map_or(0.0, |(_, r)| r.scores.predicted_clv.iter().flatten().sum()),
-            ltv_cac,
-        });
+    let started = Instant::now();
+    for done in frame::on_threads(markets, |m| publish_market(&ctx, m)) {
+        let (written, line) = done?;
+        outputs.extend(written);
+        index.push(line);
     }
     // The comparison of markets only when every market was run (a --market run keeps the last one).
     if all_markets {
@@ -414,11 +471,14 @@ fn publish(
         let rows = parquet::write(&l.rejects, &path, &[], &meta)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows });
     }
+    tracing::debug!(ms = started.elapsed().as_millis(), "published the market partitions and reports");
     // Flat copies for Power BI, from every partition (the bi lock is held through the commit).
     let _bi = crate::publish::lock::wait(out, "bi")?;
-    for (path, rows) in crate::publish::flat::stage(&mut publisher, out, &meta)? {
+    let started = Instant::now();
+    for (path, rows) in crate::publish::flat::stage(&publisher, out, &meta)? {
         outputs.push(manifest::Output { path, rows });
     }
+    tracing::debug!(ms = started.elapsed().as_millis(), "staged the flat bi tables");
     let m = manifest::Manifest {
         pipeline: p.name.clone(),
         run_id: run_id.to_string(),

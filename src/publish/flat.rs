@@ -52,7 +52,7 @@ fn read(path: &Path) -> Result<Vec<RecordBatch>> {
 
 /// Stages `bi/<table>.parquet` for every table with partitions; returns (path, rows). The tables
 /// are independent files, built side by side on plain threads (arrow-rs only, no Polars).
-pub fn stage(publisher: &mut Publisher, out: &Path, meta: &Meta) -> Result<Vec<(String, u64)>> {
+pub fn stage(publisher: &Publisher, out: &Path, meta: &Meta) -> Result<Vec<(String, u64)>> {
     let staging = publisher.staging().to_path_buf();
     let mut jobs = Vec::new();
     for (table, key) in TABLES {

@@ -23,7 +23,8 @@ pub struct Publisher {
     root: PathBuf,
     staging: PathBuf,
     /// Relative paths (files or partition directories) to swap in at commit, in order.
-    entries: Vec<PathBuf>,
+    /// Entries staged so far; behind a lock so markets publish side by side.
+    entries: std::sync::Mutex<Vec<PathBuf>>,
     /// Markets this run publishes (recorded in the journal, for recovery).
     markets: Vec<String>,
 }
@@ -69,16 +70,18 @@ impl Publisher {
         // Whose staging this is, for recovery after a crash before the journal exists.
         let owner = serde_json::json!({ "markets": markets }).to_string();
         std::fs::write(staging.join(OWNER), owner).ctx(|| format!("writing {}", staging.display()))?;
-        Ok(Publisher { root: root.to_path_buf(), staging, entries: Vec::new(), markets: markets.to_vec() })
+        Ok(Publisher { root: root.to_path_buf(), staging, entries: Default::default(), markets: markets.to_vec() })
     }
 
     /// Where to write `rel` while staging; `entry` is the unit swapped in at commit (a partition
     /// directory or a single file) and must contain `rel`.
-    pub fn stage(&mut self, entry: impl Into<PathBuf>, rel: impl AsRef<Path>) -> Result<PathBuf> {
+    pub fn stage(&self, entry: impl Into<PathBuf>, rel: impl AsRef<Path>) -> Result<PathBuf> {
         let entry = entry.into();
-        if !self.entries.contains(&entry) {
-            self.entries.push(entry);
+        let mut entries = self.entries.lock().expect("no panics while staging");
+        if !entries.contains(&entry) {
+            entries.push(entry);
         }
+        drop(entries);
         let path = self.staging.join(rel.as_ref());
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
@@ -91,7 +94,7 @@ impl Publisher {
         &self.staging
     }
 
-    pub fn write_text(&mut self, rel: impl AsRef<Path>, text: &str) -> Result<()> {
+    pub fn write_text(&self, rel: impl AsRef<Path>, text: &str) -> Result<()> {
         let rel = rel.as_ref().to_path_buf();
         let path = self.stage(rel.clone(), &rel)?;
         let mut f = std::fs::File::create(&path).ctx(|| format!("creating {}", path.display()))?;
@@ -105,14 +108,14 @@ impl Publisher {
         failpoint("staged");
         // A staged partition keeps its inode through the exchange: that is how a rerun tells an
         // entry already swapped in (and the old partition now sitting in staging) from one not.
-        let inodes: serde_json::Map<String, serde_json::Value> = self
-            .entries
+        let entries = self.entries.into_inner().expect("no panics while staging");
+        let inodes: serde_json::Map<String, serde_json::Value> = entries
             .iter()
             .filter_map(|e| inode(&self.staging.join(e)).map(|i| (e.display().to_string(), i.into())))
             .collect();
         let journal = serde_json::json!({
             "markets": self.markets,
-            "entries": self.entries.iter().map(|e| e.display().to_string()).collect::<Vec<_>>(),
+            "entries": entries.iter().map(|e| e.display().to_string()).collect::<Vec<_>>(),
             "inodes": inodes,
         });
         let path = self.staging.join(JOURNAL);

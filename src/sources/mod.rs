@@ -124,27 +124,7 @@ fn parse_files(ctx: &LoadCtx, paths: &[PathBuf]) -> Vec<Result<(FileOut, cache::
             None => Ok((parse()?, cache::Outcome::Parsed)),
         }
     };
-    let workers = frame::threads().min(paths.len());
-    if workers <= 1 {
-        return paths.iter().map(one).collect();
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let done = std::sync::Mutex::new(Vec::with_capacity(paths.len()));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(path) = paths.get(i) else { break };
-                    let result = one(path);
-                    done.lock().expect("no worker panics holding the lock").push((i, result));
-                }
-            });
-        }
-    });
-    let mut done = done.into_inner().expect("workers finished");
-    done.sort_by_key(|(i, _)| *i);
-    done.into_iter().map(|(_, r)| r).collect()
+    frame::on_threads(paths, one)
 }
 
 /// One file's share of a load.
