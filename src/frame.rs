@@ -114,13 +114,59 @@ pub fn i64_column(df: &DataFrame, name: &str) -> Result<Int64Chunked> {
     Ok(c.i64().ctx(|| format!("column {name}"))?.clone())
 }
 
+/// Adds (or replaces) a column computed outside Polars, cut to the frame's chunks: one contiguous
+/// column beside stacked ones makes Polars copy every column of the table into one chunk first.
+pub fn put_column<T: PolarsDataType>(df: &mut DataFrame, name: &str, values: ChunkedArray<T>) -> Result<()>
+where
+    ChunkedArray<T>: IntoColumn,
+{
+    let layout = df.columns().iter().find_map(|c| c.as_series()).map(|s| s.chunk_lengths().collect::<Vec<_>>());
+    let values = match layout {
+        Some(lengths) if lengths.len() > 1 => values.match_chunks(lengths.into_iter()),
+        _ => values,
+    };
+    df.with_column(values.with_name(name.into()).into_column()).ctx(|| format!("adding {name}"))?;
+    Ok(())
+}
+
 /// Each value's rank among the distinct values in byte order, from 1; nulls rank 0 (they sort
 /// first). Sorting on these compares integers instead of strings.
 pub fn dense_ranks(values: &StringChunked) -> Vec<u32> {
-    let mut distinct: Vec<&str> = values.iter().flatten().collect::<PlHashSet<&str>>().into_iter().collect();
-    distinct.sort_unstable();
-    let rank: PlHashMap<&str, u32> = distinct.into_iter().zip(1..).collect();
-    values.iter().map(|v| v.map_or(0, |v| rank[v])).collect()
+    let (slots, distinct) = slots(values);
+    let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| distinct[i as usize]);
+    let mut rank = vec![0u32; distinct.len() + 1];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i as usize + 1] = r as u32 + 1;
+    }
+    slots.iter().map(|&s| rank[s as usize]).collect()
+}
+
+/// Each value's slot among the distinct values in order of first appearance, from 1 (nulls 0),
+/// and the distinct values. One hash lookup per row, none within a run of equal values (a
+/// source's or a file's rows come in runs).
+pub fn slots(values: &StringChunked) -> (Vec<u32>, Vec<&str>) {
+    let mut ids: PlHashMap<&str, u32> = PlHashMap::new();
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut previous: Option<(&str, u32)> = None;
+    let slots = values
+        .iter()
+        .map(|v| {
+            let Some(v) = v else { return 0 };
+            match previous {
+                Some((p, id)) if p == v => id,
+                _ => {
+                    let id = *ids.entry(v).or_insert_with(|| {
+                        distinct.push(v);
+                        distinct.len() as u32
+                    });
+                    previous = Some((v, id));
+                    id
+                }
+            }
+        })
+        .collect();
+    (slots, distinct)
 }
 
 /// The rows of `df` at `idx`, in that order.
@@ -305,5 +351,37 @@ mod tests {
             let want: Vec<Option<String>> = values.iter().map(|v| v.and_then(f)).collect();
             assert_eq!(map_values(&values, &f), want, "{distinct} distinct values");
         }
+    }
+
+    /// Ranks follow byte order with nulls first, slots follow first appearance, runs or not; a
+    /// sort by rank gives the order a sort by the strings gives.
+    #[test]
+    fn ranks_and_slots() {
+        let values: StringChunked =
+            [Some("b"), Some("b"), None, Some("a"), Some("c"), Some("b"), Some("a"), Some("a")].into_iter().collect();
+        assert_eq!(dense_ranks(&values), [2, 2, 0, 1, 3, 2, 1, 1]);
+        let (slots, distinct) = slots(&values);
+        assert_eq!(slots, [1, 1, 0, 2, 3, 1, 2, 2]);
+        assert_eq!(distinct, ["b", "a", "c"]);
+        let many: StringChunked = (0..5000).map(|i| Some(format!("k{}", (i * 7919) % 1234))).collect();
+        let ranks = dense_ranks(&many);
+        let mut by_rank: Vec<usize> = (0..many.len()).collect();
+        by_rank.sort_by_key(|&i| (ranks[i], i));
+        let mut by_text: Vec<usize> = (0..many.len()).collect();
+        by_text.sort_by_key(|&i| (many.get(i), i));
+        assert_eq!(by_rank, by_text);
+    }
+
+    /// A computed column takes the frame's chunks, so Polars has nothing to copy.
+    #[test]
+    fn put_column_matches_the_frames_chunks() {
+        let mut a = df!("x" => [1i64, 2, 3]).unwrap();
+        a.vstack_mut(&df!("x" => [4i64, 5]).unwrap()).unwrap();
+        let y: BooleanChunked = [true, false, true, false, true].into_iter().collect();
+        put_column(&mut a, "y", y).unwrap();
+        assert!(!a.should_rechunk());
+        assert_eq!(a.column("y").unwrap().as_series().unwrap().chunk_lengths().collect::<Vec<_>>(), [3, 2]);
+        let got: Vec<Option<bool>> = a.column("y").unwrap().bool().unwrap().iter().collect();
+        assert_eq!(got, [Some(true), Some(false), Some(true), Some(false), Some(true)]);
     }
 }

@@ -90,7 +90,7 @@ pub fn unify(
     }
     let mut all = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
     let older = older_copies(&all)?;
-    all.with_column(older).ctx(|| "older copies")?;
+    frame::put_column(&mut all, OLDER_COPY, older)?;
     let all = all.lazy();
 
     let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
@@ -185,7 +185,7 @@ pub fn unify(
         .alias("_line_market")]);
     let mut df = frame::collect(lf, "orders")?;
     let market = first_market(&df)?;
-    df.with_column(market).ctx(|| "markets")?;
+    frame::put_column(&mut df, schema::MARKET, market)?;
 
     let unknown = df
         .clone()
@@ -216,42 +216,53 @@ pub fn unify(
 /// Lines of an order that a newer export file also holds. The newest copy of an order across
 /// overlapping exports is the file with the highest last-updated date (null lowest), then the
 /// file that sorts last: the file of the greatest (updated, file) over the order's lines.
-fn older_copies(df: &DataFrame) -> Result<Column> {
-    let (sources, orders) = (frame::str_column(df, schema::SOURCE)?, frame::str_column(df, schema::ORDER_ID)?);
-    let files = frame::str_column(df, aux::FILE)?;
+fn older_copies(df: &DataFrame) -> Result<BooleanChunked> {
+    let (sources, _) = frame::slots(frame::str_column(df, schema::SOURCE)?);
+    let files = frame::dense_ranks(frame::str_column(df, aux::FILE)?);
+    let orders = frame::str_column(df, schema::ORDER_ID)?;
     let updated = frame::i64_column(df, aux::UPDATED_AT)?;
-    let rows = || sources.iter().zip(orders.iter()).zip(files.iter()).zip(updated.iter());
-    type Key<'a> = (Option<&'a str>, Option<&'a str>);
-    let mut newest: PlHashMap<Key, (Option<i64>, Option<&str>)> = PlHashMap::new();
-    for (((s, o), f), u) in rows() {
-        let best = newest.entry((s, o)).or_insert((u, f));
-        if (u, f) > *best {
-            *best = (u, f);
-        }
-    }
-    let older: BooleanChunked = rows().map(|(((s, o), f), _)| newest[&(s, o)].1 != f).collect();
-    Ok(older.with_name(OLDER_COPY.into()).into_column())
+    // (source, order) -> slot of its newest (updated, file) so far; each row remembers its slot,
+    // so the second pass needs no lookups.
+    let mut slot_of: PlHashMap<(u32, Option<&str>), u32> = PlHashMap::with_capacity(df.height());
+    let mut newest: Vec<(Option<i64>, u32)> = Vec::new();
+    let row_slots: Vec<u32> = sources
+        .iter()
+        .zip(orders.iter())
+        .zip(files.iter().zip(updated.iter()))
+        .map(|((&s, o), (&f, u))| {
+            let slot = *slot_of.entry((s, o)).or_insert_with(|| {
+                newest.push((u, f));
+                newest.len() as u32 - 1
+            });
+            let best = &mut newest[slot as usize];
+            if (u, f) > *best {
+                *best = (u, f);
+            }
+            slot
+        })
+        .collect();
+    std::mem::drop(slot_of);
+    Ok(row_slots.iter().zip(&files).map(|(&slot, &f)| newest[slot as usize].1 != f).collect())
 }
 
 /// Each line's market: the market of its customer's first line (earliest `ordered_at`, then
 /// `order_id`, then file order). One hash pass; a sorted window per customer cost a second per
 /// million lines.
-fn first_market(df: &DataFrame) -> Result<Column> {
-    let customers = frame::str_column(df, schema::CUSTOMER_ID)?;
+fn first_market(df: &DataFrame) -> Result<StringChunked> {
+    let (customers, distinct) = frame::slots(frame::str_column(df, schema::CUSTOMER_ID)?);
     let at = frame::i64_column(df, schema::ORDERED_AT)?;
     let (orders, markets) = (frame::str_column(df, schema::ORDER_ID)?, frame::str_column(df, "_line_market")?);
-    // Per customer: (ordered_at, order_id, market) of the first line.
-    type First<'a> = (Option<i64>, Option<&'a str>, Option<&'a str>);
-    let mut first: PlHashMap<Option<&str>, First> = PlHashMap::new();
-    for (((c, t), o), m) in customers.iter().zip(at.iter()).zip(orders.iter()).zip(markets.iter()) {
-        let e = first.entry(c).or_insert((t, o, m));
+    // Per customer slot: (ordered_at, order_id, market) of the first line.
+    type First<'a> = Option<(Option<i64>, Option<&'a str>, Option<&'a str>)>;
+    let mut first: Vec<First> = vec![None; distinct.len() + 1];
+    for (((&c, t), o), m) in customers.iter().zip(at.iter()).zip(orders.iter()).zip(markets.iter()) {
+        let e = first[c as usize].get_or_insert((t, o, m));
         // Nulls sort first, as in Polars' default order.
         if (t, o) < (e.0, e.1) {
             *e = (t, o, m);
         }
     }
-    let market: StringChunked = customers.iter().map(|c| first.get(&c).and_then(|f| f.2)).collect();
-    Ok(market.with_name(schema::MARKET.into()).into_column())
+    Ok(customers.iter().map(|&c| first[c as usize].and_then(|f| f.2)).collect())
 }
 
 /// The published order: market, customer, time, source, order, line. Text keys are replaced by
