@@ -239,6 +239,29 @@ pub fn local_date(e: Expr, zone: chrono_tz::Tz) -> Expr {
         .cast(DataType::Date)
 }
 
+/// `{prefix}{text}{suffix}` where `flag` is true, null elsewhere. A plan's `when/then` would build
+/// the text on every row before choosing, and rows that need it (rejects) are rare.
+pub fn text_where(text: Expr, flag: Expr, prefix: String, suffix: &'static str) -> Expr {
+    text.cast(DataType::String).map_many(
+        move |cols: &mut [Column]| {
+            let name = cols[0].name().clone();
+            let flags = cols[1].bool()?;
+            if !flags.any() {
+                return Ok(Column::full_null(name, flags.len(), &DataType::String));
+            }
+            let texts = cols[0].str()?;
+            let out: StringChunked = texts
+                .iter()
+                .zip(flags.iter())
+                .map(|(t, f)| (f == Some(true)).then(|| format!("{prefix}{}{suffix}", t.unwrap_or_default())))
+                .collect();
+            Ok(out.with_name(name).into_column())
+        },
+        &[flag],
+        |_, fields| Ok(Field::new(fields[0].name().clone(), DataType::String)),
+    )
+}
+
 /// Calls `f(text, day, number)` row by row over three columns (String, Date, Float64).
 fn map_text_day_number<T, C>(
     text: Expr,

@@ -422,9 +422,8 @@ fn stack(frames: Vec<DataFrame>, schema: Vec<(&'static str, DataType)>) -> Resul
 
 /// Reason when `raw` is present but `parsed` is null: "unparseable <label> '<raw>'".
 pub fn unparseable(raw: Expr, parsed: Expr, label: &str) -> Expr {
-    when(raw.clone().is_not_null().and(parsed.is_null()))
-        .then(concat_str([lit(format!("unparseable {label} '")), raw, lit("'")], "", false))
-        .otherwise(null_str())
+    let bad = raw.clone().is_not_null().and(parsed.is_null());
+    frame::text_where(raw, bad, format!("unparseable {label} '"), "'")
 }
 
 /// Reason when `raw` is absent: "missing <label>".

@@ -6,7 +6,7 @@ use super::{
     FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required, share,
     status_of, unparseable,
 };
-use crate::error::Result;
+use crate::error::{Context, Result};
 use crate::frame;
 use crate::schema::status;
 use polars::prelude::*;
@@ -35,24 +35,28 @@ fn wants() -> Vec<Want> {
     ]
 }
 
-/// The order a row belongs to. Exports keep an order's rows together, so a block number (the
-/// Name changes from the previous row) is an integer key that windows hash far faster than the
-/// Name itself; a file where some Name appears in two blocks keeps the Name as the key.
+/// The order a row belongs to. Exports keep an order's rows together, so each row can point at
+/// its order's first row: order-level fields are a gather from there, and the index is an integer
+/// key that windows hash far faster than the Name. A file where some Name appears in two blocks
+/// keeps the Name as the key and windows for the order-level fields.
 const ORDER: &str = "_order";
 
-/// The value on the order's first row.
-fn order(c: &str) -> Expr {
-    frame::over(col(c).first(), &[col(ORDER)])
-}
-
-fn order_key(frame: &DataFrame) -> Result<Expr> {
-    let blocks = col("name").neq_missing(col("name").shift(lit(1))).cast(DataType::UInt32).cum_sum(false);
-    let counts = crate::frame::collect(
-        frame.clone().lazy().select([blocks.clone().max().alias("blocks"), col("name").n_unique().alias("names")]),
-        "Shopify order blocks",
-    )?;
-    let (b, n) = (crate::frame::floats(&counts, "blocks")?, crate::frame::floats(&counts, "names")?);
-    Ok(if b.first() == n.first() { blocks } else { col("name") })
+/// Each row's order's first row, or `None` when some Name appears in two separate blocks.
+fn first_rows(names: &StringChunked) -> Option<Vec<u32>> {
+    let mut seen: PlHashSet<Option<&str>> = PlHashSet::new();
+    let mut previous = None;
+    let mut start = 0;
+    let mut first = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        if previous != Some(name) {
+            if !seen.insert(name) {
+                return None;
+            }
+            (previous, start) = (Some(name), i as u32);
+        }
+        first.push(start);
+    }
+    Some(first)
 }
 
 pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
@@ -60,8 +64,24 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
     let ts = parse::Timestamps::new(None, &["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%.f %z"], ctx.zone);
     let num = |e: Expr| amount(e, false);
     let by = [ORDER];
-    let key = order_key(&raw.frame)?;
-    let lf = raw.frame.clone().lazy().with_column(key.alias(ORDER)).with_columns([
+    let mut df = raw.frame.clone();
+    let blocks = match first_rows(frame::str_column(&df, "name")?) {
+        Some(first) => {
+            df.with_column(frame::u32_column(ORDER, first)).ctx(|| "Shopify orders")?;
+            true
+        }
+        None => false,
+    };
+    // The value on the order's first row.
+    let order = |c: &str| match blocks {
+        true => col(c).gather(col(ORDER), false),
+        false => frame::over(col(c).first(), &[col(ORDER)]),
+    };
+    let mut lf = df.lazy();
+    if !blocks {
+        lf = lf.with_column(col("name").alias(ORDER));
+    }
+    let lf = lf.with_columns([
         num(col("qty")).alias("_qty"),
         num(col("price")).alias("_price"),
         num(order("subtotal")).alias("_sub"),
@@ -134,4 +154,17 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
         ..LineExprs::default()
     };
     finish(ctx, raw, lf, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_point_at_their_orders_first_row_unless_an_order_is_split() {
+        let names: StringChunked = [Some("#1"), Some("#1"), None, None, Some("#2")].into_iter().collect();
+        assert_eq!(first_rows(&names), Some(vec![0, 0, 2, 2, 4]));
+        let split: StringChunked = [Some("#1"), Some("#2"), Some("#1")].into_iter().collect();
+        assert_eq!(first_rows(&split), None);
+    }
 }
