@@ -89,6 +89,9 @@ pub fn unify(
         accounting.insert(input.id.to_string(), acc);
     }
     let mut all = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
+    // One copy into contiguous columns, in parallel: gathers and group-bys over the stacked
+    // files' chunks (one per export file) cost more than the copy.
+    all.rechunk_mut_par();
     let older = older_copies(&all)?;
     frame::put_column(&mut all, OLDER_COPY, older)?;
     let all = all.lazy();

@@ -165,7 +165,7 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
         )?;
         return Ok(());
     }
-    let mut buyers = Vec::new();
+    let mut reports = Vec::new();
     for path in super::expand(&ctx.spec.buyers)? {
         let raw = read(&path, &tsv(ctx.spec.format.encoding), |_| {
             Ok(vec![
@@ -175,23 +175,19 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
             ])
         })?;
         loaded.files.push(raw.input.clone());
-        buyers.push(raw.frame.lazy().select([col("order_id"), col("buyer_email"), col("bill_country")]));
+        reports.push(raw.frame);
     }
-    let buyers = concat(buyers, UnionArgs::default())
-        .ctx(|| "combining buyer reports")?
-        .filter(col("buyer_email").is_not_null())
-        .group_by([col("order_id")])
-        .agg([col("buyer_email").first().alias("_buyer"), col("bill_country").first().alias("_bill")]);
-    let joined = loaded
-        .lines
-        .clone()
-        .lazy()
-        .join(buyers, [col(schema::ORDER_ID)], [col("order_id")], JoinArgs::new(JoinType::Left))
-        .with_columns([
-            coalesce(&[email_key(col("_buyer")), own_customer]).alias(aux::CUSTOMER_KEY),
-            col("_buyer").alias(aux::EMAIL),
-            coalesce(&[col(aux::BILL_COUNTRY), super::country(col("_bill"))]).alias(aux::BILL_COUNTRY),
-        ]);
+    // A hash pass, not a group-by and a join: the join copied every line column once more.
+    let (buyer, bill) = buyers_of(&reports, frame::str_column(&loaded.lines, schema::ORDER_ID)?)?;
+    std::mem::drop(reports);
+    let mut lines = std::mem::take(&mut loaded.lines);
+    frame::put_column(&mut lines, "_buyer", buyer)?;
+    frame::put_column(&mut lines, "_bill", bill)?;
+    let joined = lines.lazy().with_columns([
+        coalesce(&[email_key(col("_buyer")), own_customer]).alias(aux::CUSTOMER_KEY),
+        col("_buyer").alias(aux::EMAIL),
+        coalesce(&[col(aux::BILL_COUNTRY), super::country(col("_bill"))]).alias(aux::BILL_COUNTRY),
+    ]);
     let df = frame::collect(joined, "Amazon buyers")?;
     let unmatched = df.column("_buyer").ctx(|| "buyers")?.is_null().sum().unwrap_or(0);
     if unmatched > 0 {
@@ -203,4 +199,50 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
     let names: Vec<&str> = super::line_schema().iter().map(|(n, _)| *n).collect();
     loaded.lines = df.select(names).ctx(|| "Amazon lines")?;
     Ok(())
+}
+
+/// For each order id in `orders`: the first buyer e-mail the shipment reports give for it (reports
+/// and rows in order) and the bill country on that row.
+fn buyers_of(reports: &[DataFrame], orders: &StringChunked) -> Result<(StringChunked, StringChunked)> {
+    let mut first: PlHashMap<&str, (&str, Option<&str>)> = PlHashMap::new();
+    for report in reports {
+        let ids = frame::str_column(report, "order_id")?;
+        let (emails, bills) = (frame::str_column(report, "buyer_email")?, frame::str_column(report, "bill_country")?);
+        for ((id, email), bill) in ids.iter().zip(emails.iter()).zip(bills.iter()) {
+            if let (Some(id), Some(email)) = (id, email) {
+                first.entry(id).or_insert((email, bill));
+            }
+        }
+    }
+    let found: Vec<Option<&(&str, Option<&str>)>> = orders.iter().map(|o| o.and_then(|o| first.get(o))).collect();
+    let buyer = found.iter().map(|f| f.map(|f| f.0)).collect();
+    let bill = found.iter().map(|f| f.and_then(|f| f.1)).collect();
+    Ok((buyer, bill))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_order_takes_the_first_named_buyer_and_that_rows_bill_country() {
+        let one = df!(
+            "order_id" => [Some("A"), Some("A"), Some("B"), None],
+            "buyer_email" => [None, Some("a1@x"), Some("b@x"), Some("n@x")],
+            "bill_country" => [Some("FR"), Some("DE"), None, Some("US")],
+        )
+        .unwrap();
+        let two = df!(
+            "order_id" => [Some("A"), Some("C")],
+            "buyer_email" => [Some("a2@x"), Some("c@x")],
+            "bill_country" => [Some("IT"), Some("ES")],
+        )
+        .unwrap();
+        let orders: StringChunked = [Some("C"), Some("A"), Some("Z"), None, Some("B")].into_iter().collect();
+        let (buyer, bill) = buyers_of(&[one, two], &orders).unwrap();
+        let buyer: Vec<Option<&str>> = buyer.iter().collect();
+        let bill: Vec<Option<&str>> = bill.iter().collect();
+        assert_eq!(buyer, [Some("c@x"), Some("a1@x"), None, None, Some("b@x")]);
+        assert_eq!(bill, [Some("ES"), Some("DE"), None, None, None]);
+    }
 }
