@@ -8,7 +8,7 @@
 //! a window or a distinct count over the whole table (those took ~0.7 s per million lines).
 
 use crate::config::{CohortBy, CohortsSpec};
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::frame;
 use crate::schema;
 use chrono::{Datelike, NaiveDate};
@@ -85,7 +85,7 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
     let text = |name: &str| frame::str_column(orders, name);
     let (markets, ids, sources, statuses) =
         (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::SOURCE)?, text(schema::STATUS)?);
-    let net = orders.column(schema::NET_BASE).ctx(|| "net_base")?.f64().ctx(|| "net_base")?;
+    let net = frame::f64_column(orders, schema::NET_BASE)?;
     let days = frame::i64_column(orders, schema::ORDER_DATE)?;
 
     let mut grid = Grid::default();

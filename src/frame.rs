@@ -107,6 +107,11 @@ pub fn str_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked
     df.column(name).ctx(|| format!("column {name}"))?.str().ctx(|| format!("column {name} as text"))
 }
 
+/// A float column by name (an error naming it when absent or not Float64).
+pub fn f64_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Float64Chunked> {
+    df.column(name).ctx(|| format!("column {name}"))?.f64().ctx(|| format!("column {name} as numbers"))
+}
+
 /// An integer-like column (integers, dates, datetimes) as i64 values.
 pub fn i64_column(df: &DataFrame, name: &str) -> Result<Int64Chunked> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;

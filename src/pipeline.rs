@@ -268,28 +268,24 @@ struct MarketCtx<'a> {
     analyses: &'a Analyses,
     cac_rows: &'a Option<Vec<cac::Cac>>,
     orders: &'a DataFrame,
-    /// Each market's rows of `orders`: (first row, rows) when they are consecutive, as unify sorts.
+    /// Each market's rows of `orders`: (first row, rows); unify sorts the table by market.
     ranges: BTreeMap<String, (usize, usize)>,
 }
 
-/// (first row, rows) of each market whose rows are consecutive in `orders`.
+/// (first row, rows) of each market in `orders`, whose markets are consecutive.
 fn market_ranges(orders: &DataFrame) -> Result<BTreeMap<String, (usize, usize)>> {
-    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut scattered = Vec::new();
+    let mut ranges: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut previous: Option<&str> = None;
     for (i, m) in frame::str_column(orders, schema::MARKET)?.iter().enumerate() {
         let m = m.unwrap_or_default();
         if previous == Some(m) {
-            seen.get_mut(m).expect("seen on the previous row").1 += 1;
-        } else if seen.insert(m.to_string(), (i, 1)).is_some() {
-            scattered.push(m.to_string());
+            ranges.get_mut(m).expect("seen on the previous row").1 += 1;
+        } else if ranges.insert(m.to_string(), (i, 1)).is_some() {
+            return Err(Error::Data(format!("internal: the orders table is not sorted by market ({m} recurs)")));
         }
         previous = Some(m);
     }
-    for m in scattered {
-        seen.remove(&m);
-    }
-    Ok(seen)
+    Ok(ranges)
 }
 
 /// Writes one market's partitions and reports; returns what it wrote and its line in the index.
@@ -299,11 +295,7 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
     let mut outputs = Vec::new();
     let part = match c.ranges.get(market) {
         Some(&(first, rows)) => c.orders.slice(first as i64, rows),
-        None if c.ranges.values().map(|r| r.1).sum::<usize>() == c.orders.height() => c.orders.clear(),
-        None => frame::collect(
-            c.orders.clone().lazy().filter(col(schema::MARKET).eq(lit(market.as_str()))),
-            &format!("market {market}"),
-        )?,
+        None => c.orders.clear(),
     };
     let entry = PathBuf::from(format!("orders/market={market}"));
     let rel = entry.join("part-0.parquet");

@@ -5,7 +5,7 @@
 //! this stage is plain Rust over compact per-market arrays (no Polars calls inside the models'
 //! parallel tasks).
 
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::frame;
 use crate::fx::epoch_days;
 use crate::schema;
@@ -94,7 +94,7 @@ pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64)
         text(schema::ORDER_ID)?,
         text(schema::STATUS)?,
     );
-    let net = orders.column(schema::NET_BASE).ctx(|| "net_base")?.f64().ctx(|| "net_base")?;
+    let net = frame::f64_column(orders, schema::NET_BASE)?;
     let days = frame::i64_column(orders, schema::ORDER_DATE)?;
 
     let mut out: Vec<Market> = Vec::new();

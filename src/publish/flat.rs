@@ -73,13 +73,8 @@ pub fn stage(publisher: &Publisher, out: &Path, meta: &Meta) -> Result<Vec<(Stri
         }
     }
     std::fs::create_dir_all(staging.join("bi")).ctx(|| "creating the staged bi directory")?;
-    let built: Vec<Result<Option<(String, u64)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .iter()
-            .map(|(table, key, sources)| s.spawn(|| flat_table(table, key, sources, &staging, meta)))
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a flat-table writer panicked")).collect()
-    });
+    let built =
+        crate::frame::on_threads(&jobs, |(table, key, sources)| flat_table(table, key, sources, &staging, meta));
     let mut written = Vec::new();
     for result in built {
         if let Some((rel, rows)) = result? {
