@@ -177,20 +177,41 @@ pub fn slots(values: &StringChunked) -> (Vec<u32>, Vec<&str>) {
 /// The rows of `df` at `idx`, in that order. Text is copied into row order too: a gather from one
 /// chunk keeps the old buffers and reorders only the views, and every later pass over the table
 /// would then chase each string across memory (summarize and cohorts ran at half speed).
-pub fn take_rows(df: &DataFrame, idx: Vec<u32>) -> Result<DataFrame> {
-    let taken = df.take(&IdxCa::from_vec("idx".into(), idx)).ctx(|| "reordering rows")?;
-    let columns = taken
-        .columns()
-        .iter()
-        .map(|c| match c.str() {
+pub fn take_rows(df: DataFrame, idx: Vec<u32>) -> Result<DataFrame> {
+    let idx = IdxCa::from_vec("idx".into(), idx);
+    column_by_column(df, |c| {
+        let taken = c.take(&idx).ctx(|| format!("reordering {}", c.name()))?;
+        Ok(match taken.str() {
             Ok(text) => {
                 let chunks = text.downcast_iter().map(|a| a.clone().gc());
                 StringChunked::from_chunk_iter(c.name().clone(), chunks).into_column()
             }
-            Err(_) => c.clone(),
+            Err(_) => taken,
         })
-        .collect();
-    frame(columns)
+    })
+}
+
+/// The rows of `df` where `keep` is true.
+pub fn filter_rows(df: DataFrame, keep: &BooleanChunked) -> Result<DataFrame> {
+    column_by_column(df, |c| c.filter(keep).ctx(|| format!("selecting rows of {}", c.name())))
+}
+
+/// `df` with each column in one contiguous chunk.
+pub fn rechunk(df: DataFrame) -> Result<DataFrame> {
+    column_by_column(df, |c| Ok(c.rechunk()))
+}
+
+/// `f` over each column of `df`, on [`on_threads`], each input column freed as soon as its output
+/// exists: a whole-frame filter or gather holds the old and the new table at once, which was the
+/// peak memory of the run. Only frees memory if `df` is the columns' sole owner.
+fn column_by_column(df: DataFrame, f: impl Fn(Column) -> Result<Column> + Sync) -> Result<DataFrame> {
+    let columns: Vec<std::sync::Mutex<Option<Column>>> =
+        df.into_columns().into_iter().map(|c| std::sync::Mutex::new(Some(c))).collect();
+    let done = on_threads(&columns, |slot| {
+        let column = slot.lock().expect("one worker per column").take().expect("each column taken once");
+        f(column)
+    });
+    frame(done.into_iter().collect::<Result<_>>()?)
 }
 
 /// Values of a string column, for reports and tests.
@@ -425,5 +446,22 @@ mod tests {
         assert_eq!(a.column("y").unwrap().as_series().unwrap().chunk_lengths().collect::<Vec<_>>(), [3, 2]);
         let got: Vec<Option<bool>> = a.column("y").unwrap().bool().unwrap().iter().collect();
         assert_eq!(got, [Some(true), Some(false), Some(true), Some(false), Some(true)]);
+    }
+
+    /// Filter, gather and rechunk column by column give what the whole-frame operations give,
+    /// text included (long values, nulls), over a frame of two stacked chunks.
+    #[test]
+    fn column_by_column_rows_match_the_whole_frame_operations() {
+        let long = "a value longer than twelve bytes";
+        let mut a = df!("n" => [Some(1i64), None, Some(3)], "s" => [Some("x"), Some(long), None]).unwrap();
+        a.vstack_mut(&df!("n" => [Some(4i64), Some(5)], "s" => [Some("y"), Some("z")]).unwrap()).unwrap();
+        let keep: BooleanChunked = [true, true, false, false, true].into_iter().collect();
+        assert!(filter_rows(a.clone(), &keep).unwrap().equals_missing(&a.filter(&keep).unwrap()));
+        let idx = vec![4u32, 1, 0, 3, 2];
+        let want = a.take(&IdxCa::from_vec("i".into(), idx.clone())).unwrap();
+        assert!(take_rows(a.clone(), idx).unwrap().equals_missing(&want));
+        let one = rechunk(a.clone()).unwrap();
+        assert!(one.equals_missing(&a) && !one.should_rechunk());
+        assert!(one.columns().iter().all(|c| c.as_materialized_series().n_chunks() == 1));
     }
 }

@@ -61,6 +61,8 @@ pub struct Unified {
 
 const DROP: &str = "_drop";
 const OLDER_COPY: &str = "_older_copy";
+/// A record (file, line) as one integer: accounting counts records, not lines.
+const RECORD: &str = "_record";
 
 pub fn unify(
     spec: &UnifySpec,
@@ -88,12 +90,13 @@ pub fn unify(
         }
         accounting.insert(input.id.to_string(), acc);
     }
-    let mut all = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
-    // One copy into contiguous columns, in parallel: gathers and group-bys over the stacked
-    // files' chunks (one per export file) cost more than the copy.
-    all.rechunk_mut_par();
-    let older = older_copies(&all)?;
+    let all = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
+    // One copy into contiguous columns: gathers and group-bys over the stacked files' chunks (one
+    // per export file) cost more than the copy.
+    let mut all = frame::rechunk(all)?;
+    let (older, records) = older_copies(&all)?;
     frame::put_column(&mut all, OLDER_COPY, older)?;
+    frame::put_column(&mut all, RECORD, records)?;
     let all = all.lazy();
 
     let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
@@ -138,10 +141,10 @@ pub fn unify(
 
     // Accounting is in records (file, line): a WebToffee record is one order of several lines.
     let records = frame::collect(
-        all.clone().lazy().group_by([col(schema::SOURCE), col(DROP)]).agg([
-            concat_str([col(aux::FILE), col(aux::LINE).cast(DataType::String)], "\u{1}", false).n_unique().alias("n"),
-            col(schema::NET_BASE).sum().alias("revenue"),
-        ]),
+        all.clone()
+            .lazy()
+            .group_by([col(schema::SOURCE), col(DROP)])
+            .agg([col(RECORD).n_unique().alias("n"), col(schema::NET_BASE).sum().alias("revenue")]),
         "record counts",
     )?;
     let (sources, reasons, counts) =
@@ -161,15 +164,16 @@ pub fn unify(
             }
         }
     }
-    let dropped = all.column(DROP).ctx(|| "drops")?.is_not_null();
+    let kept_rows = all.column(DROP).ctx(|| "drops")?.is_null();
 
-    // Only what the published table is made of goes on: the working columns would double the
-    // memory the kept copy takes.
+    // Only what the published table is made of goes on, and each column is freed as its kept
+    // rows are copied: the working columns beside the kept copy were the run's peak memory.
     let derived = [schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
     let needed = schema::ORDER_LINE_COLUMNS.into_iter().filter(|c| !derived.contains(c));
     let needed: Vec<&str> = needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY]).collect();
-    let kept = all.select(needed).ctx(|| "kept columns")?.filter(&!dropped).ctx(|| "kept rows")?;
+    let needed = all.select(needed).ctx(|| "kept columns")?;
     std::mem::drop(all);
+    let kept = frame::filter_rows(needed, &kept_rows)?;
     let market_of: HashMap<String, String> =
         pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
     let hasher = Hasher::from_env();
@@ -216,10 +220,11 @@ pub fn unify(
     Ok(Unified { orders, accounting })
 }
 
-/// Lines of an order that a newer export file also holds. The newest copy of an order across
-/// overlapping exports is the file with the highest last-updated date (null lowest), then the
-/// file that sorts last: the file of the greatest (updated, file) over the order's lines.
-fn older_copies(df: &DataFrame) -> Result<BooleanChunked> {
+/// Lines of an order that a newer export file also holds, and each line's record as one integer
+/// (file rank, line). The newest copy of an order across overlapping exports is the file with the
+/// highest last-updated date (null lowest), then the file that sorts last: the file of the
+/// greatest (updated, file) over the order's lines.
+fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
     let (sources, _) = frame::slots(frame::str_column(df, schema::SOURCE)?);
     let files = frame::dense_ranks(frame::str_column(df, aux::FILE)?);
     let orders = frame::str_column(df, schema::ORDER_ID)?;
@@ -245,7 +250,10 @@ fn older_copies(df: &DataFrame) -> Result<BooleanChunked> {
         })
         .collect();
     std::mem::drop(slot_of);
-    Ok(row_slots.iter().zip(&files).map(|(&slot, &f)| newest[slot as usize].1 != f).collect())
+    let older = row_slots.iter().zip(&files).map(|(&slot, &f)| newest[slot as usize].1 != f).collect();
+    let lines = frame::i64_column(df, aux::LINE)?;
+    let records = files.iter().zip(lines.iter()).map(|(&f, l)| (f as u64) << 32 | l.unwrap_or(0) as u64).collect();
+    Ok((older, UInt64Chunked::from_vec(RECORD.into(), records)))
 }
 
 /// Each line's market: the market of its customer's first line (earliest `ordered_at`, then
@@ -289,7 +297,7 @@ fn sorted(df: DataFrame) -> Result<DataFrame> {
             .then(a.3.cmp(&b.3))
     });
     let idx = keys.into_iter().map(|k| k.3).collect();
-    frame::take_rows(&df, idx)
+    frame::take_rows(df, idx)
 }
 
 /// Rows read = kept + dropped + rejected and revenue read = kept + dropped, per source; and the

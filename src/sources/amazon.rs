@@ -165,16 +165,19 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
         )?;
         return Ok(());
     }
-    let mut reports = Vec::new();
-    for path in super::expand(&ctx.spec.buyers)? {
-        let raw = read(&path, &tsv(ctx.spec.format.encoding), |_| {
+    let read_report = |path: &std::path::PathBuf| {
+        read(path, &tsv(ctx.spec.format.encoding), |_| {
             Ok(vec![
                 Want::required("order_id", &["amazon-order-id"]),
                 Want::required("buyer_email", &["buyer-email"]),
                 Want::optional("bill_country", &["bill-country"]),
             ])
-        })?;
-        loaded.files.push(raw.input.clone());
+        })
+    };
+    let mut reports = Vec::new();
+    for raw in frame::on_threads(&super::expand(&ctx.spec.buyers)?, read_report) {
+        let raw = raw?;
+        loaded.files.push(raw.input);
         reports.push(raw.frame);
     }
     // A hash pass, not a group-by and a join: the join copied every line column once more.
