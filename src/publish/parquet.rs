@@ -38,6 +38,16 @@ pub fn write_batches(
     path: &Path,
     meta: &Meta,
 ) -> Result<u64> {
+    let mut writer = writer(schema, path, meta)?;
+    for batch in batches {
+        writer.write(batch).ctx(|| format!("writing {}", path.display()))?;
+    }
+    finish(writer.into_inner().ctx(|| format!("finishing {}", path.display()))?, path)?;
+    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+}
+
+/// A writer of `schema` to a new file at `path` with the contract's settings.
+pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> Result<ArrowWriter<std::fs::File>> {
     let has_customer = schema.field_with_name(crate::schema::CUSTOMER_ID).is_ok();
     let compression = if meta.zstd { Compression::ZSTD(Default::default()) } else { Compression::SNAPPY };
     let mut props = WriterProperties::builder()
@@ -58,14 +68,12 @@ pub fn write_batches(
         props = props.set_column_dictionary_enabled(id.into(), false);
     }
     let file = std::fs::File::create(path).ctx(|| format!("creating {}", path.display()))?;
-    let mut writer =
-        ArrowWriter::try_new(file, schema, Some(props.build())).ctx(|| format!("starting {}", path.display()))?;
-    for batch in batches {
-        writer.write(batch).ctx(|| format!("writing {}", path.display()))?;
-    }
-    let file = writer.into_inner().ctx(|| format!("finishing {}", path.display()))?;
-    file.sync_all().ctx(|| format!("syncing {}", path.display()))?;
-    Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
+    ArrowWriter::try_new(file, schema, Some(props.build())).ctx(|| format!("starting {}", path.display()))
+}
+
+/// Makes a written file durable.
+pub fn finish(file: std::fs::File, path: &Path) -> Result<()> {
+    file.sync_all().ctx(|| format!("syncing {}", path.display()))
 }
 
 /// Casts Polars' arrow types to the BI contract.

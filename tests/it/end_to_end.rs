@@ -274,3 +274,63 @@ fn clv_id_key_changes_every_customer_id_and_nothing_else() {
     let total = |t: &Table| t.numbers("net_base").iter().sum::<f64>();
     assert!((total(&a) - total(&b)).abs() < 1e-6);
 }
+
+/// `bi/orders.parquet` is the partitions' rows under their market, column for column, and keeps
+/// what the partitions carry for BI engines: statistics, page indexes and the customer bloom
+/// filter (its column chunks are copied, not re-encoded).
+#[test]
+fn flat_orders_are_the_partitions_with_their_indexes() {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", "pipelines/nightly.yaml", "--as-of", "2026-01-01", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let flat = Table::read(&out.join("bi/orders.parquet"));
+    let mut markets: Vec<String> = std::fs::read_dir(out.join("orders"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().trim_start_matches("market=").to_string())
+        .collect();
+    markets.sort();
+    assert!(markets.len() >= 3, "{markets:?}");
+    let mut at = 0;
+    for m in &markets {
+        let part = Table::read(&out.join(format!("orders/market={m}/part-0.parquet")));
+        let rows = flat.batch.slice(at, part.rows());
+        let key = rows.column_by_name("market").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+        assert!(key.iter().all(|v| v == Some(m.as_str())), "rows of {m} carry their market");
+        let columns = rows.project(&(1..rows.num_columns()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(columns, part.batch, "the {m} rows are the partition's");
+        at += part.rows();
+    }
+    assert_eq!(at, flat.rows(), "nothing but the partitions' rows");
+
+    let options = ReadOptionsBuilder::new()
+        .with_page_index()
+        .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
+        .build();
+    let file = std::fs::File::open(out.join("bi/orders.parquet")).unwrap();
+    let reader = SerializedFileReader::new_with_options(file, options).unwrap();
+    let ids = flat.texts("customer_id");
+    let customer =
+        reader.metadata().file_metadata().schema_descr().columns().iter().position(|c| c.name() == "customer_id");
+    let customer = customer.unwrap();
+    let mut row = 0;
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).unwrap();
+        let index = reader.metadata().page_index_for_row_group(g);
+        for j in 0..group.metadata().num_columns() {
+            assert!(index.offset_index(j).is_some(), "row group {g} column {j} has an offset index");
+            assert!(group.metadata().column(j).statistics().is_some(), "row group {g} column {j} has statistics");
+        }
+        let bloom = group.get_column_bloom_filter(customer).expect("a customer bloom filter");
+        assert!(bloom.check(&ids[row].as_str()), "the bloom filter knows the group's first customer");
+        row += group.metadata().num_rows() as usize;
+    }
+}
