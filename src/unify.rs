@@ -3,7 +3,7 @@
 //! overlapping export, a cross-channel copy, a test order, no customer); every drop is counted.
 //! Each customer belongs to the market of their first order.
 
-use crate::config::{Pipeline, SourceKind, UnifySpec};
+use crate::config::{Pipeline, SourceKind, TestOrders, UnifySpec};
 use crate::countries;
 use crate::error::{Context, Error, Result};
 use crate::frame::{self, null_str};
@@ -61,6 +61,8 @@ pub struct Unified {
 
 const DROP: &str = "_drop";
 const OLDER_COPY: &str = "_older_copy";
+/// The first drop reason a line meets on its own (see [`own_drops`]).
+const OWN_DROP: &str = "_own_drop";
 /// A record (file, line) as one integer: accounting counts records, not lines.
 const RECORD: &str = "_record";
 
@@ -73,12 +75,21 @@ pub fn unify(
 ) -> Result<Unified> {
     let mut frames = Vec::new();
     let mut accounting = BTreeMap::new();
-    let kinds: Vec<(String, SourceKind)> = inputs.iter().map(|i| (i.id.to_string(), i.kind)).collect();
+    let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
+        let others = inputs.iter().filter(|i| i.kind != SourceKind::Shopify).map(|i| i.id.to_string());
+        let amazon = inputs.iter().filter(|i| i.kind == SourceKind::Amazon).map(|_| "amazon".to_string());
+        others.chain(amazon).collect()
+    });
     for input in inputs {
-        frames.push(input.lines.lazy().with_columns([
-            lit(input.id).alias(schema::SOURCE),
-            lit(input.kind == SourceKind::Shopify).alias("_is_shopify"),
-        ]));
+        // The rules a line meets on its own are applied per source, so that the columns only
+        // they read (e-mail, tags, channel) never reach the combined table.
+        let own = own_drops(input.kind, &spec.test_orders, &duplicate_channels);
+        let lines = input
+            .lines
+            .lazy()
+            .with_columns([lit(input.id).alias(schema::SOURCE), own.alias(OWN_DROP)])
+            .drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
+        frames.push(frame::collect(lines, &format!("lines of {}", input.id))?.lazy());
         let mut acc = Accounting {
             rows_read: input.loaded.rows_read,
             notes: input.loaded.notes.clone(),
@@ -99,40 +110,13 @@ pub fn unify(
     frame::put_column(&mut all, RECORD, records)?;
     let all = all.lazy();
 
-    let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
-        let mut v: Vec<String> =
-            kinds.iter().filter(|(_, k)| *k != SourceKind::Shopify).map(|(id, _)| id.clone()).collect();
-        v.extend(kinds.iter().filter(|(_, k)| *k == SourceKind::Amazon).map(|_| "amazon".to_string()));
-        v
-    });
-    let tests = spec.test_orders.clone();
-    let is_test = frame::str_to_str(
-        concat_str([col(aux::EMAIL).fill_null(lit("")), lit("\u{1}"), col(aux::TAGS).fill_null(lit(""))], "", false),
-        move |s| {
-            let (email, tags) = s.split_once('\u{1}').unwrap_or((s, ""));
-            let email = email.trim().to_lowercase();
-            let by_email = !email.is_empty() && tests.emails.iter().any(|p| parse::wildcard(p, &email));
-            let by_tag = tags.split(',').any(|t| tests.tags.iter().any(|p| parse::wildcard(p, t.trim())));
-            (by_email || by_tag).then(|| "test order".to_string())
-        },
-    );
-    let channel_dup = frame::str_to_str(col(aux::CHANNEL), move |c| {
-        duplicate_channels
-            .iter()
-            .any(|d| d == c)
-            .then(|| format!("cross-channel duplicate: Shopify order from {c}, loaded from that platform's own export"))
-    });
     let as_of_day = epoch_days(as_of);
     let drop = coalesce(&[
         when(col(schema::ORDER_DATE).cast(DataType::Int32).gt(lit(as_of_day)))
             .then(lit(format!("ordered after as_of ({as_of})")))
             .otherwise(null_str()),
         when(col(OLDER_COPY)).then(lit("duplicate: the same order is in a newer export file")).otherwise(null_str()),
-        when(col("_is_shopify")).then(channel_dup).otherwise(null_str()),
-        is_test,
-        when(col(aux::CUSTOMER_KEY).is_null())
-            .then(lit("no customer (no e-mail or customer id)"))
-            .otherwise(null_str()),
+        col(OWN_DROP),
     ]);
     let all = frame::collect(
         all.with_columns([drop.alias(DROP), crate::fx::net_base(fx).alias(schema::NET_BASE)]),
@@ -218,6 +202,37 @@ pub fn unify(
     let orders = sorted(frame::collect(df.lazy().select(cols), "order lines")?)?;
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
+}
+
+/// The drop reasons a line of a `kind` source meets on its own, first one wins: a Shopify order
+/// from a channel whose own export is loaded, a test order, no customer. (Ordered after `as_of`
+/// and older copies come first; they are decided on the combined table.)
+fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]) -> Expr {
+    let tests = tests.clone();
+    let is_test = frame::str_to_str(
+        concat_str([col(aux::EMAIL).fill_null(lit("")), lit("\u{1}"), col(aux::TAGS).fill_null(lit(""))], "", false),
+        move |s| {
+            let (email, tags) = s.split_once('\u{1}').unwrap_or((s, ""));
+            let email = email.trim().to_lowercase();
+            let by_email = !email.is_empty() && tests.emails.iter().any(|p| parse::wildcard(p, &email));
+            let by_tag = tags.split(',').any(|t| tests.tags.iter().any(|p| parse::wildcard(p, t.trim())));
+            (by_email || by_tag).then(|| "test order".to_string())
+        },
+    );
+    let no_customer = when(col(aux::CUSTOMER_KEY).is_null())
+        .then(lit("no customer (no e-mail or customer id)"))
+        .otherwise(null_str());
+    let mut reasons = Vec::new();
+    if kind == SourceKind::Shopify {
+        let duplicate_channels = duplicate_channels.to_vec();
+        reasons.push(frame::str_to_str(col(aux::CHANNEL), move |c| {
+            duplicate_channels.iter().any(|d| d == c).then(|| {
+                format!("cross-channel duplicate: Shopify order from {c}, loaded from that platform's own export")
+            })
+        }));
+    }
+    reasons.extend([is_test, no_customer]);
+    coalesce(&reasons)
 }
 
 /// Lines of an order that a newer export file also holds, and each line's record as one integer
