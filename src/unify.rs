@@ -160,12 +160,10 @@ pub fn unify(
     let kept = frame::filter_rows(needed, &kept_rows)?;
     let market_of: HashMap<String, String> =
         pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
-    let hasher = Hasher::from_env();
     let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]);
     let lf = kept.lazy().with_columns([
         frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY),
         raw_country.is_not_null().alias("_had_country"),
-        frame::str_to_str(col(aux::CUSTOMER_KEY), move |k| Some(hasher.customer_id(k))).alias(schema::CUSTOMER_ID),
         when(col(schema::STATUS).eq(lit(schema::status::CANCELLED)))
             .then(lit(0.0))
             .otherwise(col(schema::NET))
@@ -175,7 +173,10 @@ pub fn unify(
         .fill_null(lit(OTHER_MARKET))
         .alias("_line_market")]);
     let mut df = frame::collect(lf, "orders")?;
-    let market = first_market(&df)?;
+    let customers = Customers::of(frame::str_column(&df, aux::CUSTOMER_KEY)?, &Hasher::from_env());
+    let ids: StringChunked = customers.slots.iter().map(|&c| customers.id(c)).collect();
+    frame::put_column(&mut df, schema::CUSTOMER_ID, ids)?;
+    let market = first_market(&df, &customers)?;
     frame::put_column(&mut df, schema::MARKET, market)?;
 
     let unknown = df
@@ -199,7 +200,7 @@ pub fn unify(
             false => col(*c),
         })
         .collect();
-    let orders = sorted(frame::collect(df.lazy().select(cols), "order lines")?)?;
+    let orders = sorted(frame::collect(df.lazy().select(cols), "order lines")?, &customers)?;
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
 }
@@ -271,31 +272,60 @@ fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
     Ok((older, UInt64Chunked::from_vec(RECORD.into(), records)))
 }
 
+/// The kept lines' customers: each line's slot among the distinct customer keys (from 1; 0 for
+/// none), each slot's published id (hashed once per customer, not once per line) and its rank
+/// among the ids. One hash pass over the keys serves the ids, first markets and the sort.
+struct Customers {
+    slots: Vec<u32>,
+    ids: Vec<String>,
+    ranks: Vec<u32>,
+}
+
+impl Customers {
+    fn of(keys: &StringChunked, hasher: &Hasher) -> Customers {
+        use rayon::prelude::*;
+        let (slots, distinct) = frame::slots(keys);
+        let ids: Vec<String> = distinct.par_iter().map(|k| hasher.customer_id(k)).collect();
+        let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+        order.par_sort_unstable_by_key(|&i| ids[i as usize].as_str());
+        let mut ranks = vec![0u32; ids.len() + 1];
+        for (r, &i) in order.iter().enumerate() {
+            ranks[i as usize + 1] = r as u32 + 1;
+        }
+        Customers { slots, ids, ranks }
+    }
+
+    fn id(&self, slot: u32) -> Option<&str> {
+        slot.checked_sub(1).map(|i| self.ids[i as usize].as_str())
+    }
+}
+
 /// Each line's market: the market of its customer's first line (earliest `ordered_at`, then
-/// `order_id`, then file order). One hash pass; a sorted window per customer cost a second per
-/// million lines.
-fn first_market(df: &DataFrame) -> Result<StringChunked> {
-    let (customers, distinct) = frame::slots(frame::str_column(df, schema::CUSTOMER_ID)?);
+/// `order_id`, then file order). One pass over the customer slots; a sorted window per customer
+/// cost a second per million lines.
+fn first_market(df: &DataFrame, customers: &Customers) -> Result<StringChunked> {
     let at = frame::i64_column(df, schema::ORDERED_AT)?;
     let (orders, markets) = (frame::str_column(df, schema::ORDER_ID)?, frame::str_column(df, "_line_market")?);
     // Per customer slot: (ordered_at, order_id, market) of the first line.
     type First<'a> = Option<(Option<i64>, Option<&'a str>, Option<&'a str>)>;
-    let mut first: Vec<First> = vec![None; distinct.len() + 1];
-    for (((&c, t), o), m) in customers.iter().zip(at.iter()).zip(orders.iter()).zip(markets.iter()) {
+    let mut first: Vec<First> = vec![None; customers.ids.len() + 1];
+    for (((&c, t), o), m) in customers.slots.iter().zip(at.iter()).zip(orders.iter()).zip(markets.iter()) {
         let e = first[c as usize].get_or_insert((t, o, m));
         // Nulls sort first, as in Polars' default order.
         if (t, o) < (e.0, e.1) {
             *e = (t, o, m);
         }
     }
-    Ok(customers.iter().map(|&c| first[c as usize].and_then(|f| f.2)).collect())
+    Ok(customers.slots.iter().map(|&c| first[c as usize].and_then(|f| f.2)).collect())
 }
 
 /// The published order: market, customer, time, source, order, line. Text keys are replaced by
-/// their rank among the distinct values first, so that the sort compares integers.
-fn sorted(df: DataFrame) -> Result<DataFrame> {
+/// their rank among the distinct values first, so that the sort compares integers (`df` has the
+/// rows `customers` describes, in the same order).
+fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
     let rank = |name: &str| -> Result<Vec<u32>> { Ok(frame::dense_ranks(frame::str_column(&df, name)?)) };
-    let (market, customer, source) = (rank(schema::MARKET)?, rank(schema::CUSTOMER_ID)?, rank(schema::SOURCE)?);
+    let (market, source) = (rank(schema::MARKET)?, rank(schema::SOURCE)?);
+    let customer: Vec<u32> = customers.slots.iter().map(|&c| customers.ranks[c as usize]).collect();
     let at = frame::i64_column(&df, schema::ORDERED_AT)?;
     let order = frame::str_column(&df, schema::ORDER_ID)?;
     let line = frame::i64_column(&df, schema::LINE_NO)?;
@@ -385,6 +415,24 @@ mod tests {
 
     fn orders(values: &[f64]) -> DataFrame {
         df!(schema::SOURCE => vec!["shop"; values.len()], schema::NET_BASE => values.to_vec()).unwrap()
+    }
+
+    /// Lines of one key share a slot and the key's hashed id; ranks order the ids as text.
+    #[test]
+    fn customers_by_key() {
+        let keys: StringChunked =
+            [Some("email:b@x"), Some("shop:7"), Some("email:b@x"), None, Some("email:a@x")].into_iter().collect();
+        let hasher = Hasher::from_env();
+        let c = Customers::of(&keys, &hasher);
+        assert_eq!(c.slots[0], c.slots[2]);
+        assert_eq!(c.slots[3], 0);
+        for (slot, key) in c.slots.iter().zip(keys.iter()) {
+            assert_eq!(c.id(*slot).map(str::to_string), key.map(|k| hasher.customer_id(k)));
+        }
+        let mut by_rank: Vec<(u32, &str)> = (1..=3).map(|s| (c.ranks[s as usize], c.id(s).unwrap())).collect();
+        by_rank.sort();
+        assert!(by_rank.windows(2).all(|w| w[0].1 < w[1].1), "{by_rank:?}");
+        assert_eq!(by_rank.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
     }
 
     #[test]
