@@ -207,7 +207,8 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
 /// For each order id in `orders`: the first buyer e-mail the shipment reports give for it (reports
 /// and rows in order) and the bill country on that row.
 fn buyers_of(reports: &[DataFrame], orders: &StringChunked) -> Result<(StringChunked, StringChunked)> {
-    let mut first: PlHashMap<&str, (&str, Option<&str>)> = PlHashMap::new();
+    let mut first: PlHashMap<&str, (&str, Option<&str>)> =
+        PlHashMap::with_capacity(reports.iter().map(DataFrame::height).sum());
     for report in reports {
         let ids = frame::str_column(report, "order_id")?;
         let (emails, bills) = (frame::str_column(report, "buyer_email")?, frame::str_column(report, "bill_country")?);
