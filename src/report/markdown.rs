@@ -26,40 +26,40 @@ pub struct SourceFigures {
 
 pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
     let live = orders.clone().lazy().filter(col(schema::STATUS).neq(lit(schema::status::CANCELLED)));
-    let order_key = concat_str([col(schema::SOURCE), col(schema::ORDER_ID)], "\u{1}", false);
-    let aggs = [
-        order_key.n_unique().alias("orders"),
-        col(schema::CUSTOMER_ID).n_unique().alias("customers"),
-        col(schema::NET_BASE).sum().alias("revenue"),
-    ];
+    let customers_and_revenue =
+        [col(schema::CUSTOMER_ID).n_unique().alias("customers"), col(schema::NET_BASE).sum().alias("revenue")];
+    // Order ids are unique within a source: orders are counted per source and summed, with no
+    // (source, order) key built for every line.
+    let mut by_source_aggs = vec![col(schema::ORDER_ID).n_unique().alias("orders")];
+    by_source_aggs.extend(customers_and_revenue.clone());
     let by_source = frame::collect(
-        live.clone().group_by([col(schema::SOURCE)]).agg(aggs.clone()).sort([schema::SOURCE], Default::default()),
+        live.clone().group_by([col(schema::SOURCE)]).agg(by_source_aggs).sort([schema::SOURCE], Default::default()),
         "report figures",
     )?;
-    let total = frame::collect(live.select(aggs), "report totals")?;
-    let read = |df: &DataFrame| -> Result<Vec<SourceFigures>> {
-        let sources = if df.column(schema::SOURCE).is_ok() {
-            frame::strings(df, schema::SOURCE)?
-        } else {
-            vec![Some("all".into())]
-        };
-        let o = frame::floats(df, "orders")?;
-        let c = frame::floats(df, "customers")?;
-        let r = frame::floats(df, "revenue")?;
-        Ok((0..df.height())
-            .map(|i| SourceFigures {
-                source: sources[i].clone().unwrap_or_default(),
-                orders: o[i].unwrap_or(0.0) as u64,
-                customers: c[i].unwrap_or(0.0) as u64,
-                revenue: r[i].unwrap_or(0.0),
-            })
-            .collect())
+    let total = frame::collect(live.select(customers_and_revenue), "report totals")?;
+    let sources = frame::strings(&by_source, schema::SOURCE)?;
+    let (orders, customers, revenue) = (
+        frame::floats(&by_source, "orders")?,
+        frame::floats(&by_source, "customers")?,
+        frame::floats(&by_source, "revenue")?,
+    );
+    let per_source: Vec<SourceFigures> = (0..by_source.height())
+        .map(|i| SourceFigures {
+            source: sources[i].clone().unwrap_or_default(),
+            orders: orders[i].unwrap_or(0.0) as u64,
+            customers: customers[i].unwrap_or(0.0) as u64,
+            revenue: revenue[i].unwrap_or(0.0),
+        })
+        .collect();
+    let first =
+        |name: &str| -> Result<f64> { Ok(frame::floats(&total, name)?.first().copied().flatten().unwrap_or(0.0)) };
+    let total = SourceFigures {
+        source: "all".into(),
+        orders: per_source.iter().map(|f| f.orders).sum(),
+        customers: first("customers")? as u64,
+        revenue: first("revenue")?,
     };
-    let mut total = read(&total)?;
-    Ok((
-        read(&by_source)?,
-        total.pop().unwrap_or(SourceFigures { source: "all".into(), orders: 0, customers: 0, revenue: 0.0 }),
-    ))
+    Ok((per_source, total))
 }
 
 pub fn money(v: f64) -> String {
