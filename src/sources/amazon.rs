@@ -3,14 +3,13 @@
 //! report is the only Amazon file naming a buyer (a relay e-mail); without it every Amazon order
 //! is its own customer and the report says repeat purchases on Amazon cannot be seen.
 
-use super::{
-    FileOut, LineExprs, LoadCtx, Loaded, Want, amount, email_key, finish, parse, read, required, status_of, unparseable,
-};
+use super::{FileOut, LineExprs, LoadCtx, Loaded, Want, amount, finish, parse, read, required, status_of, unparseable};
 use crate::config::{Delimiter, TextFormat};
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::frame::{self, null_str};
 use crate::schema::{self, aux, status};
 use polars::prelude::*;
+use std::borrow::Cow;
 use std::path::Path;
 
 /// Marketplaces whose prices include VAT/GST: their `item-tax` is inside `item-price`.
@@ -152,18 +151,14 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
 /// configured and names the order, else the order itself (`<source>:order:<id>`).
 pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
     let id = ctx.spec.id.clone();
-    let own_customer = concat_str([lit(format!("{id}:order:")), col(schema::ORDER_ID)], "", false);
     if ctx.spec.buyers.is_empty() {
         loaded.notes.push(
             "No Fulfilled Shipments report (`buyers:`) is configured: every Amazon order counts as its own \
              customer, so repeat purchases on Amazon cannot be seen and Amazon CLV is understated."
                 .into(),
         );
-        loaded.lines = frame::collect(
-            loaded.lines.clone().lazy().with_column(own_customer.alias(aux::CUSTOMER_KEY)),
-            "Amazon customers",
-        )?;
-        return Ok(());
+        let keys = customer_keys(&id, frame::str_column(&loaded.lines, schema::ORDER_ID)?, None);
+        return frame::put_column(&mut loaded.lines, aux::CUSTOMER_KEY, keys);
     }
     let read_report = |path: &std::path::PathBuf| {
         read(path, &tsv(ctx.spec.format.encoding), |_| {
@@ -180,28 +175,52 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
         loaded.files.push(raw.input);
         reports.push(raw.frame);
     }
-    // A hash pass, not a group-by and a join: the join copied every line column once more.
-    let (buyer, bill) = buyers_of(&reports, frame::str_column(&loaded.lines, schema::ORDER_ID)?)?;
+    // Hash passes and one column each, not a group-by, a join and expressions: the join copied
+    // every line column once more, and the expressions built both keys for every line.
+    let lines = &mut loaded.lines;
+    let (buyer, bill) = buyers_of(&reports, frame::str_column(lines, schema::ORDER_ID)?)?;
     std::mem::drop(reports);
-    let mut lines = std::mem::take(&mut loaded.lines);
-    frame::put_column(&mut lines, "_buyer", buyer)?;
-    frame::put_column(&mut lines, "_bill", bill)?;
-    let joined = lines.lazy().with_columns([
-        coalesce(&[email_key(col("_buyer")), own_customer]).alias(aux::CUSTOMER_KEY),
-        col("_buyer").alias(aux::EMAIL),
-        coalesce(&[col(aux::BILL_COUNTRY), super::country(col("_bill"))]).alias(aux::BILL_COUNTRY),
-    ]);
-    let df = frame::collect(joined, "Amazon buyers")?;
-    let unmatched = df.column("_buyer").ctx(|| "buyers")?.is_null().sum().unwrap_or(0);
+    let keys = customer_keys(&id, frame::str_column(lines, schema::ORDER_ID)?, Some(&buyer));
+    let bills: StringChunked = frame::str_column(lines, aux::BILL_COUNTRY)?
+        .iter()
+        .zip(bill.iter())
+        .map(|(own, shipped)| own.map(Cow::Borrowed).or_else(|| shipped.map(|b| Cow::Owned(b.trim().to_uppercase()))))
+        .collect();
+    let unmatched = buyer.null_count();
+    frame::put_column(lines, aux::CUSTOMER_KEY, keys)?;
+    frame::put_column(lines, aux::EMAIL, buyer)?;
+    frame::put_column(lines, aux::BILL_COUNTRY, bills)?;
     if unmatched > 0 {
         loaded.notes.push(format!(
             "{unmatched} Amazon line(s) have no buyer in the Fulfilled Shipments report (not shipped by Amazon, \
              or the buyer columns are blank): each of their orders counts as its own customer."
         ));
     }
-    let names: Vec<&str> = super::line_schema().iter().map(|(n, _)| *n).collect();
-    loaded.lines = df.select(names).ctx(|| "Amazon lines")?;
     Ok(())
+}
+
+/// Each line's customer key: `email:<address>` when the shipments name a usable buyer e-mail, else
+/// the order itself (`<source>:order:<order id>`); null without an order id.
+fn customer_keys(source: &str, orders: &StringChunked, buyers: Option<&StringChunked>) -> StringChunked {
+    let mut out = StringChunkedBuilder::new(aux::CUSTOMER_KEY.into(), orders.len());
+    let mut key = String::new();
+    let buyers: Box<dyn Iterator<Item = Option<&str>>> = match buyers {
+        Some(b) => Box::new(b.iter()),
+        None => Box::new(std::iter::repeat(None)),
+    };
+    for (order, buyer) in orders.iter().zip(buyers) {
+        key.clear();
+        match (buyer.and_then(parse::email), order) {
+            (Some(email), _) => key.extend(["email:", email.as_str()]),
+            (None, Some(order)) => key.extend([source, ":order:", order]),
+            (None, None) => {
+                out.append_null();
+                continue;
+            }
+        }
+        out.append_value(&key);
+    }
+    out.finish()
 }
 
 /// For each order id in `orders`: the first buyer e-mail the shipment reports give for it (reports
@@ -227,6 +246,20 @@ fn buyers_of(reports: &[DataFrame], orders: &StringChunked) -> Result<(StringChu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_usable_buyer_email_names_the_customer_else_the_order_does() {
+        let orders: StringChunked = [Some("111-1"), Some("111-2"), Some("111-3"), None].into_iter().collect();
+        let buyers: StringChunked =
+            [Some(" Ann@X.com "), Some("not an address"), None, Some("b@x.com")].into_iter().collect();
+        let keys: Vec<Option<String>> =
+            customer_keys("amz", &orders, Some(&buyers)).iter().map(|k| k.map(str::to_string)).collect();
+        let want = [Some("email:ann@x.com"), Some("amz:order:111-2"), Some("amz:order:111-3"), Some("email:b@x.com")];
+        assert_eq!(keys, want.map(|k| k.map(str::to_string)));
+        let alone = customer_keys("amz", &orders, None);
+        let alone: Vec<Option<&str>> = alone.iter().collect();
+        assert_eq!(alone, [Some("amz:order:111-1"), Some("amz:order:111-2"), Some("amz:order:111-3"), None]);
+    }
 
     #[test]
     fn each_order_takes_the_first_named_buyer_and_that_rows_bill_country() {
