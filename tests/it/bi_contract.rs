@@ -7,12 +7,7 @@ use std::process::Command;
 fn every_output_table_matches_docs_outputs_md_in_duckdb_and_pyarrow() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
-        .args(["run", "pipelines/nightly.yaml", "--as-of", "2026-01-01", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::support::run_nightly(&out, &[]);
     let check = Command::new("bash").arg("tests/bi/check.sh").arg(&out).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
     assert!(check.status.success(), "{text}");

@@ -5,12 +5,7 @@ use std::process::Command;
 
 /// `clv run pipelines/nightly.yaml` for one market as of 2026-01-01 into `out`; must succeed.
 fn run_nightly(out: &std::path::Path, market: &str) {
-    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
-        .args(["run", "pipelines/nightly.yaml", "--market", market, "--as-of", "2026-01-01", "--out"])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::support::run_nightly(out, &["--market", market]);
 }
 
 #[test]
@@ -285,12 +280,7 @@ fn flat_orders_are_the_partitions_with_their_indexes() {
     use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
-        .args(["run", "pipelines/nightly.yaml", "--as-of", "2026-01-01", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    crate::support::run_nightly(&out, &[]);
 
     let flat = Table::read(&out.join("bi/orders.parquet"));
     let mut markets: Vec<String> = std::fs::read_dir(out.join("orders"))

@@ -5,6 +5,19 @@ use clv::fx::FxRates;
 use clv::sources::{self, LoadCtx, Loaded};
 use std::path::Path;
 
+/// `clv run pipelines/nightly.yaml --as-of 2026-01-01` with `extra` arguments into `out`; must
+/// succeed.
+pub fn run_nightly(out: &Path, extra: &[&str]) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", "pipelines/nightly.yaml", "--as-of", "2026-01-01"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// A pipeline around one load stage (given as YAML flow mapping text), parsed for real.
 pub fn pipeline_with(load: &str) -> Pipeline {
     let yaml = format!(
