@@ -124,7 +124,7 @@ fn flat_table(
     let fail = |what: &str| format!("{what} {}", path.display());
     let (mut writer, columns) =
         parquet::writer(schema.clone(), &path, meta)?.into_serialized_writer().ctx(|| fail("starting"))?;
-    let mut rows = 0;
+    let (mut rows, mut groups) = (0, 0);
     for part in &parts {
         for g in 0..part.reader.num_row_groups() {
             let group = part.reader.get_row_group(g).ctx(|| fail("reading a partition for"))?;
@@ -133,7 +133,8 @@ fn flat_table(
                 continue;
             }
             let mut out = writer.next_row_group().ctx(|| fail("starting a row group of"))?;
-            let mut key_column = columns.create_column_writers(g).ctx(|| fail("encoding"))?.swap_remove(0);
+            let mut key_column = columns.create_column_writers(groups).ctx(|| fail("encoding"))?.swap_remove(0);
+            groups += 1;
             let values: ArrayRef = Arc::new(StringArray::from(vec![part.value.as_str(); n as usize]));
             for leaf in compute_leaves(schema.field(0), &values).ctx(|| fail("encoding"))? {
                 key_column.write(&leaf).ctx(|| fail("encoding"))?;
