@@ -347,13 +347,17 @@ fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
         .zip(at.iter())
         .map(|(i, t)| ((market[i] as u64) << 32 | customer[i] as u64, t, source[i], i as u32))
         .collect();
-    keys.sort_unstable_by(|a, b| {
-        (a.0, a.1, a.2)
-            .cmp(&(b.0, b.1, b.2))
-            .then_with(|| order.get(a.3 as usize).cmp(&order.get(b.3 as usize)))
-            .then_with(|| line.get(a.3 as usize).cmp(&line.get(b.3 as usize)))
-            .then(a.3.cmp(&b.3))
-    });
+    // Integers first, on both cores; then each run of equal (market, customer, time, source), the
+    // lines of one order as a rule, by order id and line. Comparing order ids inside the main
+    // sort compared the strings of every such pair it met.
+    {
+        use rayon::slice::ParallelSliceMut;
+        keys.par_sort_unstable();
+    }
+    let (order, line): (Vec<Option<&str>>, Vec<Option<i64>>) = (order.iter().collect(), line.iter().collect());
+    for run in keys.chunk_by_mut(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)).filter(|run| run.len() > 1) {
+        run.sort_unstable_by_key(|k| (order[k.3 as usize], line[k.3 as usize], k.3));
+    }
     let idx = keys.into_iter().map(|k| k.3).collect();
     frame::take_rows(df, idx)
 }
@@ -464,6 +468,30 @@ mod tests {
         let after = Some("ordered after as_of (2025-01-01)".to_string());
         let older_copy = Some("duplicate: the same order is in a newer export file".to_string());
         assert_eq!(got, [after.clone(), after, older_copy, None, None]);
+    }
+
+    /// Market, customer, time, source; then order id and line within ties.
+    #[test]
+    fn published_order() {
+        let df = df!(
+            schema::MARKET => ["us", "us", "us", "us", "eu"],
+            schema::SOURCE => ["shop", "shop", "shop", "shop", "shop"],
+            schema::ORDERED_AT => [1i64, 1, 1, 0, 5],
+            schema::ORDER_ID => ["B", "A", "A", "C", "D"],
+            schema::LINE_NO => [1i64, 2, 1, 1, 1],
+            aux::CUSTOMER_KEY => ["k", "k", "k", "k", "k"],
+        )
+        .unwrap();
+        let customers = Customers::of(frame::str_column(&df, aux::CUSTOMER_KEY).unwrap(), &Hasher::from_env());
+        let out = sorted(df, &customers).unwrap();
+        let got: Vec<(String, i64)> = frame::strings(&out, schema::ORDER_ID)
+            .unwrap()
+            .into_iter()
+            .zip(frame::i64_column(&out, schema::LINE_NO).unwrap().iter())
+            .map(|(o, l)| (o.unwrap(), l.unwrap()))
+            .collect();
+        let want = [("D", 1), ("C", 1), ("A", 1), ("A", 2), ("B", 1)];
+        assert_eq!(got, want.map(|(o, l)| (o.to_string(), l)));
     }
 
     #[test]
