@@ -202,25 +202,16 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
 /// Each line's customer key: `email:<address>` when the shipments name a usable buyer e-mail, else
 /// the order itself (`<source>:order:<order id>`); null without an order id.
 fn customer_keys(source: &str, orders: &StringChunked, buyers: Option<&StringChunked>) -> StringChunked {
-    let mut out = StringChunkedBuilder::new(aux::CUSTOMER_KEY.into(), orders.len());
-    let mut key = String::new();
     let buyers: Box<dyn Iterator<Item = Option<&str>>> = match buyers {
         Some(b) => Box::new(b.iter()),
         None => Box::new(std::iter::repeat(None)),
     };
-    for (order, buyer) in orders.iter().zip(buyers) {
-        key.clear();
-        match (buyer.and_then(parse::email), order) {
-            (Some(email), _) => key.extend(["email:", email.as_str()]),
-            (None, Some(order)) => key.extend([source, ":order:", order]),
-            (None, None) => {
-                out.append_null();
-                continue;
-            }
-        }
-        out.append_value(&key);
-    }
-    out.finish()
+    let keys: StringChunked = orders
+        .iter()
+        .zip(buyers)
+        .map(|(order, buyer)| buyer.and_then(parse::email_key).or_else(|| order.map(|o| format!("{source}:order:{o}"))))
+        .collect();
+    keys.with_name(aux::CUSTOMER_KEY.into())
 }
 
 /// For each order id in `orders`: the first buyer e-mail the shipment reports give for it (reports

@@ -61,10 +61,7 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
     };
     let id = ctx.spec.id.clone();
     let customer = frame::str_to_str(col("customer"), move |s| {
-        Some(match parse::email(s) {
-            Some(e) => format!("email:{e}"),
-            None => format!("{id}:customer:{}", s.trim()),
-        })
+        Some(parse::email_key(s).unwrap_or_else(|| format!("{id}:customer:{}", s.trim())))
     });
     let mut checks = vec![
         required(col("customer"), col("customer"), "customer"),

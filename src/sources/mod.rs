@@ -449,7 +449,7 @@ pub fn status_of(e: Expr) -> Expr {
 }
 
 pub fn email_key(e: Expr) -> Expr {
-    frame::str_to_str(e, |s| parse::email(s).map(|e| format!("email:{e}")))
+    frame::str_to_str(e, parse::email_key)
 }
 
 pub fn country(e: Expr) -> Expr {

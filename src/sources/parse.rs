@@ -168,6 +168,11 @@ pub fn email(raw: &str) -> Option<String> {
     (e.len() >= 3 && e.contains('@') && !e.starts_with('@') && !e.ends_with('@')).then_some(e)
 }
 
+/// The customer key of an e-mail address: `email:<normalised address>`, or `None` if unusable.
+pub fn email_key(raw: &str) -> Option<String> {
+    email(raw).map(|e| format!("email:{e}"))
+}
+
 /// `*`-wildcard match (whole string), for test-order patterns.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
