@@ -297,12 +297,15 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
         Some(&(first, rows)) => c.orders.slice(first as i64, rows),
         None => c.orders.clear(),
     };
-    let entry = PathBuf::from(format!("orders/market={market}"));
-    let rel = entry.join("part-0.parquet");
     let file = part.drop(schema::MARKET).map_err(|e| Error::Polars { context: "dropping market".into(), source: e })?;
-    let path = publisher.stage(entry, &rel)?;
-    let rows = parquet::write(&file, &path, &schema::MONEY_COLUMNS, meta)?;
-    outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+    // `<table>/market=<market>/<name>` staged as Parquet.
+    let put = |table: &str, name: &str, df: &DataFrame, money: &[&str]| -> Result<manifest::Output> {
+        let entry = PathBuf::from(format!("{table}/market={market}"));
+        let rel = entry.join(name);
+        let rows = parquet::write(df, &publisher.stage(entry, &rel)?, money, meta)?;
+        Ok(manifest::Output { path: rel.display().to_string(), rows })
+    };
+    outputs.push(put("orders", "part-0.parquet", &file, &schema::MONEY_COLUMNS)?);
 
     let (by_source, total) = markdown::figures(&part)?;
     let mut report = markdown::render(market, &by_source, &total, c.report);
@@ -320,20 +323,15 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
             ("customers", tables::customers(m, r, seg)?, &tables::CUSTOMER_MONEY[..]),
             ("markets", tables::market(r, unit)?, &tables::MARKET_MONEY[..]),
         ] {
-            let entry = PathBuf::from(format!("{table}/market={market}"));
-            let rel = entry.join("part-0.parquet");
-            let path = publisher.stage(entry, &rel)?;
-            let rows = parquet::write(&df, &path, money, meta)?;
-            outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+            outputs.push(put(table, "part-0.parquet", &df, money)?);
         }
         if let Some(seg) = seg {
-            let entry = PathBuf::from(format!("actions/market={market}"));
             for list in segment::ACTION_LISTS {
                 let df = tables::actions(m, r, seg, list)?;
-                let rel = entry.join(format!("{list}.parquet"));
-                let path = publisher.stage(entry.clone(), &rel)?;
-                let rows = parquet::write(&df, &path, &tables::ACTION_MONEY, meta)?;
-                outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+                let written = put("actions", &format!("{list}.parquet"), &df, &tables::ACTION_MONEY)?;
+                let rows = written.rows;
+                outputs.push(written);
+                let entry = PathBuf::from(format!("actions/market={market}"));
                 let rel = entry.join(format!("{list}.csv"));
                 let path = publisher.stage(entry.clone(), &rel)?;
                 std::fs::write(&path, tables::csv(&df)?).ctx(|| format!("writing {}", path.display()))?;
@@ -345,22 +343,12 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
         Some(rows) => {
             let mine: Vec<&cac::Cac> = rows.iter().filter(|r| &r.market == market).collect();
             report.push_str(&markdown::cac_section(&mine, &p.base_currency));
-            let df = tables::cac(&mine)?;
-            let entry = PathBuf::from(format!("cac/market={market}"));
-            let rel = entry.join("part-0.parquet");
-            let path = publisher.stage(entry, &rel)?;
-            let rows = parquet::write(&df, &path, &tables::CAC_MONEY, meta)?;
-            outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+            outputs.push(put("cac", "part-0.parquet", &tables::cac(&mine)?, &tables::CAC_MONEY)?);
         }
         None => report.push_str(markdown::NO_SPEND),
     }
     if let Some(c) = &analyses.cohorts {
-        let df = tables::cohorts(c, market)?;
-        let entry = PathBuf::from(format!("cohorts/market={market}"));
-        let rel = entry.join("part-0.parquet");
-        let path = publisher.stage(entry, &rel)?;
-        let rows = parquet::write(&df, &path, &tables::COHORT_MONEY, meta)?;
-        outputs.push(manifest::Output { path: rel.display().to_string(), rows });
+        outputs.push(put("cohorts", "part-0.parquet", &tables::cohorts(c, market)?, &tables::COHORT_MONEY)?);
     }
     let rel = PathBuf::from(format!("reports/{market}.md"));
     publisher.write_text(&rel, &report)?;
