@@ -70,6 +70,24 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let cache = opts.cache.as_ref().map(sources::cache::Cache::new);
     let mut timings = BTreeMap::new();
     let mut loaded: BTreeMap<String, (crate::config::SourceKind, Loaded, f64)> = BTreeMap::new();
+    // Unify prepares each of its sources as soon as it is loaded (see `unify::prepare`).
+    let unify_spec = p.stages.iter().find_map(|s| match s {
+        Stage::Unify(u) => Some(u),
+        _ => None,
+    });
+    let unify_spec = unify_spec.expect("validated: one unify stage");
+    let kinds: BTreeMap<&str, crate::config::SourceKind> = p
+        .stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Load(l) => Some((l.id.as_str(), l.kind)),
+            _ => None,
+        })
+        .collect();
+    let unify_inputs: Vec<(&str, crate::config::SourceKind)> =
+        unify_spec.inputs.iter().map(|id| (id.as_str(), kinds[id.as_str()])).collect();
+    let rules = unify::Rules::new(unify_spec, &unify_inputs, p, as_of, &fx);
+    let mut prepared: BTreeMap<String, unify::Prepared> = BTreeMap::new();
     let mut unified: Option<Unified> = None;
     let mut analyses = Analyses::default();
     for stage in &p.stages {
@@ -78,28 +96,16 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         match stage {
             Stage::Load(spec) => {
                 let ctx = LoadCtx { cache: cache.as_ref(), ..LoadCtx::new(spec, &fx, p.timezone) };
-                let l = sources::load(&ctx)?;
+                let mut l = sources::load(&ctx)?;
                 tracing::info!(stage = %spec.id, records = l.rows_read, lines = l.lines.height(), rejected = l.rejects.height(), "loaded");
+                if unify_spec.inputs.contains(&spec.id) {
+                    prepared.insert(spec.id.clone(), unify::prepare(&rules, &spec.id, spec.kind, &mut l)?);
+                }
                 loaded.insert(spec.id.clone(), (spec.kind, l, spec.max_reject_rate));
             }
             Stage::Unify(spec) => {
-                // Unify takes the loaded lines (the one unify stage is their only reader): each
-                // source's table is freed as soon as unify has what it needs of it.
-                let lines: Vec<_> = spec
-                    .inputs
-                    .iter()
-                    .map(|id| std::mem::take(&mut loaded.get_mut(id).expect("validated: a load stage").1.lines))
-                    .collect();
-                let inputs: Vec<unify::Input> = spec
-                    .inputs
-                    .iter()
-                    .zip(lines)
-                    .map(|(id, lines)| {
-                        let (kind, l, _) = &loaded[id];
-                        unify::Input { id, kind: *kind, loaded: l, lines }
-                    })
-                    .collect();
-                let u = unify::unify(spec, inputs, p, as_of, &fx)?;
+                let inputs = spec.inputs.iter().map(|id| prepared.remove(id).expect("validated: loaded above"));
+                let u = unify::unify(&rules, inputs.collect())?;
                 tracing::info!(stage = %spec.id, rows = u.orders.height(), "unified");
                 unified = Some(u);
             }

@@ -16,15 +16,6 @@ use polars::prelude::PlHashMap;
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
-/// One loaded source as unify sees it: its accounting, and its lines (handed over, so that
-/// unify can free them once combined).
-pub struct Input<'a> {
-    pub id: &'a str,
-    pub kind: SourceKind,
-    pub loaded: &'a Loaded,
-    pub lines: DataFrame,
-}
-
 /// Where every row read from a source went.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Accounting {
@@ -59,141 +50,175 @@ pub struct Unified {
     pub accounting: BTreeMap<String, Accounting>,
 }
 
+/// What unify applies to every source, fixed before the first one is loaded.
+pub struct Rules {
+    test_orders: TestOrders,
+    duplicate_channels: Vec<String>,
+    /// Country (alpha-2) -> market.
+    market_of: HashMap<String, String>,
+    as_of: NaiveDate,
+    fx: FxRates,
+}
+
+impl Rules {
+    /// `inputs`: the unify stage's sources (id, kind), in its order.
+    pub fn new(spec: &UnifySpec, inputs: &[(&str, SourceKind)], pipeline: &Pipeline, as_of: NaiveDate, fx: &FxRates) -> Self {
+        let duplicate_channels = spec.duplicate_channels.clone().unwrap_or_else(|| {
+            let others = inputs.iter().filter(|i| i.1 != SourceKind::Shopify).map(|i| i.0.to_string());
+            let amazon = inputs.iter().filter(|i| i.1 == SourceKind::Amazon).map(|_| "amazon".to_string());
+            others.chain(amazon).collect()
+        });
+        let market_of =
+            pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
+        Rules { test_orders: spec.test_orders.clone(), duplicate_channels, market_of, as_of, fx: fx.clone() }
+    }
+}
+
+/// One source's kept lines, in the published columns but customer id and market, and where each
+/// of its rows went. Lines carry their customer as a slot among the source's distinct keys: a
+/// key on every line was the widest column waiting for the other sources.
+pub struct Prepared {
+    pub id: String,
+    pub accounting: Accounting,
+    lines: DataFrame,
+    keys: Vec<String>,
+}
+
 const DROP: &str = "_drop";
 /// The first drop reason a line meets on its own (see [`own_drops`]).
 const OWN_DROP: &str = "_own_drop";
 /// A record (file, line) as one integer: accounting counts records, not lines.
 const RECORD: &str = "_record";
+/// The line's customer: a slot among its source's distinct customer keys, from 1.
+const CUSTOMER: &str = "_customer";
 
-pub fn unify(
-    spec: &UnifySpec,
-    inputs: Vec<Input>,
-    pipeline: &Pipeline,
-    as_of: NaiveDate,
-    fx: &FxRates,
-) -> Result<Unified> {
-    let mut frames = Vec::new();
-    let mut accounting = BTreeMap::new();
-    let duplicate_channels: Vec<String> = spec.duplicate_channels.clone().unwrap_or_else(|| {
-        let others = inputs.iter().filter(|i| i.kind != SourceKind::Shopify).map(|i| i.id.to_string());
-        let amazon = inputs.iter().filter(|i| i.kind == SourceKind::Amazon).map(|_| "amazon".to_string());
-        others.chain(amazon).collect()
-    });
-    for input in inputs {
-        // The rules a line meets on its own are applied per source, so that the columns only
-        // they read (e-mail, tags, channel) never reach the combined table.
-        let own = own_drops(input.kind, &spec.test_orders, &duplicate_channels);
-        let lines = input
-            .lines
-            .lazy()
-            .with_columns([lit(input.id).alias(schema::SOURCE), own.alias(OWN_DROP)])
-            .drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
-        frames.push(frame::collect(lines, &format!("lines of {}", input.id))?.lazy());
-        let mut acc = Accounting {
-            rows_read: input.loaded.rows_read,
-            notes: input.loaded.notes.clone(),
-            revenue_read: input.loaded.revenue_read,
-            ..Default::default()
-        };
-        for reason in frame::strings(&input.loaded.rejects, schema::rejects::REASON)?.into_iter().flatten() {
-            *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
-        }
-        accounting.insert(input.id.to_string(), acc);
+/// Everything unify decides about a source on its own: drops with their reasons (every rule
+/// reads one source: an order's copies come from the same platform's exports), the accounting,
+/// FX, countries, cancelled lines at 0 and cents. Runs as soon as the source is loaded, so that
+/// only the kept lines' published columns wait for the other sources: the loaded tables of all
+/// sources side by side were the run's peak memory. Takes `loaded.lines`.
+pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -> Result<Prepared> {
+    let mut acc = Accounting {
+        rows_read: loaded.rows_read,
+        notes: loaded.notes.clone(),
+        revenue_read: loaded.revenue_read,
+        ..Default::default()
+    };
+    for reason in frame::strings(&loaded.rejects, schema::rejects::REASON)?.into_iter().flatten() {
+        *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
     }
-    let all = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
-    // One copy into contiguous columns: gathers and group-bys over the stacked files' chunks (one
-    // per export file) cost more than the copy (without it, at 10M lines: record counts 0.3 ->
-    // 1.2 s, the final sort and gather 3.7 -> 10 s, and a higher peak).
-    let mut all = frame::rechunk(all)?;
+    let own = own_drops(kind, &rules.test_orders, &rules.duplicate_channels);
+    let lines = std::mem::take(&mut loaded.lines)
+        .lazy()
+        .with_columns([own.alias(OWN_DROP), crate::fx::net_base(&rules.fx).alias(schema::NET_BASE)])
+        .drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
+    let mut all = frame::collect(lines, &format!("lines of {id}"))?;
     let (older, records) = older_copies(&all)?;
-    let drops = drop_reasons(&all, &older, as_of)?;
-    // What decided the drops is not needed again: a line costs less for the rest of unify.
+    let drops = drop_reasons(&all, &older, rules.as_of)?;
     for used in [aux::FILE, aux::LINE, aux::UPDATED_AT, OWN_DROP] {
         all.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
     }
     frame::put_column(&mut all, DROP, drops)?;
     frame::put_column(&mut all, RECORD, records)?;
-    let all =
-        frame::collect(all.lazy().with_columns([crate::fx::net_base(fx).alias(schema::NET_BASE)]), "unified lines")?;
-
-    // Accounting is in records (file, line): a WebToffee record is one order of several lines.
-    let records = frame::collect(
-        all.clone()
-            .lazy()
-            .group_by([col(schema::SOURCE), col(DROP)])
-            .agg([col(RECORD).n_unique().alias("n"), col(schema::NET_BASE).sum().alias("revenue")]),
-        "record counts",
-    )?;
-    let (sources, reasons, counts) =
-        (frame::strings(&records, schema::SOURCE)?, frame::strings(&records, DROP)?, frame::floats(&records, "n")?);
-    let revenue = frame::floats(&records, "revenue")?;
-    for (((s, r), n), v) in sources.iter().zip(&reasons).zip(&counts).zip(&revenue) {
-        let (Some(s), Some(n)) = (s, n) else { continue };
-        let (acc, v) = (accounting.get_mut(s).expect("known source"), v.unwrap_or(0.0));
-        match r {
-            Some(r) => {
-                *acc.dropped.entry(r.clone()).or_default() += *n as u64;
-                *acc.revenue_dropped.entry(r.clone()).or_default() += v;
-            }
-            None => {
-                acc.kept = *n as u64;
-                acc.revenue_kept = v;
-            }
-        }
-    }
+    count_records(&all, &mut acc)?;
     let kept_rows = all.column(DROP).ctx(|| "drops")?.is_null();
 
-    // Only what the published table is made of goes on, and each column is freed as its kept
-    // rows are copied: the working columns beside the kept copy were the run's peak memory.
-    let derived = [schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
+    let derived = [schema::SOURCE, schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
     let needed = schema::ORDER_LINE_COLUMNS.into_iter().filter(|c| !derived.contains(c));
     let needed: Vec<&str> = needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY]).collect();
     let needed = all.select(needed).ctx(|| "kept columns")?;
     std::mem::drop(all);
     let kept = frame::filter_rows(needed, &kept_rows)?;
-    let market_of: HashMap<String, String> =
-        pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
     let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]);
+    let country =
+        frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY);
     let lf = kept.lazy().with_columns([
-        frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY),
+        country,
         raw_country.is_not_null().alias("_had_country"),
         when(col(schema::STATUS).eq(lit(schema::status::CANCELLED)))
             .then(lit(0.0))
             .otherwise(col(schema::NET))
             .alias(schema::NET),
     ]);
-    let lf = lf.with_columns([frame::str_to_str(col(schema::COUNTRY), move |c| market_of.get(c).cloned())
-        .fill_null(lit(OTHER_MARKET))
-        .alias("_line_market")]);
-    let mut df = frame::collect(lf, "orders")?;
-    let customers = Customers::of(frame::str_column(&df, aux::CUSTOMER_KEY)?, &Hasher::from_env());
-    let ids: StringChunked = customers.slots.iter().map(|&c| customers.id(c)).collect();
-    frame::put_column(&mut df, schema::CUSTOMER_ID, ids)?;
-    let market = first_market(&df, &customers)?;
-    frame::put_column(&mut df, schema::MARKET, market)?;
+    // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
+    let cents = schema::MONEY_COLUMNS.map(|c| col(c).round(2, RoundMode::HalfAwayFromZero));
+    let lf = lf.with_columns(cents).with_column(lit(id).alias(schema::SOURCE));
+    let mut kept = frame::collect(lf, &format!("kept lines of {id}"))?;
+    let had = kept.column("_had_country").ctx(|| "countries")?.bool().ctx(|| "countries")?;
+    let known = kept.column(schema::COUNTRY).ctx(|| "countries")?.is_not_null();
+    acc.unknown_country = (had & &!known).sum().unwrap_or(0) as u64;
+    let (customers, keys) = frame::slots(frame::str_column(&kept, aux::CUSTOMER_KEY)?);
+    let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
+    for used in ["_had_country", aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY] {
+        kept.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
+    }
+    frame::put_column(&mut kept, CUSTOMER, UInt32Chunked::from_vec(CUSTOMER.into(), customers))?;
+    // One contiguous chunk per column (a chunk per export file otherwise): the final gather
+    // over many chunks cost more than this copy.
+    let lines = frame::rechunk(kept)?;
+    Ok(Prepared { id: id.to_string(), accounting: acc, lines, keys })
+}
 
-    let unknown = df
-        .clone()
-        .lazy()
-        .filter(col("_had_country").and(col(schema::COUNTRY).is_null()))
-        .group_by([col(schema::SOURCE)])
-        .agg([len().alias("n")]);
-    let unknown = frame::collect(unknown, "unknown countries")?;
-    for (s, n) in frame::strings(&unknown, schema::SOURCE)?.iter().zip(frame::floats(&unknown, "n")?) {
-        if let (Some(s), Some(n)) = (s, n) {
-            accounting.get_mut(s).expect("known source").unknown_country = n as u64;
+/// Kept and dropped records and revenue of one source, by reason. Accounting is in records
+/// (file, line): a WebToffee record is one order of several lines.
+fn count_records(all: &DataFrame, acc: &mut Accounting) -> Result<()> {
+    let few = frame::rechunk(all.select([DROP, RECORD, schema::NET_BASE]).ctx(|| "record columns")?)?;
+    let records = frame::collect(
+        few.lazy()
+            .group_by([col(DROP)])
+            .agg([col(RECORD).n_unique().alias("n"), col(schema::NET_BASE).sum().alias("revenue")]),
+        "record counts",
+    )?;
+    let (reasons, counts) = (frame::strings(&records, DROP)?, frame::floats(&records, "n")?);
+    let revenue = frame::floats(&records, "revenue")?;
+    for ((r, n), v) in reasons.iter().zip(&counts).zip(&revenue) {
+        let (n, v) = (n.unwrap_or(0.0) as u64, v.unwrap_or(0.0));
+        match r {
+            Some(r) => {
+                *acc.dropped.entry(r.clone()).or_default() += n;
+                *acc.revenue_dropped.entry(r.clone()).or_default() += v;
+            }
+            None => {
+                acc.kept = n;
+                acc.revenue_kept = v;
+            }
         }
     }
+    Ok(())
+}
 
-    // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
-    let cols: Vec<Expr> = schema::ORDER_LINE_COLUMNS
-        .iter()
-        .map(|c| match schema::MONEY_COLUMNS.contains(c) {
-            true => col(*c).round(2, RoundMode::HalfAwayFromZero),
-            false => col(*c),
-        })
-        .collect();
-    let orders = sorted(frame::collect(df.lazy().select(cols), "order lines")?, &customers)?;
+/// The prepared sources become the published order lines: each customer in the market of their
+/// first line, ids hashed once per customer, sorted; then the books must balance.
+pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
+    let mut accounting = BTreeMap::new();
+    let mut frames = Vec::new();
+    // Each source's customer slots become slots among all sources' distinct keys.
+    let mut slot_of: PlHashMap<&str, u32> = PlHashMap::new();
+    let mut keys: Vec<&str> = Vec::new();
+    let mut slots: Vec<u32> = Vec::with_capacity(prepared.iter().map(|p| p.lines.height()).sum());
+    for p in &prepared {
+        let global: Vec<u32> = std::iter::once(0)
+            .chain(p.keys.iter().map(|k| {
+                *slot_of.entry(k.as_str()).or_insert_with(|| {
+                    keys.push(k);
+                    keys.len() as u32
+                })
+            }))
+            .collect();
+        let local = p.lines.column(CUSTOMER).ctx(|| "customers")?.u32().ctx(|| "customers")?;
+        slots.extend(local.into_no_null_iter().map(|s| global[s as usize]));
+    }
+    std::mem::drop(slot_of);
+    let customers = Customers::of(slots, &keys, &Hasher::from_env());
+    for p in prepared {
+        accounting.insert(p.id, p.accounting);
+        frames.push(p.lines.lazy().drop(cols([CUSTOMER])));
+    }
+    let df = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
+    let mut df = frame::rechunk(df)?;
+    let market = first_market(&df, &customers, &rules.market_of)?;
+    frame::put_column(&mut df, schema::MARKET, market)?;
+    let orders = sorted(df, &customers)?.select(schema::ORDER_LINE_COLUMNS).ctx(|| "order lines")?;
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
 }
@@ -249,25 +274,23 @@ fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]
     coalesce(&reasons)
 }
 
-/// Lines of an order that a newer export file also holds, and each line's record as one integer
-/// (file rank, line). The newest copy of an order across overlapping exports is the file with the
-/// highest last-updated date (null lowest), then the file that sorts last: the file of the
-/// greatest (updated, file) over the order's lines.
+/// Lines of an order that a newer export file of the same source also holds, and each line's
+/// record as one integer (file rank, line). The newest copy of an order across overlapping exports
+/// is the file with the highest last-updated date (null lowest), then the file that sorts last:
+/// the file of the greatest (updated, file) over the order's lines.
 fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
-    let (sources, _) = frame::slots(frame::str_column(df, schema::SOURCE)?);
     let files = frame::dense_ranks(frame::str_column(df, aux::FILE)?);
     let orders = frame::str_column(df, schema::ORDER_ID)?;
     let updated = frame::i64_column(df, aux::UPDATED_AT)?;
-    // (source, order) -> slot of its newest (updated, file) so far; each row remembers its slot,
-    // so the second pass needs no lookups.
-    let mut slot_of: PlHashMap<(u32, Option<&str>), u32> = PlHashMap::with_capacity(df.height());
+    // order -> slot of its newest (updated, file) so far; each row remembers its slot, so the
+    // second pass needs no lookups.
+    let mut slot_of: PlHashMap<Option<&str>, u32> = PlHashMap::with_capacity(df.height());
     let mut newest: Vec<(Option<i64>, u32)> = Vec::new();
-    let row_slots: Vec<u32> = sources
+    let row_slots: Vec<u32> = orders
         .iter()
-        .zip(orders.iter())
         .zip(files.iter().zip(updated.iter()))
-        .map(|((&s, o), (&f, u))| {
-            let slot = *slot_of.entry((s, o)).or_insert_with(|| {
+        .map(|(o, (&f, u))| {
+            let slot = *slot_of.entry(o).or_insert_with(|| {
                 newest.push((u, f));
                 newest.len() as u32 - 1
             });
@@ -287,7 +310,7 @@ fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
 
 /// The kept lines' customers: each line's slot among the distinct customer keys (from 1; 0 for
 /// none), each slot's published id (hashed once per customer, not once per line) and its rank
-/// among the ids. One hash pass over the keys serves the ids, first markets and the sort.
+/// among the ids. One set of slots serves the ids, first markets and the sort.
 struct Customers {
     slots: Vec<u32>,
     ids: Vec<String>,
@@ -295,10 +318,10 @@ struct Customers {
 }
 
 impl Customers {
-    fn of(keys: &StringChunked, hasher: &Hasher) -> Customers {
+    /// `slots`: each line's key, as a slot among `keys` (from 1; 0 for none).
+    fn of(slots: Vec<u32>, keys: &[&str], hasher: &Hasher) -> Customers {
         use rayon::prelude::*;
-        let (slots, distinct) = frame::slots(keys);
-        let ids: Vec<String> = distinct.par_iter().map(|k| hasher.customer_id(k)).collect();
+        let ids: Vec<String> = keys.par_iter().map(|k| hasher.customer_id(k)).collect();
         let mut order: Vec<u32> = (0..ids.len() as u32).collect();
         order.par_sort_unstable_by_key(|&i| ids[i as usize].as_str());
         let mut ranks = vec![0u32; ids.len() + 1];
@@ -307,34 +330,34 @@ impl Customers {
         }
         Customers { slots, ids, ranks }
     }
-
-    fn id(&self, slot: u32) -> Option<&str> {
-        slot.checked_sub(1).map(|i| self.ids[i as usize].as_str())
-    }
 }
 
 /// Each line's market: the market of its customer's first line (earliest `ordered_at`, then
-/// `order_id`, then file order). One pass over the customer slots; a sorted window per customer
-/// cost a second per million lines.
-fn first_market(df: &DataFrame, customers: &Customers) -> Result<StringChunked> {
+/// `order_id`, then file order): the market listing that line's country, else `other`. One pass
+/// over the customer slots; a sorted window per customer cost a second per million lines.
+fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<StringChunked> {
     let at = frame::i64_column(df, schema::ORDERED_AT)?;
-    let (orders, markets) = (frame::str_column(df, schema::ORDER_ID)?, frame::str_column(df, "_line_market")?);
-    // Per customer slot: (ordered_at, order_id, market) of the first line.
+    let (orders, countries) = (frame::str_column(df, schema::ORDER_ID)?, frame::str_column(df, schema::COUNTRY)?);
+    // Per customer slot: (ordered_at, order_id, country) of the first line.
     type First<'a> = Option<(Option<i64>, Option<&'a str>, Option<&'a str>)>;
     let mut first: Vec<First> = vec![None; customers.ids.len() + 1];
-    for (((&c, t), o), m) in customers.slots.iter().zip(at.iter()).zip(orders.iter()).zip(markets.iter()) {
-        let e = first[c as usize].get_or_insert((t, o, m));
+    for (((&c, t), o), country) in customers.slots.iter().zip(at.iter()).zip(orders.iter()).zip(countries.iter()) {
+        let e = first[c as usize].get_or_insert((t, o, country));
         // Nulls sort first, as in Polars' default order.
         if (t, o) < (e.0, e.1) {
-            *e = (t, o, m);
+            *e = (t, o, country);
         }
     }
-    Ok(customers.slots.iter().map(|&c| first[c as usize].and_then(|f| f.2)).collect())
+    let markets: Vec<&str> = first
+        .iter()
+        .map(|f| f.and_then(|f| f.2).and_then(|c| market_of.get(c)).map_or(OTHER_MARKET, String::as_str))
+        .collect();
+    Ok(customers.slots.iter().map(|&c| Some(markets[c as usize])).collect())
 }
 
 /// The published order: market, customer, time, source, order, line. Text keys are replaced by
 /// their rank among the distinct values first, so that the sort compares integers (`df` has the
-/// rows `customers` describes, in the same order).
+/// rows `customers` describes, in the same order). Adds the customer ids.
 fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
     let rank = |name: &str| -> Result<Vec<u32>> { Ok(frame::dense_ranks(frame::str_column(&df, name)?)) };
     let (market, source) = (rank(schema::MARKET)?, rank(schema::SOURCE)?);
@@ -358,8 +381,16 @@ fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
     for run in keys.chunk_by_mut(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)).filter(|run| run.len() > 1) {
         run.sort_unstable_by_key(|k| (order[k.3 as usize], line[k.3 as usize], k.3));
     }
-    let idx = keys.into_iter().map(|k| k.3).collect();
-    frame::take_rows(df, idx)
+    let idx: Vec<u32> = keys.into_iter().map(|k| k.3).collect();
+    // The sort's working vectors (~60 bytes a line) go before the gather copies the table.
+    std::mem::drop((order, line, market, source, customer, at));
+    // After the gather, which copies text into row order: each customer's id is stored once and
+    // every line refers to it (32 bytes per line otherwise).
+    let slots: Vec<u32> = idx.iter().map(|&i| customers.slots[i as usize]).collect();
+    let mut df = frame::take_rows(df, idx)?;
+    let ids = frame::shared_strings(&slots, &customers.ids);
+    frame::put_column(&mut df, schema::CUSTOMER_ID, ids)?;
+    Ok(df)
 }
 
 /// Rows read = kept + dropped + rejected and revenue read = kept + dropped, per source; and the
@@ -434,22 +465,38 @@ mod tests {
         df!(schema::SOURCE => vec!["shop"; values.len()], schema::NET_BASE => values.to_vec()).unwrap()
     }
 
-    /// Lines of one key share a slot and the key's hashed id; ranks order the ids as text.
+    /// Each key's id is its hash; ranks order the ids as text.
     #[test]
     fn customers_by_key() {
-        let keys: StringChunked =
-            [Some("email:b@x"), Some("shop:7"), Some("email:b@x"), None, Some("email:a@x")].into_iter().collect();
+        let keys = ["email:b@x", "shop:7", "email:a@x"];
         let hasher = Hasher::from_env();
-        let c = Customers::of(&keys, &hasher);
-        assert_eq!(c.slots[0], c.slots[2]);
-        assert_eq!(c.slots[3], 0);
-        for (slot, key) in c.slots.iter().zip(keys.iter()) {
-            assert_eq!(c.id(*slot).map(str::to_string), key.map(|k| hasher.customer_id(k)));
+        let c = Customers::of(vec![1, 2, 1, 0, 3], &keys, &hasher);
+        for (id, key) in c.ids.iter().zip(keys) {
+            assert_eq!(*id, hasher.customer_id(key));
         }
-        let mut by_rank: Vec<(u32, &str)> = (1..=3).map(|s| (c.ranks[s as usize], c.id(s).unwrap())).collect();
+        let mut by_rank: Vec<(u32, &str)> = (1..=3).map(|s| (c.ranks[s], c.ids[s - 1].as_str())).collect();
         by_rank.sort();
         assert!(by_rank.windows(2).all(|w| w[0].1 < w[1].1), "{by_rank:?}");
         assert_eq!(by_rank.iter().map(|r| r.0).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    /// A customer's market is that of the country of their first line (time, then order id);
+    /// an unlisted or missing country is `other`.
+    #[test]
+    fn market_of_the_first_line() {
+        let df = df!(
+            schema::ORDERED_AT => [Some(5i64), Some(1), Some(1), Some(3), None],
+            schema::ORDER_ID => ["E", "B", "A", "C", "D"],
+            schema::COUNTRY => [Some("US"), Some("DE"), Some("FR"), Some("US"), None],
+        )
+        .unwrap();
+        let customers = Customers::of(vec![1, 1, 1, 2, 3], &["a", "b", "c"], &Hasher::from_env());
+        let market_of: HashMap<String, String> =
+            [("US", "us"), ("FR", "eu"), ("DE", "eu")].map(|(c, m)| (c.to_string(), m.to_string())).into();
+        let markets = first_market(&df, &customers, &market_of).unwrap();
+        let got: Vec<Option<&str>> = markets.iter().collect();
+        let want = ["eu", "eu", "eu", "us", OTHER_MARKET];
+        assert_eq!(got, want.map(Some));
     }
 
     /// After `as_of` wins over an older copy, which wins over the line's own reason.
@@ -479,11 +526,12 @@ mod tests {
             schema::ORDERED_AT => [1i64, 1, 1, 0, 5],
             schema::ORDER_ID => ["B", "A", "A", "C", "D"],
             schema::LINE_NO => [1i64, 2, 1, 1, 1],
-            aux::CUSTOMER_KEY => ["k", "k", "k", "k", "k"],
         )
         .unwrap();
-        let customers = Customers::of(frame::str_column(&df, aux::CUSTOMER_KEY).unwrap(), &Hasher::from_env());
-        let out = sorted(df, &customers).unwrap();
+        let hasher = Hasher::from_env();
+        let out = sorted(df, &Customers::of(vec![1; 5], &["k"], &hasher)).unwrap();
+        let ids = frame::strings(&out, schema::CUSTOMER_ID).unwrap();
+        assert!(ids.iter().all(|id| id.as_deref() == Some(hasher.customer_id("k").as_str())), "{ids:?}");
         let got: Vec<(String, i64)> = frame::strings(&out, schema::ORDER_ID)
             .unwrap()
             .into_iter()

@@ -334,8 +334,10 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
             RawStage::Spend(s) => typed.push(Stage::Spend(check_spend(&mut c, &spath, s))),
         }
     }
-    if !typed.iter().any(|s| matches!(s, Stage::Unify(_))) {
-        c.at(&key(&root, "stages"), "needs a `unify` stage: it builds the orders table every output starts from");
+    match typed.iter().filter(|s| matches!(s, Stage::Unify(_))).count() {
+        0 => c.at(&key(&root, "stages"), "needs a `unify` stage: it builds the orders table every output starts from"),
+        1 => {}
+        n => c.at(&key(&root, "stages"), format!("has {n} `unify` stages: one builds the orders table")),
     }
 
     if !c.problems.is_empty() {

@@ -76,6 +76,16 @@ fn missing_unify_stage() {
     insta::assert_snapshot!(errors(&yaml));
 }
 
+/// Unify prepares each source as it is loaded, for the one orders table.
+#[test]
+fn second_unify_stage() {
+    let yaml = format!(
+        "{HEAD}stages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY} }}\n  - unify: {{ id: a, inputs: [s] }}\n  - unify: {{ id: b, inputs: [s] }}\n"
+    );
+    let errors = errors(&yaml);
+    assert!(errors.contains("stages: has 2 `unify` stages: one builds the orders table"), "{errors}");
+}
+
 #[test]
 fn every_shipped_pipeline_validates() {
     let mut n = 0;
