@@ -62,7 +62,13 @@ pub struct Rules {
 
 impl Rules {
     /// `inputs`: the unify stage's sources (id, kind), in its order.
-    pub fn new(spec: &UnifySpec, inputs: &[(&str, SourceKind)], pipeline: &Pipeline, as_of: NaiveDate, fx: &FxRates) -> Self {
+    pub fn new(
+        spec: &UnifySpec,
+        inputs: &[(&str, SourceKind)],
+        pipeline: &Pipeline,
+        as_of: NaiveDate,
+        fx: &FxRates,
+    ) -> Self {
         let duplicate_channels = spec.duplicate_channels.clone().unwrap_or_else(|| {
             let others = inputs.iter().filter(|i| i.1 != SourceKind::Shopify).map(|i| i.0.to_string());
             let amazon = inputs.iter().filter(|i| i.1 == SourceKind::Amazon).map(|_| "amazon".to_string());
