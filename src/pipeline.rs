@@ -89,6 +89,8 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let rules = unify::Rules::new(unify_spec, &unify_inputs, p, as_of, &fx);
     let mut prepared: BTreeMap<String, unify::Prepared> = BTreeMap::new();
     let mut unified: Option<Unified> = None;
+    let mut staged: Option<Staged> = None;
+    let mut publish_ms = 0;
     let mut analyses = Analyses::default();
     for stage in &p.stages {
         let started = Instant::now();
@@ -105,8 +107,16 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             }
             Stage::Unify(spec) => {
                 let inputs = spec.inputs.iter().map(|id| prepared.remove(id).expect("validated: loaded above"));
-                let u = unify::unify(&rules, inputs.collect())?;
+                let mut u = unify::unify(&rules, inputs.collect())?;
                 tracing::info!(stage = %spec.id, rows = u.orders.height(), "unified");
+                // The orders partitions are staged now: the analyses and reports read a few of
+                // the table's columns, and the rest (60% of its bytes) is freed.
+                check_reject_rates(&loaded)?;
+                let started = Instant::now();
+                let s = Staged::new(p, &out, as_of, &opts.markets, &loaded, &u.orders)?;
+                u.orders = u.orders.select(schema::ANALYSED_COLUMNS).ctx(|| "the analysed columns")?;
+                publish_ms += started.elapsed().as_millis();
+                staged = Some(s);
                 unified = Some(u);
             }
             Stage::Summarize(spec) => {
@@ -135,31 +145,67 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             }
             Stage::Spend(spec) => {
                 analyses.spend = Some(cac::load(&spec.path, &fx)?);
-                analyses.spend_file = Some(sources::describe(&spec.path)?);
             }
         }
         bar.finish_and_clear();
         timings.insert(stage.id().to_string(), started.elapsed().as_millis());
     }
     let unified = unified.expect("validation requires a unify stage");
-    check_reject_rates(&loaded)?;
-
-    let mut inputs: Vec<InputFile> = loaded.values().flat_map(|(_, l, _)| l.files.clone()).collect();
-    inputs.extend(analyses.spend_file.clone());
-    let run_id = run_id(p, &inputs, as_of)?;
+    let staged = staged.expect("staged with the unify stage");
     let started = Instant::now();
-    let markets = markets_to_publish(p, &unified.orders, &opts.markets)?;
-    let published = Published { markets: &markets, all_markets: opts.markets.is_empty() };
-    let outputs = publish(p, &out, &run_id, as_of, &published, &unified, &analyses, &loaded, &inputs, &timings)?;
-    timings.insert("publish".into(), started.elapsed().as_millis());
+    let (run_id, markets) = (staged.run_id.clone(), staged.markets.clone());
+    let outputs = publish(p, &out, as_of, staged, opts.markets.is_empty(), &unified, &analyses, &loaded, &timings)?;
+    timings.insert("publish".into(), publish_ms + started.elapsed().as_millis());
     tracing::info!(run_id = %run_id, out = %out.display(), ms = timings["publish"], "published");
     Ok(RunSummary { run_id, out, as_of, markets, outputs })
 }
 
-/// Which markets this run publishes, and whether that is all of them.
-struct Published<'a> {
-    markets: &'a [String],
-    all_markets: bool,
+/// What is known and written once the orders table exists: the run's inputs and id, the markets
+/// it publishes, the staging directory and the orders partitions staged in it.
+struct Staged {
+    inputs: Vec<InputFile>,
+    run_id: String,
+    markets: Vec<String>,
+    publisher: Publisher,
+    /// Each market's orders partition as written.
+    orders: BTreeMap<String, manifest::Output>,
+}
+
+impl Staged {
+    fn new(
+        p: &Pipeline,
+        out: &std::path::Path,
+        as_of: NaiveDate,
+        only: &[String],
+        loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>,
+        orders: &DataFrame,
+    ) -> Result<Staged> {
+        let mut inputs: Vec<InputFile> = loaded.values().flat_map(|(_, l, _)| l.files.clone()).collect();
+        for stage in &p.stages {
+            if let Stage::Spend(spec) = stage {
+                inputs.push(sources::describe(&spec.path)?);
+            }
+        }
+        let run_id = run_id(p, &inputs, as_of)?;
+        let markets = markets_to_publish(p, orders, only)?;
+        let publisher = Publisher::new(out, &run_id, &markets)?;
+        let as_of_s = as_of.to_string();
+        let meta = parquet::Meta { run_id: &run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
+        let ranges = market_ranges(orders)?;
+        let one = |market: &String| -> Result<(String, manifest::Output)> {
+            let part = match ranges.get(market) {
+                Some(&(first, rows)) => orders.slice(first as i64, rows),
+                None => orders.clear(),
+            };
+            let file = part.drop(schema::MARKET).ctx(|| "dropping market")?;
+            let entry = PathBuf::from(format!("orders/market={market}"));
+            let rel = entry.join("part-0.parquet");
+            let rows = parquet::write(&file, &publisher.stage(entry, &rel)?, &schema::MONEY_COLUMNS, &meta)?;
+            Ok((market.clone(), manifest::Output { path: rel.display().to_string(), rows }))
+        };
+        let orders = frame::on_threads(&markets, one).into_iter().collect::<Result<_>>()?;
+        Ok(Staged { inputs, run_id, markets, publisher, orders })
+    }
 }
 
 /// What the analysis stages computed, for publication.
@@ -171,7 +217,6 @@ struct Analyses {
     segments: Option<Vec<Segments>>,
     cohorts: Option<Cohorts>,
     spend: Option<Vec<cac::Spend>>,
-    spend_file: Option<InputFile>,
 }
 
 impl Analyses {
@@ -273,9 +318,12 @@ struct MarketCtx<'a> {
     report: &'a markdown::Context<'a>,
     analyses: &'a Analyses,
     cac_rows: &'a Option<Vec<cac::Cac>>,
+    /// The analysed columns of the orders table (`schema::ANALYSED_COLUMNS`).
     orders: &'a DataFrame,
     /// Each market's rows of `orders`: (first row, rows); unify sorts the table by market.
     ranges: BTreeMap<String, (usize, usize)>,
+    /// Each market's orders partition, staged with the unify stage.
+    staged_orders: &'a BTreeMap<String, manifest::Output>,
 }
 
 /// (first row, rows) of each market in `orders`, whose markets are consecutive.
@@ -303,7 +351,6 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
         Some(&(first, rows)) => c.orders.slice(first as i64, rows),
         None => c.orders.clear(),
     };
-    let file = part.drop(schema::MARKET).map_err(|e| Error::Polars { context: "dropping market".into(), source: e })?;
     // `<table>/market=<market>/<name>` staged as Parquet.
     let put = |table: &str, name: &str, df: &DataFrame, money: &[&str]| -> Result<manifest::Output> {
         let entry = PathBuf::from(format!("{table}/market={market}"));
@@ -311,7 +358,7 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
         let rows = parquet::write(df, &publisher.stage(entry, &rel)?, money, meta)?;
         Ok(manifest::Output { path: rel.display().to_string(), rows })
     };
-    outputs.push(put("orders", "part-0.parquet", &file, &schema::MONEY_COLUMNS)?);
+    outputs.push(c.staged_orders[market].clone());
 
     let (by_source, total) = markdown::figures(&part)?;
     let mut report = markdown::render(market, &by_source, &total, c.report);
@@ -402,22 +449,23 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
 }
 
 #[allow(clippy::too_many_arguments)]
+/// Everything but the orders partitions (staged with the unify stage), then one commit.
+/// `all_markets`: the run was not restricted with --market.
 fn publish(
     p: &Pipeline,
     out: &std::path::Path,
-    run_id: &str,
     as_of: NaiveDate,
-    published: &Published,
+    staged: Staged,
+    all_markets: bool,
     unified: &Unified,
     analyses: &Analyses,
     loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>,
-    inputs: &[InputFile],
     timings: &BTreeMap<String, u128>,
 ) -> Result<Vec<manifest::Output>> {
-    let (markets, all_markets) = (published.markets, published.all_markets);
+    let Staged { inputs, run_id, markets, publisher, orders: staged_orders } = staged;
+    let (run_id, markets) = (run_id.as_str(), markets.as_slice());
     let as_of_s = as_of.to_string();
     let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
-    let publisher = Publisher::new(out, run_id, markets)?;
     let report_ctx = markdown::Context {
         pipeline: &p.name,
         as_of: &as_of_s,
@@ -435,6 +483,7 @@ fn publish(
         cac_rows: &cac_rows,
         orders: &unified.orders,
         ranges: market_ranges(&unified.orders)?,
+        staged_orders: &staged_orders,
     };
     // Markets are independent: published side by side (each write is single-threaded).
     let mut outputs = Vec::new();

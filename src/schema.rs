@@ -44,6 +44,10 @@ pub const ORDER_LINE_COLUMNS: [&str; 18] = [
     STATUS,
 ];
 
+/// The columns of the orders table that the analyses and reports read. The rest are needed only
+/// in the orders partitions, which are staged first; then the table keeps just these.
+pub const ANALYSED_COLUMNS: [&str; 7] = [MARKET, CUSTOMER_ID, SOURCE, ORDER_ID, STATUS, NET_BASE, ORDER_DATE];
+
 /// Money columns of the orders table (written as DECIMAL(18,2)).
 pub const MONEY_COLUMNS: [&str; 7] = [GROSS, DISCOUNT, TAX, SHIPPING, REFUNDED, NET, NET_BASE];
 

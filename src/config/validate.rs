@@ -311,6 +311,12 @@ pub fn validate(file: &Path, h: RawHeader, stages: Vec<RawStage>) -> Result<Pipe
         }
         match stage {
             RawStage::Load(l) => {
+                if typed.iter().any(|s| matches!(s, Stage::Unify(_))) {
+                    c.at(
+                        &spath,
+                        "a load stage after the unify stage: loads come first (the orders table is built from them)",
+                    );
+                }
                 load_ids.insert(l.id.clone(), l.source);
                 typed.push(Stage::Load(Box::new(check_load(&mut c, &spath, *l))));
             }

@@ -20,7 +20,7 @@ pub struct Manifest {
     pub timings_ms: BTreeMap<String, u128>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Output {
     pub path: String,
     pub rows: u64,

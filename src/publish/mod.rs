@@ -108,7 +108,7 @@ impl Publisher {
         failpoint("staged");
         // A staged partition keeps its inode through the exchange: that is how a rerun tells an
         // entry already swapped in (and the old partition now sitting in staging) from one not.
-        let entries = self.entries.into_inner().expect("no panics while staging");
+        let entries = std::mem::take(&mut *self.entries.lock().expect("no panics while staging"));
         let inodes: serde_json::Map<String, serde_json::Value> = entries
             .iter()
             .filter_map(|e| inode(&self.staging.join(e)).map(|i| (e.display().to_string(), i.into())))
@@ -125,6 +125,16 @@ impl Publisher {
         sync_dir(&self.staging);
         failpoint("journal");
         roll_forward(&self.root, &self.staging)
+    }
+}
+
+/// A run that stops before its commit (a later stage failed) leaves no staging behind; once the
+/// journal exists, the staged files belong to recovery.
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if !self.staging.join(JOURNAL).exists() {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
     }
 }
 

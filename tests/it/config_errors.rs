@@ -86,6 +86,16 @@ fn second_unify_stage() {
     assert!(errors.contains("stages: has 2 `unify` stages: one builds the orders table"), "{errors}");
 }
 
+/// The orders partitions are staged with the unify stage, from every file loaded so far.
+#[test]
+fn load_after_unify() {
+    let yaml = format!(
+        "{HEAD}stages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY} }}\n  - unify: {{ id: a, inputs: [s] }}\n  - load: {{ id: t, source: shopify, path: {SHOPIFY} }}\n"
+    );
+    let errors = errors(&yaml);
+    assert!(errors.contains("stages[2].load: a load stage after the unify stage"), "{errors}");
+}
+
 #[test]
 fn every_shipped_pipeline_validates() {
     let mut n = 0;

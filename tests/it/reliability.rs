@@ -185,3 +185,27 @@ fn a_reader_of_a_partition_never_sees_old_and_new_files_mixed() {
     assert!(looks > 10, "the reader looked only {looks} times");
     assert!(mixed.is_empty(), "a reader saw files of two runs in one partition: {mixed:?}");
 }
+
+/// A stage that fails after the orders partitions are staged (here: an unreadable spend file)
+/// publishes nothing and leaves no staging directory behind.
+#[test]
+fn a_stage_failing_after_unify_publishes_nothing_and_leaves_no_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let out = dir.path().join("out");
+    run(&p, &out, "2025-06-30");
+    let previous = snapshot(&out);
+    let spend = dir.path().join("spend.csv");
+    std::fs::write(&spend, "month,market,channel\n2025-01,us,google\n").unwrap();
+    let mut yaml = std::fs::read_to_string(&p).unwrap();
+    yaml.push_str(&format!("  - spend: {{ id: spend, path: '{}' }}\n", spend.display()));
+    std::fs::write(&p, yaml).unwrap();
+    let o = command(&p, &out, "2026-01-01").output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("spend.csv") && stderr.contains("missing column 'spend'"), "{stderr}");
+    assert_eq!(snapshot(&out), previous, "the previous output is intact");
+    let entries: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!entries.iter().any(|e| e.starts_with(".staging")), "{entries:?}");
+}
