@@ -82,7 +82,7 @@ fn add_months<'a>(grid: &mut Grid<'a>, key: CohortKey<'a>, lines: impl Iterator<
 pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Result<Cohorts> {
     let last_month = as_of.year() as i64 * 12 + as_of.month0() as i64;
     let by_source = spec.by.contains(&CohortBy::Source);
-    let text = |name: &str| frame::str_column(orders, name);
+    let text = |name: &str| frame::texts(orders, name);
     let (markets, ids, sources, statuses) =
         (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::SOURCE)?, text(schema::STATUS)?);
     let net = frame::f64_column(orders, schema::NET_BASE)?;
@@ -92,7 +92,7 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
     let mut who = None;
     let mut lines: Lines = Vec::new();
     let mut month_of = (i64::MIN, 0);
-    let rows = markets.iter().zip(ids.iter()).zip(sources.iter().zip(statuses.iter()).zip(net.iter().zip(days.iter())));
+    let rows = markets.zip(ids).zip(sources.zip(statuses).zip(net.iter().zip(days.iter())));
     for ((market, id), ((source, status), (net, day))) in rows {
         if who != Some((market, id)) {
             if let Some((m, _)) = who {

@@ -330,7 +330,7 @@ struct MarketCtx<'a> {
 fn market_ranges(orders: &DataFrame) -> Result<BTreeMap<String, (usize, usize)>> {
     let mut ranges: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut previous: Option<&str> = None;
-    for (i, m) in frame::str_column(orders, schema::MARKET)?.iter().enumerate() {
+    for (i, m) in frame::texts(orders, schema::MARKET)?.enumerate() {
         let m = m.unwrap_or_default();
         if previous == Some(m) {
             ranges.get_mut(m).expect("seen on the previous row").1 += 1;

@@ -86,7 +86,7 @@ impl Customer {
 /// are consecutive. (Two group-bys and sorts over the whole table took ~1 s per million lines.)
 pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64) -> Result<Summary> {
     use schema::status::{CANCELLED, REFUNDED};
-    let text = |name: &str| frame::str_column(orders, name);
+    let text = |name: &str| frame::texts(orders, name);
     let (markets, ids, sources, order_ids, statuses) = (
         text(schema::MARKET)?,
         text(schema::CUSTOMER_ID)?,
@@ -99,11 +99,7 @@ pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64)
 
     let mut out: Vec<Market> = Vec::new();
     let mut current = Building::default();
-    let lines = markets
-        .iter()
-        .zip(ids.iter())
-        .zip(sources.iter().zip(order_ids.iter()))
-        .zip(statuses.iter().zip(net.iter()).zip(days.iter()));
+    let lines = markets.zip(ids).zip(sources.zip(order_ids)).zip(statuses.zip(net.iter()).zip(days.iter()));
     for ((who, order), ((status, net), day)) in lines {
         if current.who != Some(who) {
             current.finish(&mut out);

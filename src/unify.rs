@@ -148,12 +148,14 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     ]);
     // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
     let cents = schema::MONEY_COLUMNS.map(|c| col(c).round(2, RoundMode::HalfAwayFromZero));
-    let lf = lf.with_columns(cents).with_column(lit(id).alias(schema::SOURCE));
+    let categories = [schema::COUNTRY, schema::CURRENCY, schema::STATUS].map(|c| frame::category(col(c)));
+    let lf =
+        lf.with_columns(cents).with_columns(categories).with_column(frame::category(lit(id)).alias(schema::SOURCE));
     let mut kept = frame::collect(lf, &format!("kept lines of {id}"))?;
     let had = kept.column("_had_country").ctx(|| "countries")?.bool().ctx(|| "countries")?;
     let known = kept.column(schema::COUNTRY).ctx(|| "countries")?.is_not_null();
     acc.unknown_country = (had & &!known).sum().unwrap_or(0) as u64;
-    let (customers, keys) = frame::slots(frame::str_column(&kept, aux::CUSTOMER_KEY)?);
+    let (customers, keys) = frame::slots(frame::str_column(&kept, aux::CUSTOMER_KEY)?.iter());
     let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
     for used in ["_had_country", aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY] {
         kept.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
@@ -223,7 +225,8 @@ pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
     let df = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
     let mut df = frame::rechunk(df)?;
     let market = first_market(&df, &customers, &rules.market_of)?;
-    frame::put_column(&mut df, schema::MARKET, market)?;
+    let market = market.into_series().cast(&frame::category_type()).ctx(|| "markets")?;
+    df.with_column(market.with_name(schema::MARKET.into()).into_column()).ctx(|| "markets")?;
     let orders = sorted(df, &customers)?.select(schema::ORDER_LINE_COLUMNS).ctx(|| "order lines")?;
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
@@ -285,7 +288,7 @@ fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]
 /// is the file with the highest last-updated date (null lowest), then the file that sorts last:
 /// the file of the greatest (updated, file) over the order's lines.
 fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
-    let files = frame::dense_ranks(frame::str_column(df, aux::FILE)?);
+    let files = frame::dense_ranks(frame::str_column(df, aux::FILE)?.iter());
     let orders = frame::str_column(df, schema::ORDER_ID)?;
     let updated = frame::i64_column(df, aux::UPDATED_AT)?;
     // order -> slot of its newest (updated, file) so far; each row remembers its slot, so the
@@ -343,11 +346,11 @@ impl Customers {
 /// over the customer slots; a sorted window per customer cost a second per million lines.
 fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<StringChunked> {
     let at = frame::i64_column(df, schema::ORDERED_AT)?;
-    let (orders, countries) = (frame::str_column(df, schema::ORDER_ID)?, frame::str_column(df, schema::COUNTRY)?);
+    let (orders, countries) = (frame::str_column(df, schema::ORDER_ID)?, frame::texts(df, schema::COUNTRY)?);
     // Per customer slot: (ordered_at, order_id, country) of the first line.
     type First<'a> = Option<(Option<i64>, Option<&'a str>, Option<&'a str>)>;
     let mut first: Vec<First> = vec![None; customers.ids.len() + 1];
-    for (((&c, t), o), country) in customers.slots.iter().zip(at.iter()).zip(orders.iter()).zip(countries.iter()) {
+    for (((&c, t), o), country) in customers.slots.iter().zip(at.iter()).zip(orders.iter()).zip(countries) {
         let e = first[c as usize].get_or_insert((t, o, country));
         // Nulls sort first, as in Polars' default order.
         if (t, o) < (e.0, e.1) {
@@ -365,17 +368,17 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
 /// their rank among the distinct values first, so that the sort compares integers (`df` has the
 /// rows `customers` describes, in the same order). Adds the customer ids.
 fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
-    let rank = |name: &str| -> Result<Vec<u32>> { Ok(frame::dense_ranks(frame::str_column(&df, name)?)) };
+    let rank = |name: &str| -> Result<Vec<u32>> { Ok(frame::dense_ranks(frame::texts(&df, name)?)) };
     let (market, source) = (rank(schema::MARKET)?, rank(schema::SOURCE)?);
     let customer: Vec<u32> = customers.slots.iter().map(|&c| customers.ranks[c as usize]).collect();
     let at = frame::i64_column(&df, schema::ORDERED_AT)?;
-    let order = frame::str_column(&df, schema::ORDER_ID)?;
-    let line = frame::i64_column(&df, schema::LINE_NO)?;
-    // (market, customer) packed in one integer, then time and source; order and line break ties.
-    let mut keys: Vec<(u64, Option<i64>, u32, u32)> = (0..df.height())
+    // (market, customer) packed in one integer, then time (null first) and source; order and
+    // line break ties. 24 bytes a line.
+    let mut keys: Vec<(u64, i64, u32, u32)> = (0..df.height())
         .zip(at.iter())
-        .map(|(i, t)| ((market[i] as u64) << 32 | customer[i] as u64, t, source[i], i as u32))
+        .map(|(i, t)| ((market[i] as u64) << 32 | customer[i] as u64, t.unwrap_or(i64::MIN), source[i], i as u32))
         .collect();
+    std::mem::drop((market, source, customer, at));
     // Integers first, on both cores; then each run of equal (market, customer, time, source), the
     // lines of one order as a rule, by order id and line. Comparing order ids inside the main
     // sort compared the strings of every such pair it met.
@@ -383,13 +386,13 @@ fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
         use rayon::slice::ParallelSliceMut;
         keys.par_sort_unstable();
     }
-    let (order, line): (Vec<Option<&str>>, Vec<Option<i64>>) = (order.iter().collect(), line.iter().collect());
+    let (order, line) = (frame::str_column(&df, schema::ORDER_ID)?.rechunk(), frame::i64_column(&df, schema::LINE_NO)?);
+    let line = line.rechunk();
+    let (order, line) = (order.downcast_as_array(), line.downcast_as_array());
     for run in keys.chunk_by_mut(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)).filter(|run| run.len() > 1) {
-        run.sort_unstable_by_key(|k| (order[k.3 as usize], line[k.3 as usize], k.3));
+        run.sort_unstable_by_key(|k| (order.get(k.3 as usize), line.get(k.3 as usize), k.3));
     }
     let idx: Vec<u32> = keys.into_iter().map(|k| k.3).collect();
-    // The sort's working vectors (~60 bytes a line) go before the gather copies the table.
-    std::mem::drop((order, line, market, source, customer, at));
     // After the gather, which copies text into row order: each customer's id is stored once and
     // every line refers to it (32 bytes per line otherwise).
     let slots: Vec<u32> = idx.iter().map(|&i| customers.slots[i as usize]).collect();

@@ -81,7 +81,7 @@ fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
         let target = match field.data_type() {
             DataType::Float64 if money.contains(&field.name().as_str()) => DataType::Decimal128(18, 2),
             DataType::Timestamp(unit, _) => DataType::Timestamp(*unit, Some("UTC".into())),
-            DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+            DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => DataType::Utf8,
             DataType::UInt32 | DataType::Int32 | DataType::UInt64 => DataType::Int64,
             other => other.clone(),
         };

@@ -25,7 +25,8 @@ pub struct SourceFigures {
 }
 
 pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
-    let live = orders.clone().lazy().filter(col(schema::STATUS).neq(lit(schema::status::CANCELLED)));
+    let status = col(schema::STATUS).cast(DataType::String);
+    let live = orders.clone().lazy().filter(status.neq(lit(schema::status::CANCELLED)));
     let customers_and_revenue =
         [col(schema::CUSTOMER_ID).n_unique().alias("customers"), col(schema::NET_BASE).sum().alias("revenue")];
     // Order ids are unique within a source: orders are counted per source and summed, with no
@@ -33,7 +34,10 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
     let mut by_source_aggs = vec![col(schema::ORDER_ID).n_unique().alias("orders")];
     by_source_aggs.extend(customers_and_revenue.clone());
     let by_source = frame::collect(
-        live.clone().group_by([col(schema::SOURCE)]).agg(by_source_aggs).sort([schema::SOURCE], Default::default()),
+        live.clone()
+            .group_by([col(schema::SOURCE).cast(DataType::String)])
+            .agg(by_source_aggs)
+            .sort([schema::SOURCE], Default::default()),
         "report figures",
     )?;
     let total = frame::collect(live.select(customers_and_revenue), "report totals")?;
