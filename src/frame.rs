@@ -155,6 +155,32 @@ where
     Ok(())
 }
 
+/// [`put_column`] for text stored as [`category_type`].
+pub fn put_categories(df: &mut DataFrame, name: &str, values: StringChunked) -> Result<()> {
+    put_column(df, name, values)?;
+    let c = df
+        .column(name)
+        .ctx(|| format!("column {name}"))?
+        .cast(&category_type())
+        .ctx(|| format!("{name} as categories"))?;
+    df.with_column(c).ctx(|| format!("adding {name}"))?;
+    Ok(())
+}
+
+/// `df` with each column of `schema` cast to its type where it differs (a table read back from
+/// Parquet has its own categories, or plain text).
+pub fn conform(df: DataFrame, schema: &[(&str, DataType)]) -> Result<DataFrame> {
+    let casts: Vec<Expr> = schema
+        .iter()
+        .filter(|(n, t)| df.column(n).is_ok_and(|c| c.dtype() != t))
+        .map(|(n, t)| col(*n).cast(t.clone()))
+        .collect();
+    if casts.is_empty() {
+        return Ok(df);
+    }
+    collect(df.lazy().with_columns(casts), "typed columns")
+}
+
 /// Each value's rank among the distinct values in byte order, from 1; nulls rank 0 (they sort
 /// first). Sorting on these compares integers instead of strings.
 pub fn dense_ranks<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u32> {

@@ -135,7 +135,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let needed = all.select(needed).ctx(|| "kept columns")?;
     std::mem::drop(all);
     let kept = frame::filter_rows(needed, &kept_rows)?;
-    let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]);
+    let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]).cast(DataType::String);
     let country =
         frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY);
     let lf = kept.lazy().with_columns([
@@ -148,7 +148,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     ]);
     // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
     let cents = schema::MONEY_COLUMNS.map(|c| col(c).round(2, RoundMode::HalfAwayFromZero));
-    let categories = [schema::COUNTRY, schema::CURRENCY, schema::STATUS].map(|c| frame::category(col(c)));
+    let categories = [frame::category(col(schema::COUNTRY))];
     let lf =
         lf.with_columns(cents).with_columns(categories).with_column(frame::category(lit(id)).alias(schema::SOURCE));
     let mut kept = frame::collect(lf, &format!("kept lines of {id}"))?;

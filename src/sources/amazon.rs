@@ -181,15 +181,14 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
     let (buyer, bill) = buyers_of(&reports, frame::str_column(lines, schema::ORDER_ID)?)?;
     std::mem::drop(reports);
     let keys = customer_keys(&id, frame::str_column(lines, schema::ORDER_ID)?, Some(&buyer));
-    let bills: StringChunked = frame::str_column(lines, aux::BILL_COUNTRY)?
-        .iter()
+    let bills: StringChunked = frame::texts(lines, aux::BILL_COUNTRY)?
         .zip(bill.iter())
         .map(|(own, shipped)| own.map(Cow::Borrowed).or_else(|| shipped.map(|b| Cow::Owned(b.trim().to_uppercase()))))
         .collect();
     let unmatched = buyer.null_count();
     frame::put_column(lines, aux::CUSTOMER_KEY, keys)?;
     frame::put_column(lines, aux::EMAIL, buyer)?;
-    frame::put_column(lines, aux::BILL_COUNTRY, bills)?;
+    frame::put_categories(lines, aux::BILL_COUNTRY, bills)?;
     if unmatched > 0 {
         loaded.notes.push(format!(
             "{unmatched} Amazon line(s) have no buyer in the Fulfilled Shipments report (not shipped by Amazon, \

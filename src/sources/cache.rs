@@ -120,11 +120,9 @@ fn read_entry(entry: &Path) -> std::result::Result<Option<FileOut>, String> {
         }
         ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| format!("{name}: {e}"))
     };
-    Ok(Some(FileOut {
-        lines: table(LINES, &meta.lines_sha256)?,
-        rejects: table(REJECTS, &meta.rejects_sha256)?,
-        input: meta.input,
-    }))
+    let lines = table(LINES, &meta.lines_sha256)?;
+    let lines = crate::frame::conform(lines, &super::line_schema()).map_err(|e| format!("{LINES}: {e}"))?;
+    Ok(Some(FileOut { lines, rejects: table(REJECTS, &meta.rejects_sha256)?, input: meta.input }))
 }
 
 /// Writes the entry beside its final place and renames it in: a reader finds a whole entry or
