@@ -116,7 +116,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let own = own_drops(kind, &rules.test_orders, &rules.duplicate_channels);
     let lines = std::mem::take(&mut loaded.lines)
         .lazy()
-        .with_columns([own.alias(OWN_DROP), crate::fx::net_base(&rules.fx).alias(schema::NET_BASE)])
+        .with_columns([frame::category(own).alias(OWN_DROP), crate::fx::net_base(&rules.fx).alias(schema::NET_BASE)])
         .drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
     let mut all = frame::collect(lines, &format!("lines of {id}"))?;
     let (older, records) = older_copies(&all)?;
@@ -239,11 +239,11 @@ fn drop_reasons(df: &DataFrame, older: &BooleanChunked, as_of: NaiveDate) -> Res
     let after = format!("ordered after as_of ({as_of})");
     let last_day = epoch_days(as_of) as i64;
     let days = frame::i64_column(df, schema::ORDER_DATE)?;
-    let own = frame::str_column(df, OWN_DROP)?;
+    let own = frame::texts(df, OWN_DROP)?;
     Ok(days
         .iter()
         .zip(older.iter())
-        .zip(own.iter())
+        .zip(own)
         .map(|((day, older), own)| match (day, older) {
             (Some(d), _) if d > last_day => Some(after.as_str()),
             (_, Some(true)) => Some("duplicate: the same order is in a newer export file"),
@@ -288,7 +288,7 @@ fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]
 /// is the file with the highest last-updated date (null lowest), then the file that sorts last:
 /// the file of the greatest (updated, file) over the order's lines.
 fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
-    let files = frame::dense_ranks(frame::str_column(df, aux::FILE)?.iter());
+    let files = frame::dense_ranks(frame::texts(df, aux::FILE)?);
     let orders = frame::str_column(df, schema::ORDER_ID)?;
     let updated = frame::i64_column(df, aux::UPDATED_AT)?;
     // order -> slot of its newest (updated, file) so far; each row remembers its slot, so the

@@ -94,7 +94,7 @@ impl Loaded {
     pub fn records_kept(&self) -> Result<usize> {
         let kept = frame::collect(
             self.lines.clone().lazy().select([concat_str(
-                [col(aux::FILE), col(aux::LINE).cast(DataType::String)],
+                [col(aux::FILE).cast(DataType::String), col(aux::LINE).cast(DataType::String)],
                 "\u{1f}",
                 false,
             )
@@ -374,8 +374,8 @@ pub fn line_schema() -> Vec<(&'static str, DataType)> {
     use schema::*;
     let dt = frame::datetime_type();
     vec![
-        (aux::FILE, DataType::String),
-        (aux::LINE, DataType::Int64),
+        (aux::FILE, frame::category_type()),
+        (aux::LINE, DataType::UInt32),
         (ORDER_ID, DataType::String),
         (LINE_NO, DataType::Int64),
         (aux::CUSTOMER_KEY, DataType::String),
@@ -572,8 +572,8 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
     let mut reasons = vec![col(PRE_REASON)];
     reasons.extend(e.checks);
     let selected = lf.select([
-        lit(raw.shown.clone()).alias(aux::FILE),
-        col(aux::LINE).cast(DataType::Int64),
+        frame::category(lit(raw.shown.clone())).alias(aux::FILE),
+        col(aux::LINE),
         col(REC),
         col(PRE_REASON),
         e.line_no.clone().unwrap_or_else(|| lit(NULL)).alias("_line_no"),
@@ -626,8 +626,8 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
     let rejects = rejected
         .lazy()
         .select([
-            col(aux::FILE).alias(rejects::FILE),
-            col(aux::LINE).alias(rejects::LINE),
+            col(aux::FILE).cast(DataType::String).alias(rejects::FILE),
+            col(aux::LINE).cast(DataType::Int64).alias(rejects::LINE),
             col(REASON).alias(rejects::REASON),
         ])
         .collect()
