@@ -410,6 +410,24 @@ impl<T: PolarsDataType> NamedFrom for ChunkedArray<T> {
     }
 }
 
+/// Calls `f(a, b)` row by row over two text columns: no per-row key is built to pass both to a
+/// one-column map (a `concat_str` of e-mail and tags was a full text column per source).
+pub fn two_texts_to_str(
+    a: Expr,
+    b: Expr,
+    f: impl Fn(Option<&str>, Option<&str>) -> Option<String> + Send + Sync + 'static,
+) -> Expr {
+    a.cast(DataType::String).map_many(
+        move |cols: &mut [Column]| {
+            let b = cols[1].cast(&DataType::String)?;
+            let out: StringChunked = cols[0].str()?.iter().zip(b.str()?.iter()).map(|(a, b)| f(a, b)).collect();
+            Ok(out.with_name(cols[0].name().clone()).into_column())
+        },
+        &[b],
+        |_, fields| Ok(Field::new(fields[0].name().clone(), DataType::String)),
+    )
+}
+
 pub fn text_day_number_to_str(
     text: Expr,
     day: Expr,

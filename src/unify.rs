@@ -257,16 +257,13 @@ fn drop_reasons(df: &DataFrame, older: &BooleanChunked, as_of: NaiveDate) -> Res
 /// and older copies come first; they are decided on the combined table.)
 fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]) -> Expr {
     let tests = tests.clone();
-    let is_test = frame::str_to_str(
-        concat_str([col(aux::EMAIL).fill_null(lit("")), lit("\u{1}"), col(aux::TAGS).fill_null(lit(""))], "", false),
-        move |s| {
-            let (email, tags) = s.split_once('\u{1}').unwrap_or((s, ""));
-            let email = email.trim().to_lowercase();
-            let by_email = !email.is_empty() && tests.emails.iter().any(|p| parse::wildcard(p, &email));
-            let by_tag = tags.split(',').any(|t| tests.tags.iter().any(|p| parse::wildcard(p, t.trim())));
-            (by_email || by_tag).then(|| "test order".to_string())
-        },
-    );
+    let is_test = frame::two_texts_to_str(col(aux::EMAIL), col(aux::TAGS), move |email, tags| {
+        let email = email.unwrap_or_default().trim().to_lowercase();
+        let by_email = !email.is_empty() && tests.emails.iter().any(|p| parse::wildcard(p, &email));
+        let by_tag =
+            tags.unwrap_or_default().split(',').any(|t| tests.tags.iter().any(|p| parse::wildcard(p, t.trim())));
+        (by_email || by_tag).then(|| "test order".to_string())
+    });
     let no_customer = when(col(aux::CUSTOMER_KEY).is_null())
         .then(lit("no customer (no e-mail or customer id)"))
         .otherwise(null_str());
