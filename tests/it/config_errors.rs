@@ -76,24 +76,19 @@ fn missing_unify_stage() {
     insta::assert_snapshot!(errors(&yaml));
 }
 
-/// Unify prepares each source as it is loaded, for the one orders table.
+/// One unify stage, after every load: it prepares each source as it is loaded, and the orders
+/// partitions are staged with it from every file loaded so far.
 #[test]
-fn second_unify_stage() {
-    let yaml = format!(
-        "{HEAD}stages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY} }}\n  - unify: {{ id: a, inputs: [s] }}\n  - unify: {{ id: b, inputs: [s] }}\n"
-    );
-    let errors = errors(&yaml);
-    assert!(errors.contains("stages: has 2 `unify` stages: one builds the orders table"), "{errors}");
-}
-
-/// The orders partitions are staged with the unify stage, from every file loaded so far.
-#[test]
-fn load_after_unify() {
-    let yaml = format!(
-        "{HEAD}stages:\n  - load: {{ id: s, source: shopify, path: {SHOPIFY} }}\n  - unify: {{ id: a, inputs: [s] }}\n  - load: {{ id: t, source: shopify, path: {SHOPIFY} }}\n"
-    );
-    let errors = errors(&yaml);
-    assert!(errors.contains("stages[2].load: a load stage after the unify stage"), "{errors}");
+fn unify_is_one_stage_after_the_loads() {
+    let load = |id: &str| format!("  - load: {{ id: {id}, source: shopify, path: {SHOPIFY} }}\n");
+    let unify = |id: &str| format!("  - unify: {{ id: {id}, inputs: [s] }}\n");
+    for (stages, want) in [
+        (load("s") + &unify("a") + &unify("b"), "stages: has 2 `unify` stages: one builds the orders table"),
+        (load("s") + &unify("a") + &load("t"), "stages[2].load: a load stage after the unify stage"),
+    ] {
+        let errors = errors(&format!("{HEAD}stages:\n{stages}"));
+        assert!(errors.contains(want), "{errors}");
+    }
 }
 
 #[test]

@@ -38,6 +38,11 @@ fn kill_at(p: &Path, out: &Path, as_of: &str, failpoint: &str) {
     child.wait().unwrap();
 }
 
+/// Whether a run left a staging directory in `out`.
+fn has_staging(out: &Path) -> bool {
+    std::fs::read_dir(out).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".staging"))
+}
+
 #[test]
 fn killed_at_every_publication_step_then_recovered() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,9 +63,7 @@ fn killed_at_every_publication_step_then_recovered() {
         }
         run(&p, &out, "2026-01-01");
         assert_eq!(snapshot(&out), want, "killed at {failpoint}, then rerun: equals a clean run");
-        assert!(
-            !std::fs::read_dir(&out).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".staging"))
-        );
+        assert!(!has_staging(&out));
     }
 }
 
@@ -205,7 +208,5 @@ fn a_stage_failing_after_unify_publishes_nothing_and_leaves_no_staging() {
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("spend.csv") && stderr.contains("missing column 'spend'"), "{stderr}");
     assert_eq!(snapshot(&out), previous, "the previous output is intact");
-    let entries: Vec<String> =
-        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert!(!entries.iter().any(|e| e.starts_with(".staging")), "{entries:?}");
+    assert!(!has_staging(&out));
 }
