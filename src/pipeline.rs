@@ -448,9 +448,9 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
     Ok((outputs, line))
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Everything but the orders partitions (staged with the unify stage), then one commit.
 /// `all_markets`: the run was not restricted with --market.
+#[allow(clippy::too_many_arguments)]
 fn publish(
     p: &Pipeline,
     out: &std::path::Path,

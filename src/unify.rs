@@ -1,7 +1,8 @@
 //! Unify: the loaded sources become one order-line table in the base currency. Rows that are valid
 //! but must not count are dropped with a reason (after `as_of`, an older copy of an order from an
 //! overlapping export, a cross-channel copy, a test order, no customer); every drop is counted.
-//! Each customer belongs to the market of their first order.
+//! Each customer belongs to the market of their first order. Two steps: [`prepare`] each source
+//! as soon as it is loaded (every drop rule reads one source), then [`unify`] the prepared ones.
 
 use crate::config::{Pipeline, SourceKind, TestOrders, UnifySpec};
 use crate::countries;
@@ -45,7 +46,8 @@ impl Accounting {
 }
 
 pub struct Unified {
-    /// The canonical order lines (schema::ORDER_LINE_COLUMNS), sorted.
+    /// The canonical order lines (schema::ORDER_LINE_COLUMNS), sorted; the pipeline keeps only
+    /// `schema::ANALYSED_COLUMNS` once it has staged the orders partitions.
     pub orders: DataFrame,
     pub accounting: BTreeMap<String, Accounting>,
 }
