@@ -46,9 +46,9 @@ fn without_huge_pages() {
 }
 
 /// mimalloc v3 keeps freed memory for a second before handing it back (`purge_delay`, 1000 ms):
-/// at 10M order lines that slack was a sixth of the peak RSS (2.7-2.8 GiB; 2.4 GiB at 250 ms, for
-/// ~2.5 s more system time faulting pages back in; at 100 ms 2.2 GiB but 7 s). A
-/// `MIMALLOC_PURGE_DELAY` in the environment wins.
+/// at 10M order lines that slack was a sixth of the peak RSS (2.7-2.8 GiB; 2.55 GiB at 500 ms for
+/// no measurable time; 2.4 GiB at 250 ms but ~10% slower in `make bench`, faulting pages back in).
+/// A `MIMALLOC_PURGE_DELAY` in the environment wins.
 fn sooner_purge() {
     // `mi_option_purge_delay` in mimalloc v3's include/mimalloc.h (libmimalloc-sys has no
     // binding for it).
@@ -58,7 +58,7 @@ fn sooner_purge() {
     }
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one integer option of the allocator this binary links; no pointers.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 250) };
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 500) };
     }
 }
 
