@@ -369,7 +369,7 @@ impl Default for LineExprs {
 }
 
 /// The working line schema every loader produces, in order. Few-valued text is categories (see
-/// `frame::category_type`): a loaded line is 50 bytes narrower.
+/// `frame::category_type`): a loaded line is about 70 bytes narrower.
 pub fn line_schema() -> Vec<(&'static str, DataType)> {
     use schema::*;
     let dt = frame::datetime_type();
