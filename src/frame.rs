@@ -5,24 +5,6 @@
 use crate::error::{Context, Result};
 use polars::prelude::*;
 
-/// Builds a string column from borrowed fields; an empty field is null ("absent", not "").
-pub struct StrBuilder(StringChunkedBuilder);
-
-impl StrBuilder {
-    pub fn with_capacity(n: usize) -> Self {
-        StrBuilder(StringChunkedBuilder::new(PlSmallStr::EMPTY, n))
-    }
-
-    #[inline]
-    pub fn push(&mut self, field: &str) {
-        if field.is_empty() { self.0.append_null() } else { self.0.append_value(field) }
-    }
-
-    pub fn finish(self, name: &str) -> Column {
-        self.0.finish().with_name(name.into()).into_column()
-    }
-}
-
 pub fn u32_column(name: &str, values: Vec<u32>) -> Column {
     UInt32Chunked::from_vec(name.into(), values).into_column()
 }

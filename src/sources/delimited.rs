@@ -4,13 +4,14 @@
 //! Only the wanted columns are materialised, straight into Arrow string builders.
 
 use crate::config::{Delimiter, TextFormat};
-use crate::frame::StrBuilder;
+use crate::frame;
 use memchr::{memchr, memchr2};
+use polars::prelude::*;
 
 /// Fields of the wanted columns plus the bookkeeping needed to report on any record.
 pub struct Records {
-    /// One builder per wanted column, in the order asked for; empty fields are null.
-    pub columns: Vec<StrBuilder>,
+    /// One column per wanted column, in the order asked for; empty fields are null.
+    pub columns: Vec<StringChunked>,
     /// 1-based line of each record's first byte.
     pub lines: Vec<u32>,
     /// Byte offset of each record's start (its end is the next start).
@@ -64,57 +65,174 @@ pub fn fields(text: &str, format: &TextFormat) -> Vec<String> {
     out
 }
 
+/// A file is split into pieces of at least this many bytes, scanned side by side.
+const PIECE: usize = 16 << 20;
+
 /// Reads every record after the header; `wanted[k]` is the field position of output column `k`.
+/// A large file is cut at line ends into pieces scanned on separate threads: one big export (a
+/// year of Amazon shipments, a shop's whole history) is otherwise read by one core. A cut can fall
+/// inside a quoted field that spans lines; the piece before it then ends past the cut, and the
+/// piece after it is scanned again from where that one ended.
 pub fn records(text: &str, format: &TextFormat, width: usize, start: (usize, u32), wanted: &[usize]) -> Records {
+    let pieces = ((text.len() - start.0.min(text.len())) / PIECE).clamp(1, frame::threads());
+    records_in(pieces, text, format, width, start, wanted)
+}
+
+/// [`records`], the file cut into at most `pieces` pieces.
+fn records_in(
+    pieces: usize,
+    text: &str,
+    format: &TextFormat,
+    width: usize,
+    start: (usize, u32),
+    wanted: &[usize],
+) -> Records {
     let mut slot = vec![usize::MAX; width.max(wanted.iter().map(|w| w + 1).max().unwrap_or(0))];
     for (k, &w) in wanted.iter().enumerate() {
         slot[w] = k;
     }
-    let estimate = text.len() / 64 + 1;
+    let cuts = cuts(text, start.0, pieces);
+    let spans: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
+    let scan = |&(from, to): &(usize, usize)| Piece::scan(text, format, width, &slot, (from, 0), to);
+    let mut pieces = if spans.len() > 1 { frame::on_threads(&spans, scan) } else { Vec::new() };
     let mut out = Records {
-        columns: wanted.iter().map(|_| StrBuilder::with_capacity(estimate)).collect(),
-        lines: Vec::with_capacity(estimate),
-        starts: Vec::with_capacity(estimate),
+        columns: Vec::new(),
+        lines: Vec::new(),
+        starts: Vec::new(),
         ragged: Vec::new(),
         unterminated: Vec::new(),
         end: text.len(),
     };
-    let mut seen = vec![false; wanted.len()];
-    let mut scanner = Scanner::new(text, format);
-    scanner.pos = start.0;
-    scanner.line = start.1;
-    while !scanner.at_end() {
-        if scanner.skip_blank_line() {
-            continue;
+    let mut columns: Vec<Vec<StringChunked>> = wanted.iter().map(|_| Vec::new()).collect();
+    let (mut pos, mut line) = start;
+    for (k, &(from, to)) in spans.iter().enumerate() {
+        let piece = match pieces.get_mut(k) {
+            Some(p) if from == pos => std::mem::take(p),
+            _ => Piece::scan(text, format, width, &slot, (pos, 0), to),
+        };
+        let base = out.lines.len();
+        out.lines.extend(piece.lines.iter().map(|l| l + line));
+        out.starts.extend(&piece.starts);
+        out.ragged.extend(piece.ragged.iter().map(|&(i, n)| (base + i, n)));
+        out.unterminated.extend(piece.unterminated.iter().map(|i| base + i));
+        for (c, b) in columns.iter_mut().zip(piece.columns) {
+            c.push(b.finish());
         }
-        let (rec_start, rec_line) = (scanner.pos, scanner.line);
-        seen.iter_mut().for_each(|s| *s = false);
-        let columns = &mut out.columns;
-        let n = scanner.record(|i, f| {
-            if let Some(&k) = slot.get(i)
-                && k != usize::MAX
-            {
-                seen[k] = true;
-                columns[k].push(f);
-            }
-        });
-        for (k, s) in seen.iter().enumerate() {
-            if !s {
-                out.columns[k].push("");
-            }
-        }
-        let idx = out.lines.len();
-        if scanner.unterminated {
-            out.unterminated.push(idx);
-            scanner.unterminated = false;
-        }
-        if n != width {
-            out.ragged.push((idx, n));
-        }
-        out.lines.push(rec_line);
-        out.starts.push(rec_start);
+        (pos, line) = (piece.end, line + piece.line_end);
     }
+    out.columns = columns.into_iter().map(concatenate).collect();
     out
+}
+
+/// Builds a string column from borrowed fields; an empty field is null ("absent", not "").
+struct StrBuilder(StringChunkedBuilder);
+
+impl StrBuilder {
+    fn with_capacity(n: usize) -> Self {
+        StrBuilder(StringChunkedBuilder::new(PlSmallStr::EMPTY, n))
+    }
+
+    #[inline]
+    fn push(&mut self, field: &str) {
+        if field.is_empty() { self.0.append_null() } else { self.0.append_value(field) }
+    }
+
+    fn finish(self) -> StringChunked {
+        self.0.finish()
+    }
+}
+
+/// Byte offsets `start = c0 < c1 < ... < cn = text.len()`: at most `n` pieces, each cut just
+/// after a line end.
+fn cuts(text: &str, start: usize, n: usize) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut cuts = vec![start.min(bytes.len())];
+    let step = (bytes.len() - cuts[0]) / n.max(1);
+    for k in 1..n {
+        let at = cuts[0] + k * step;
+        match memchr(b'\n', &bytes[at..]) {
+            Some(i) if at + i + 1 < bytes.len() && at + i + 1 > *cuts.last().expect("non-empty") => {
+                cuts.push(at + i + 1)
+            }
+            _ => {}
+        }
+    }
+    cuts.push(bytes.len());
+    cuts
+}
+
+/// One piece's records; lines are counted from 0 at the piece's start.
+#[derive(Default)]
+struct Piece {
+    columns: Vec<StrBuilder>,
+    lines: Vec<u32>,
+    starts: Vec<usize>,
+    ragged: Vec<(usize, usize)>,
+    unterminated: Vec<usize>,
+    /// Where the last record ended (the cut, unless a record ran past it).
+    end: usize,
+    /// Line ends consumed.
+    line_end: u32,
+}
+
+impl Piece {
+    /// Scans the records starting in `from.0..to`, the first on line `from.1`.
+    fn scan(text: &str, format: &TextFormat, width: usize, slot: &[usize], from: (usize, u32), to: usize) -> Piece {
+        let n_wanted = slot.iter().filter(|&&k| k != usize::MAX).count();
+        let estimate = (to - from.0.min(to)) / 64 + 1;
+        let mut out = Piece {
+            columns: (0..n_wanted).map(|_| StrBuilder::with_capacity(estimate)).collect(),
+            lines: Vec::with_capacity(estimate),
+            starts: Vec::with_capacity(estimate),
+            ..Piece::default()
+        };
+        let mut seen = vec![false; n_wanted];
+        let mut scanner = Scanner::new(text, format);
+        (scanner.pos, scanner.line) = from;
+        while scanner.pos < to {
+            if scanner.skip_blank_line() {
+                continue;
+            }
+            let (rec_start, rec_line) = (scanner.pos, scanner.line);
+            seen.iter_mut().for_each(|s| *s = false);
+            let columns = &mut out.columns;
+            let n = scanner.record(|i, f| {
+                if let Some(&k) = slot.get(i)
+                    && k != usize::MAX
+                {
+                    seen[k] = true;
+                    columns[k].push(f);
+                }
+            });
+            for (k, s) in seen.iter().enumerate() {
+                if !s {
+                    out.columns[k].push("");
+                }
+            }
+            let idx = out.lines.len();
+            if scanner.unterminated {
+                out.unterminated.push(idx);
+                scanner.unterminated = false;
+            }
+            if n != width {
+                out.ragged.push((idx, n));
+            }
+            out.lines.push(rec_line);
+            out.starts.push(rec_start);
+        }
+        (out.end, out.line_end) = (scanner.pos, scanner.line - from.1);
+        out
+    }
+}
+
+/// The pieces' chunks of one column as one chunk (string views are copied, their bytes are not).
+fn concatenate(chunks: Vec<StringChunked>) -> StringChunked {
+    let mut it = chunks.into_iter();
+    let mut all = it.next().unwrap_or_else(|| StringChunked::full_null(PlSmallStr::EMPTY, 0));
+    for c in it {
+        all.append_owned(c).expect("string chunks append");
+    }
+    all.rechunk().into_owned()
 }
 
 struct Scanner<'t> {
@@ -284,10 +402,7 @@ mod tests {
         let mut r = records(text, f, names.len(), (start, line), cols);
         let values = std::mem::take(&mut r.columns)
             .into_iter()
-            .map(|b| {
-                let c = b.finish("v");
-                c.str().unwrap().iter().map(|v| v.map(str::to_string)).collect()
-            })
+            .map(|c| c.iter().map(|v| v.map(str::to_string)).collect())
             .collect();
         (names, r, values)
     }
@@ -336,6 +451,29 @@ mod tests {
         assert_eq!(v[1], some(&["19970101", "19970112"]));
         assert_eq!(v[2], some(&["11.77", "12.00"]));
         assert_eq!(r.lines, [1, 2]);
+    }
+
+    /// Cut anywhere (inside quoted fields spanning lines, at blank lines, before ragged rows), a
+    /// file reads exactly as in one piece.
+    #[test]
+    fn pieces_read_as_one() {
+        let t = "a,b,c\n1,\"x\ny\nz\",3\n\n2,,4\n5,6\n\"q\"\"\n\",7,8\n9,\"\n\n\",10\n11,12,13,14\n15,16,\"open\n";
+        let f = fmt(Delimiter::Byte(b','), true);
+        let (_, start, line) = header(t, &f);
+        let values = |r: &Records| -> Values {
+            r.columns.iter().map(|c| c.iter().map(|v| v.map(str::to_string)).collect()).collect()
+        };
+        let one = records_in(1, t, &f, 3, (start, line), &[0, 2]);
+        assert_eq!(one.lines, [2, 6, 7, 8, 10, 13, 14]);
+        for n in 2..t.len() {
+            let r = records_in(n, t, &f, 3, (start, line), &[0, 2]);
+            assert_eq!(values(&r), values(&one), "{n} pieces");
+            assert_eq!(
+                (&r.lines, &r.starts, &r.ragged, &r.unterminated),
+                (&one.lines, &one.starts, &one.ragged, &one.unterminated),
+                "{n} pieces"
+            );
+        }
     }
 
     #[test]

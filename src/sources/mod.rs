@@ -229,7 +229,7 @@ pub fn read(path: &Path, format: &TextFormat, choose: impl FnOnce(&[String]) -> 
     let mut columns = Vec::with_capacity(wants.len() + 3);
     for (w, p) in wants.iter().zip(&positions) {
         columns.push(match p {
-            Some(_) => builders.next().expect("one builder per present column").finish(&w.name),
+            Some(_) => builders.next().expect("one per present column").with_name(w.name.as_str().into()).into_column(),
             None => Column::full_null(w.name.as_str().into(), n, &DataType::String),
         });
     }
@@ -283,14 +283,8 @@ pub fn reference_table(path: &Path, columns: &[&str]) -> Result<Vec<(u32, Vec<St
         })
         .collect::<Result<_>>()?;
     let records = delimited::records(&text, &format, names.len(), (start, line), &idx);
-    let cols: Vec<Vec<String>> = records
-        .columns
-        .into_iter()
-        .map(|b| {
-            let c = b.finish("v");
-            c.str().map(|s| s.iter().map(|v| v.unwrap_or_default().to_string()).collect()).unwrap_or_default()
-        })
-        .collect();
+    let cols: Vec<Vec<String>> =
+        records.columns.into_iter().map(|c| c.iter().map(|v| v.unwrap_or_default().to_string()).collect()).collect();
     Ok(records.lines.iter().enumerate().map(|(i, line)| (*line, cols.iter().map(|c| c[i].clone()).collect())).collect())
 }
 
