@@ -3,6 +3,7 @@
 //! rayon with no Polars calls inside. Likelihoods are in log space throughout.
 
 pub mod bgnbd;
+pub mod dual;
 pub mod gammagamma;
 pub mod optimize;
 pub mod paretonbd;
@@ -175,7 +176,10 @@ pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit 
         names.iter().zip(&m.x).filter(|(_, t)| t.abs() > BOUNDARY).map(|(n, _)| *n).collect();
     // At the optimum the gradient is zero, so the natural-scale covariance is J^-1 H^-1 J^-T with
     // J = diag(1/p): se(p_i) = p_i * sqrt((H_theta^-1)_ii).
-    let h = optimize::hessian(&objective, &m.x);
+    let h = match lik.gradient {
+        Some(_) => optimize::hessian_from_gradient(&gradient, &m.x),
+        None => optimize::hessian(&objective, &m.x),
+    };
     let se = match optimize::invert(&h) {
         Some(inv) => (0..names.len())
             .map(|i| (inv[i][i] > 0.0 && at_boundary.is_empty()).then(|| params[i] * inv[i][i].sqrt()))

@@ -124,6 +124,25 @@ pub fn hessian(f: &dyn Fn(&[f64]) -> f64, x: &[f64]) -> Vec<Vec<f64>> {
     hm
 }
 
+/// Hessian as central differences of an analytic gradient, symmetrised: 2n gradients instead of
+/// 2n(n+1) values, and no second differences of values (which cancel to a few digits).
+pub fn hessian_from_gradient(grad: &dyn Fn(&[f64]) -> Vec<f64>, x: &[f64]) -> Vec<Vec<f64>> {
+    let n = x.len();
+    let mut y = x.to_vec();
+    let rows: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let h = 1e-5 * x[i].abs().max(1.0);
+            y[i] = x[i] + h;
+            let up = grad(&y);
+            y[i] = x[i] - h;
+            let down = grad(&y);
+            y[i] = x[i];
+            up.iter().zip(&down).map(|(u, d)| (u - d) / (2.0 * h)).collect()
+        })
+        .collect();
+    (0..n).map(|i| (0..n).map(|j| 0.5 * (rows[i][j] + rows[j][i])).collect()).collect()
+}
+
 /// Inverse by Gauss-Jordan elimination with partial pivoting; `None` if singular.
 pub fn invert(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
     let n = m.len();
@@ -166,6 +185,9 @@ mod tests {
         let f = |x: &[f64]| x[0] * x[0] + 3.0 * x[0] * x[1] + 5.0 * x[1] * x[1];
         let h = hessian(&f, &[0.3, -0.2]);
         assert!((h[0][0] - 2.0).abs() < 1e-6 && (h[0][1] - 3.0).abs() < 1e-6 && (h[1][1] - 10.0).abs() < 1e-6);
+        let g = |x: &[f64]| vec![2.0 * x[0] + 3.0 * x[1], 3.0 * x[0] + 10.0 * x[1]];
+        let hg: Vec<f64> = hessian_from_gradient(&g, &[0.3, -0.2]).concat().iter().map(|v| (v * 1e6).round()).collect();
+        assert_eq!(hg, [2e6, 3e6, 3e6, 10e6]);
         let inv = invert(&h).unwrap();
         // [[2,3],[3,10]]^-1 = [[10,-3],[-3,2]] / 11
         assert!((inv[0][0] - 10.0 / 11.0).abs() < 1e-6 && (inv[0][1] + 3.0 / 11.0).abs() < 1e-6);

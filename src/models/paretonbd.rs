@@ -7,15 +7,16 @@
 //! (min+t)/(max+t).
 
 use super::bgnbd::logistic;
-use super::special::{ln_gamma, ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp};
+use super::dual::{Dual, Real};
+use super::special::{ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp};
 use super::{Fit, Likelihood, Prior, Rfm, chunked};
 
 pub const NAMES: &[&str] = &["r", "alpha", "s", "beta"];
 
 /// ln F(t) for one customer.
-fn ln_f(r: f64, alpha: f64, s: f64, beta: f64, x: f64, t: f64) -> f64 {
+fn ln_f<T: Real>(r: T, alpha: T, s: T, beta: T, x: f64, t: f64) -> T {
     let a = r + s + x;
-    if alpha >= beta {
+    if alpha.value() >= beta.value() {
         let ln_one_minus_z = (beta + t).ln() - (alpha + t).ln();
         let z = (alpha - beta) / (alpha + t);
         ln_hyp2f1_a_b_a1(a, s + 1.0, z, ln_one_minus_z) - a * (alpha + t).ln()
@@ -27,42 +28,56 @@ fn ln_f(r: f64, alpha: f64, s: f64, beta: f64, x: f64, t: f64) -> f64 {
 }
 
 /// (ln of the "alive through T" term, ln of the "died in (t_x, T]" term) of the bracket, given
-/// ln F at t_x and at T.
-fn terms_from(p: &[f64], x: f64, t: f64, ln_f_tx: f64, ln_f_t: f64) -> (f64, f64) {
-    let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
-    let alive = -(r + x) * (alpha + t).ln() - s * (beta + t).ln();
-    (alive, s.ln() - (r + s + x).ln() + log_sub_exp(ln_f_tx, ln_f_t))
+/// (ln(α+T), ln(β+T)), ln s - ln(r+s+x), and ln F at t_x and at T.
+fn terms_from<T: Real>(r: T, s: T, x: f64, ln_t: (T, T), ln_s_over_rsx: T, ln_f: (T, T)) -> (T, T) {
+    let alive = -(r + x) * ln_t.0 - s * ln_t.1;
+    (alive, ln_s_over_rsx + log_sub_exp(ln_f.0, ln_f.1))
 }
 
 fn terms(p: &[f64], x: f64, t_x: f64, t: f64) -> (f64, f64) {
     let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
-    terms_from(p, x, t, ln_f(r, alpha, s, beta, x, t_x), ln_f(r, alpha, s, beta, x, t))
+    let ln_t = ((alpha + t).ln(), (beta + t).ln());
+    let ln_f = (ln_f(r, alpha, s, beta, x, t_x), ln_f(r, alpha, s, beta, x, t));
+    terms_from(r, s, x, ln_t, s.ln() - (r + s + x).ln(), ln_f)
 }
 
-pub fn ll(p: &[f64], d: &Rfm) -> f64 {
+/// The log-likelihood, on `f64` (its value) or on [`Dual`] inputs (value and gradient).
+pub fn ll<T: Real>(p: &[T], d: &Rfm) -> T {
     let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
-    // F depends on (x, t) only: one series per distinct pair, not two per customer.
-    let ln_fs: Vec<f64> = chunked(d.pairs.len(), |range| {
-        range.map(|k| ln_f(r, alpha, s, beta, d.pairs[k].0, d.pairs[k].1)).collect::<Vec<f64>>()
+    // F depends on (x, t) only: one series per distinct pair, not two per customer. Logs of
+    // α + T and β + T: one per distinct tenure.
+    let ln_fs: Vec<T> = chunked(d.pairs.len(), |range| {
+        range.map(|k| ln_f(r, alpha, s, beta, d.pairs[k].0, d.pairs[k].1)).collect::<Vec<T>>()
     })
     .concat();
-    let base = r * alpha.ln() + s * beta.ln() - ln_gamma(r);
+    let ln_ts: Vec<(T, T)> = d.ts.iter().map(|&t| ((alpha + t).ln(), (beta + t).ln())).collect();
+    let base = r * alpha.ln() + s * beta.ln() - r.ln_gamma();
+    let ln_s = s.ln();
+    let zero = T::constant(0.0);
     chunked(d.len(), |range| {
-        let (mut cur, mut lg_rx, mut total) = (f64::NAN, 0.0, 0.0);
+        let (mut cur, mut lg_rx, mut ln_s_over_rsx, mut total) = (f64::NAN, zero, zero, zero);
         for i in range {
             let x = d.x[i];
             if x != cur {
                 cur = x;
-                lg_rx = ln_gamma(r + x);
+                lg_rx = (r + x).ln_gamma();
+                ln_s_over_rsx = ln_s - (r + s + x).ln();
             }
-            let (ftx, ft) = (ln_fs[d.pair_tx[i] as usize], ln_fs[d.pair_t[i] as usize]);
-            let (alive, died) = terms_from(p, x, d.t[i], ftx, ft);
-            total += d.w[i] * (base + lg_rx + log_add_exp(alive, died));
+            let ln_f = (ln_fs[d.pair_tx[i] as usize], ln_fs[d.pair_t[i] as usize]);
+            let (alive, died) = terms_from(r, s, x, ln_ts[d.t_at[i] as usize], ln_s_over_rsx, ln_f);
+            total = total + (base + lg_rx + log_add_exp(alive, died)) * d.w[i];
         }
         total
     })
     .into_iter()
-    .sum()
+    .fold(zero, |a, b| a + b)
+}
+
+/// The log-likelihood and its gradient, in one pass over dual numbers.
+pub fn ll_gradient(p: &[f64], d: &Rfm) -> (f64, Vec<f64>) {
+    let inputs: Vec<Dual> = p.iter().enumerate().map(|(i, &v)| Dual::input(v, i)).collect();
+    let l = ll(&inputs, d);
+    (l.v, l.d.to_vec())
 }
 
 /// A starting point near the optimum: the purchase process's (r, alpha) from a BG/NBD fit, s = 1
@@ -73,10 +88,11 @@ pub fn start(d: &Rfm, bgnbd: &Fit) -> Vec<f64> {
     vec![bgnbd.params[0], bgnbd.params[1], 1.0, mean_t.max(1e-3)]
 }
 
-/// Maximum-likelihood fit (numerical gradient: each evaluation is cheap thanks to the F cache).
+/// Maximum-likelihood fit, the gradient by dual numbers.
 pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
-    super::fit(&Likelihood { names: NAMES, value: &value, gradient: None }, starts, prior)
+    let gradient = |p: &[f64]| ll_gradient(p, d);
+    super::fit(&Likelihood { names: NAMES, value: &value, gradient: Some(&gradient) }, starts, prior)
 }
 
 pub fn p_alive(p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
@@ -121,6 +137,21 @@ mod tests {
         }
     }
 
+    /// The dual-number gradient against central differences of the likelihood, for parameters
+    /// on both sides of alpha = beta (the two branches of F).
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let d = Rfm::compress(
+            &[0.0, 1.0, 2.0, 2.0, 5.0, 0.0, 7.0],
+            &[0.0, 10.0, 20.5, 3.0, 30.0, 0.0, 38.0],
+            &[38.0, 38.0, 30.0, 25.0, 38.0, 12.0, 38.5],
+        );
+        for p in [CDNOW, [0.9, 12.0, 1.3, 4.0], [2.0, 3.0, 0.4, 3.0]] {
+            let (_, gradient) = ll_gradient(&p, &d);
+            crate::models::assert_gradient(NAMES, &p, |q| ll(q, &d), &gradient);
+        }
+    }
+
     #[test]
     fn alive_for_certain_when_the_last_purchase_is_now() {
         assert!((p_alive(&CDNOW, 3.0, 20.0, 20.0) - 1.0).abs() < 1e-12);
@@ -132,6 +163,9 @@ mod tests {
         let d = Rfm::compress(&[10_000.0, 0.0, 1.0], &[50.0, 0.0, 1e-9], &[50.0, 1e-9, 1e-9]);
         for p in [CDNOW, [0.5, 1e-4, 0.6, 50.0], [0.5, 500.0, 1e-3, 1e-3]] {
             assert!(ll(&p, &d).is_finite(), "{p:?}");
+            let (value, gradient) = ll_gradient(&p, &d);
+            assert_eq!(value, ll(&p, &d), "the dual pass computes the same value");
+            assert!(gradient.iter().all(|g| g.is_finite()), "{p:?}: {gradient:?}");
             let e = expected_purchases(&p, 52.0, 10_000.0, 50.0, 50.0);
             assert!(e.is_finite(), "{p:?}: {e}");
         }

@@ -1,6 +1,9 @@
 //! Special functions in log space: ln Γ, ψ, ln B, log-add/sub-exp, and the Gauss hypergeometric
 //! function 2F1: by power series in general, and for Pareto/NBD's 2F1(a, b; a+1; z) by the Euler
 //! transformation plus Gauss's continued fraction, which converges where the series crawls (z -> 1).
+//! What Pareto/NBD's likelihood uses is generic over [`Real`], so it also runs on dual numbers.
+
+use super::dual::Real;
 
 pub fn ln_gamma(x: f64) -> f64 {
     libm::lgamma(x)
@@ -24,21 +27,21 @@ pub fn digamma(mut x: f64) -> f64 {
 }
 
 /// ln(e^a + e^b) without overflow.
-pub fn log_add_exp(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
+pub fn log_add_exp<T: Real>(a: T, b: T) -> T {
+    if a.value() == f64::NEG_INFINITY {
         return b;
     }
-    if b == f64::NEG_INFINITY {
+    if b.value() == f64::NEG_INFINITY {
         return a;
     }
-    let m = a.max(b);
+    let m = if b.value() > a.value() { b } else { a };
     m + ((a - m).exp() + (b - m).exp()).ln()
 }
 
 /// ln(e^a - e^b) for a >= b; -inf when they are equal (or b > a by rounding).
-pub fn log_sub_exp(a: f64, b: f64) -> f64 {
-    if b >= a {
-        return f64::NEG_INFINITY;
+pub fn log_sub_exp<T: Real>(a: T, b: T) -> T {
+    if b.value() >= a.value() {
+        return T::constant(f64::NEG_INFINITY);
     }
     a + (-(b - a).exp_m1()).ln()
 }
@@ -50,26 +53,27 @@ const MAX_TERMS: usize = 200_000;
 /// incomplete-beta fraction with a = c - 1, b = d - c + 1, modified Lentz). Near z = 1 the power
 /// series needs ~ln(ε)/ln(z) terms (244,654 at z = 0.9999); the fraction needs hundreds at worst and
 /// ~10 for ordinary z, with the same accuracy.
-pub fn ln_hyp2f1_1dc(d: f64, c: f64, z: f64) -> f64 {
+pub fn ln_hyp2f1_1dc<T: Real>(d: T, c: T, z: T) -> T {
     const TINY: f64 = 1e-300;
-    let clamp = |v: f64| if v.abs() < TINY { TINY } else { v };
+    let clamp = |v: T| if v.value().abs() < TINY { T::constant(TINY) } else { v };
+    let one = T::constant(1.0);
     let (a, b) = (c - 1.0, d - c + 1.0);
     let (qab, qap, qam) = (a + b, a + 1.0, a - 1.0);
-    let mut cc = 1.0;
-    let mut dd = 1.0 / clamp(1.0 - qab * z / qap);
+    let mut cc = one;
+    let mut dd = one / clamp(one - qab * z / qap);
     let mut h = dd;
     for m in 1..MAX_TERMS {
         let m = m as f64;
-        let even = m * (b - m) * z / ((qam + 2.0 * m) * (a + 2.0 * m));
-        dd = 1.0 / clamp(1.0 + even * dd);
-        cc = clamp(1.0 + even / cc);
-        h *= dd * cc;
+        let even = (b - m) * m * z / ((qam + 2.0 * m) * (a + 2.0 * m));
+        dd = one / clamp(even * dd + 1.0);
+        cc = clamp(even / cc + 1.0);
+        h = h * (dd * cc);
         let odd = -(a + m) * (qab + m) * z / ((a + 2.0 * m) * (qap + 2.0 * m));
-        dd = 1.0 / clamp(1.0 + odd * dd);
-        cc = clamp(1.0 + odd / cc);
+        dd = one / clamp(odd * dd + 1.0);
+        cc = clamp(odd / cc + 1.0);
         let step = dd * cc;
-        h *= step;
-        if (step - 1.0).abs() < 1e-16 {
+        h = h * step;
+        if (step.value() - 1.0).abs() < 1e-16 {
             break;
         }
     }
@@ -79,8 +83,8 @@ pub fn ln_hyp2f1_1dc(d: f64, c: f64, z: f64) -> f64 {
 /// ln 2F1(a, b; a + 1; z) for 0 <= z < 1, through the Euler transformation
 /// 2F1(a, b; a+1; z) = (1-z)^(1-b) 2F1(1, a+1-b; a+1; z). `ln_one_minus_z` is passed in because
 /// callers know 1 - z exactly as a ratio (no cancellation when z is near 1).
-pub fn ln_hyp2f1_a_b_a1(a: f64, b: f64, z: f64, ln_one_minus_z: f64) -> f64 {
-    (1.0 - b) * ln_one_minus_z + ln_hyp2f1_1dc(a + 1.0 - b, a + 1.0, z)
+pub fn ln_hyp2f1_a_b_a1<T: Real>(a: T, b: T, z: T, ln_one_minus_z: T) -> T {
+    (T::constant(1.0) - b) * ln_one_minus_z + ln_hyp2f1_1dc(a + 1.0 - b, a + 1.0, z)
 }
 
 /// 2F1(a, b; c; z) for |z| < 1 by its power series. Terms and sum are kept in linear space and
