@@ -118,6 +118,7 @@ impl Sub for Dual {
 impl Mul for Dual {
     type Output = Dual;
     #[inline]
+    #[allow(clippy::suspicious_arithmetic_impl)] // the product rule adds
     fn mul(self, o: Dual) -> Dual {
         Dual { v: self.v * o.v, d: zip(self.d, o.d, |a, b| a * o.v + self.v * b) }
     }
@@ -126,6 +127,7 @@ impl Mul for Dual {
 impl Div for Dual {
     type Output = Dual;
     #[inline]
+    #[allow(clippy::suspicious_arithmetic_impl)] // the quotient rule multiplies
     fn div(self, o: Dual) -> Dual {
         let inv = 1.0 / o.v;
         let q = self.v * inv;
