@@ -147,9 +147,27 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
     finish(ctx, raw, lf, e)
 }
 
-/// Gives every Amazon line a customer: the buyer of the Fulfilled Shipments report when one is
+/// A Fulfilled Shipments report's buyer columns (order id, buyer e-mail, bill country) and the
+/// file as the manifest records it; the text is dropped once read.
+pub struct Report {
+    columns: DataFrame,
+    input: super::InputFile,
+}
+
+pub fn read_report(ctx: &LoadCtx, path: &Path) -> Result<Report> {
+    let raw = read(path, &tsv(ctx.spec.format.encoding), |_| {
+        Ok(vec![
+            Want::required("order_id", &["amazon-order-id"]),
+            Want::required("buyer_email", &["buyer-email"]),
+            Want::optional("bill_country", &["bill-country"]),
+        ])
+    })?;
+    Ok(Report { columns: raw.frame, input: raw.input })
+}
+
+/// Gives every Amazon line a customer: the buyer of the Fulfilled Shipments `reports` when one is
 /// configured and names the order, else the order itself (`<source>:order:<id>`).
-pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
+pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded, reports: Vec<Report>) -> Result<()> {
     let id = ctx.spec.id.clone();
     if ctx.spec.buyers.is_empty() {
         loaded.notes.push(
@@ -160,21 +178,8 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded) -> Result<()> {
         let keys = customer_keys(&id, frame::str_column(&loaded.lines, schema::ORDER_ID)?, None);
         return frame::put_column(&mut loaded.lines, aux::CUSTOMER_KEY, keys);
     }
-    let read_report = |path: &std::path::PathBuf| {
-        read(path, &tsv(ctx.spec.format.encoding), |_| {
-            Ok(vec![
-                Want::required("order_id", &["amazon-order-id"]),
-                Want::required("buyer_email", &["buyer-email"]),
-                Want::optional("bill_country", &["bill-country"]),
-            ])
-        })
-    };
-    let mut reports = Vec::new();
-    for raw in frame::on_threads(&super::expand(&ctx.spec.buyers)?, read_report) {
-        let raw = raw?;
-        loaded.files.push(raw.input);
-        reports.push(raw.frame);
-    }
+    let (inputs, reports): (Vec<_>, Vec<_>) = reports.into_iter().map(|r| (r.input, r.columns)).unzip();
+    loaded.files.extend(inputs);
     // Hash passes and one column each, not a group-by, a join and expressions: the join copied
     // every line column once more, and the expressions built both keys for every line.
     let lines = &mut loaded.lines;

@@ -64,9 +64,14 @@ pub struct Loaded {
 
 pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
     let paths = expand(&ctx.spec.paths)?;
+    let buyers = match ctx.spec.kind {
+        SourceKind::Amazon if !ctx.spec.buyers.is_empty() => expand(&ctx.spec.buyers)?,
+        _ => Vec::new(),
+    };
+    let (parsed, reports) = parse_files(ctx, &paths, &buyers);
     let mut outs = Vec::new();
     let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
-    for parsed in parse_files(ctx, &paths) {
+    for parsed in parsed {
         let (out, outcome) = parsed?;
         *outcomes.entry(outcome.name()).or_default() += 1;
         outs.push(out);
@@ -80,10 +85,11 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
         notes: Vec::new(),
         revenue_read: 0.0,
     };
+    std::mem::drop(outs);
     let read = frame::collect(loaded.lines.clone().lazy().select([crate::fx::net_base(ctx.fx).sum()]), "revenue read")?;
     loaded.revenue_read = frame::floats(&read, schema::CURRENCY)?.first().copied().flatten().unwrap_or(0.0);
     if ctx.spec.kind == SourceKind::Amazon {
-        amazon::attach_buyers(ctx, &mut loaded)?;
+        amazon::attach_buyers(ctx, &mut loaded, reports.into_iter().collect::<Result<_>>()?)?;
     }
     Ok(loaded)
 }
@@ -106,26 +112,45 @@ impl Loaded {
     }
 }
 
-/// Parses (or takes from the cache) every file, a few at a time on plain threads, in file order.
-/// One file's plan is many short Polars steps: alone, it leaves Polars' pool spinning idle between
+/// Parses (or takes from the cache) every file, a few at a time on plain threads, in file order;
+/// Amazon buyer reports (`buyers`, the largest single files) are read first, alongside. One
+/// file's plan is many short Polars steps: alone, it leaves Polars' pool spinning idle between
 /// them (the load stages ran twice as long on two threads as on one, nearly all of it in
 /// `sched_yield`); files side by side keep the pool fed. Polars is called from these threads,
 /// never from inside rayon tasks.
-fn parse_files(ctx: &LoadCtx, paths: &[PathBuf]) -> Vec<Result<(FileOut, cache::Outcome)>> {
-    let one = |path: &PathBuf| {
+fn parse_files(ctx: &LoadCtx, paths: &[PathBuf], buyers: &[PathBuf]) -> (Vec<Parsed>, Vec<Result<amazon::Report>>) {
+    enum Done {
+        File(Parsed),
+        Report(Result<amazon::Report>),
+    }
+    let jobs: Vec<(&PathBuf, bool)> =
+        buyers.iter().map(|p| (p, true)).chain(paths.iter().map(|p| (p, false))).collect();
+    let one = |&(path, report): &(&PathBuf, bool)| {
+        if report {
+            return Done::Report(amazon::read_report(ctx, path));
+        }
         let parse = || match ctx.spec.kind {
             SourceKind::Amazon => amazon::file(ctx, path),
             SourceKind::Shopify => shopify::file(ctx, path),
             SourceKind::Woocommerce => woocommerce::file(ctx, path),
             SourceKind::Csv => csv::file(ctx, path),
         };
-        match ctx.cache {
+        Done::File(match ctx.cache {
             Some(cache) => cache.file(ctx, path, parse),
-            None => Ok((parse()?, cache::Outcome::Parsed)),
-        }
+            None => parse().map(|out| (out, cache::Outcome::Parsed)),
+        })
     };
-    frame::on_threads(paths, one)
+    let (mut files, mut reports) = (Vec::new(), Vec::new());
+    for done in frame::on_threads(&jobs, one) {
+        match done {
+            Done::File(f) => files.push(f),
+            Done::Report(r) => reports.push(r),
+        }
+    }
+    (files, reports)
 }
+
+type Parsed = Result<(FileOut, cache::Outcome)>;
 
 /// One file's share of a load.
 pub struct FileOut {
