@@ -86,7 +86,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
         .collect();
     let unify_inputs: Vec<(&str, crate::config::SourceKind)> =
         unify_spec.inputs.iter().map(|id| (id.as_str(), kinds[id.as_str()])).collect();
-    let rules = unify::Rules::new(unify_spec, &unify_inputs, p, as_of, &fx);
+    let rules = unify::Rules::new(unify_spec, &unify_inputs, p, as_of);
     let mut prepared: BTreeMap<String, unify::Prepared> = BTreeMap::new();
     let mut unified: Option<Unified> = None;
     let mut staged: Option<Staged> = None;

@@ -8,7 +8,7 @@ use crate::config::{Pipeline, SourceKind, TestOrders, UnifySpec};
 use crate::countries;
 use crate::error::{Context, Error, Result};
 use crate::frame::{self, null_str};
-use crate::fx::{FxRates, epoch_days};
+use crate::fx::epoch_days;
 use crate::identity::Hasher;
 use crate::schema::{self, OTHER_MARKET, aux};
 use crate::sources::{Loaded, parse};
@@ -59,18 +59,11 @@ pub struct Rules {
     /// Country (alpha-2) -> market.
     market_of: HashMap<String, String>,
     as_of: NaiveDate,
-    fx: FxRates,
 }
 
 impl Rules {
     /// `inputs`: the unify stage's sources (id, kind), in its order.
-    pub fn new(
-        spec: &UnifySpec,
-        inputs: &[(&str, SourceKind)],
-        pipeline: &Pipeline,
-        as_of: NaiveDate,
-        fx: &FxRates,
-    ) -> Self {
+    pub fn new(spec: &UnifySpec, inputs: &[(&str, SourceKind)], pipeline: &Pipeline, as_of: NaiveDate) -> Self {
         let duplicate_channels = spec.duplicate_channels.clone().unwrap_or_else(|| {
             let others = inputs.iter().filter(|i| i.1 != SourceKind::Shopify).map(|i| i.0.to_string());
             let amazon = inputs.iter().filter(|i| i.1 == SourceKind::Amazon).map(|_| "amazon".to_string());
@@ -78,7 +71,7 @@ impl Rules {
         });
         let market_of =
             pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
-        Rules { test_orders: spec.test_orders.clone(), duplicate_channels, market_of, as_of, fx: fx.clone() }
+        Rules { test_orders: spec.test_orders.clone(), duplicate_channels, market_of, as_of }
     }
 }
 
@@ -118,7 +111,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let own = own_drops(kind, &rules.test_orders, &rules.duplicate_channels);
     let lines = std::mem::take(&mut loaded.lines)
         .lazy()
-        .with_columns([frame::category(own).alias(OWN_DROP), crate::fx::net_base(&rules.fx).alias(schema::NET_BASE)])
+        .with_column(frame::category(own).alias(OWN_DROP))
         .drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
     let mut all = frame::collect(lines, &format!("lines of {id}"))?;
     let (older, records) = older_copies(&all)?;
@@ -260,7 +253,12 @@ fn drop_reasons(df: &DataFrame, older: &BooleanChunked, as_of: NaiveDate) -> Res
 fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]) -> Expr {
     let tests = tests.clone();
     let is_test = frame::two_texts_to_str(col(aux::EMAIL), col(aux::TAGS), move |email, tags| {
-        let email = email.unwrap_or_default().trim().to_lowercase();
+        let email = email.unwrap_or_default().trim();
+        // Addresses are nearly always lower case already: no copy for those.
+        let email = match email.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+            true => std::borrow::Cow::Owned(email.to_lowercase()),
+            false => std::borrow::Cow::Borrowed(email),
+        };
         let by_email = !email.is_empty() && tests.emails.iter().any(|p| parse::wildcard(p, &email));
         let by_tag =
             tags.unwrap_or_default().split(',').any(|t| tests.tags.iter().any(|p| parse::wildcard(p, t.trim())));

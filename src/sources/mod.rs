@@ -50,6 +50,7 @@ pub struct InputFile {
 
 /// A load stage's result.
 pub struct Loaded {
+    /// The working lines (`line_schema`) and their net revenue in the base currency.
     pub lines: DataFrame,
     pub rejects: DataFrame,
     pub files: Vec<InputFile>,
@@ -86,8 +87,11 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
         revenue_read: 0.0,
     };
     std::mem::drop(outs);
-    let read = frame::collect(loaded.lines.clone().lazy().select([crate::fx::net_base(ctx.fx).sum()]), "revenue read")?;
-    loaded.revenue_read = frame::floats(&read, schema::CURRENCY)?.first().copied().flatten().unwrap_or(0.0);
+    let lines =
+        std::mem::take(&mut loaded.lines).lazy().with_column(crate::fx::net_base(ctx.fx).alias(schema::NET_BASE));
+    loaded.lines = frame::collect(lines, "net revenue in the base currency")?;
+    loaded.revenue_read =
+        loaded.lines.column(schema::NET_BASE).ctx(|| "net_base")?.f64().ctx(|| "net_base")?.sum().unwrap_or(0.0);
     if ctx.spec.kind == SourceKind::Amazon {
         amazon::attach_buyers(ctx, &mut loaded, reports.into_iter().collect::<Result<_>>()?)?;
     }
