@@ -29,7 +29,7 @@ pub fn bars(title: &str, items: &[(String, f64)], fmt: &dyn Fn(f64) -> String) -
         let w = (v.abs() / max * width).max(1.0);
         let _ = write!(
             body,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"label\">{}</text><rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"18\" fill=\"{}\"/><text x=\"{}\" y=\"{}\" class=\"value\">{}</text>",
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" class=\"label\">{}</text><rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"18\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{}\" class=\"value\">{}</text>",
             left - 8.0,
             y + 13.0,
             escape(label),
