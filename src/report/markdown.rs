@@ -24,46 +24,44 @@ pub struct SourceFigures {
     pub revenue: f64,
 }
 
-/// One pass of hash sets over the market's lines: as Polars group-bys (orders and customers
-/// counted distinct per source, then customers again over all) it was the bulk of publishing.
 pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
-    type Counted<'a> = (PlHashSet<Option<&'a str>>, PlHashSet<Option<&'a str>>, f64);
-    let mut by_source: BTreeMap<String, Counted> = BTreeMap::new();
-    let mut everyone: PlHashSet<Option<&str>> = PlHashSet::new();
-    let mut revenue = 0.0;
-    let (ids, customers) =
-        (frame::str_column(orders, schema::ORDER_ID)?, frame::str_column(orders, schema::CUSTOMER_ID)?);
-    let net = frame::f64_column(orders, schema::NET_BASE)?;
-    let lines = frame::texts(orders, schema::STATUS)?.zip(frame::texts(orders, schema::SOURCE)?);
-    for (((status, source), (id, customer)), net) in lines.zip(ids.iter().zip(customers.iter())).zip(net.iter()) {
-        if status == Some(schema::status::CANCELLED) {
-            continue;
-        }
-        let source = source.unwrap_or_default();
-        if !by_source.contains_key(source) {
-            by_source.insert(source.to_string(), Default::default());
-        }
-        let (ids, buyers, sum) = by_source.get_mut(source).expect("inserted above");
-        ids.insert(id);
-        buyers.insert(customer);
-        everyone.insert(customer);
-        *sum += net.unwrap_or(0.0);
-        revenue += net.unwrap_or(0.0);
-    }
-    let per_source: Vec<SourceFigures> = by_source
-        .into_iter()
-        .map(|(source, (ids, buyers, revenue))| SourceFigures {
-            source,
-            orders: ids.len() as u64,
-            customers: buyers.len() as u64,
-            revenue,
+    let status = col(schema::STATUS).cast(DataType::String);
+    let live = orders.clone().lazy().filter(status.neq(lit(schema::status::CANCELLED)));
+    let customers_and_revenue =
+        [col(schema::CUSTOMER_ID).n_unique().alias("customers"), col(schema::NET_BASE).sum().alias("revenue")];
+    // Order ids are unique within a source: orders are counted per source and summed, with no
+    // (source, order) key built for every line.
+    let mut by_source_aggs = vec![col(schema::ORDER_ID).n_unique().alias("orders")];
+    by_source_aggs.extend(customers_and_revenue.clone());
+    let by_source = frame::collect(
+        live.clone()
+            .group_by([col(schema::SOURCE).cast(DataType::String)])
+            .agg(by_source_aggs)
+            .sort([schema::SOURCE], Default::default()),
+        "report figures",
+    )?;
+    let total = frame::collect(live.select(customers_and_revenue), "report totals")?;
+    let sources = frame::strings(&by_source, schema::SOURCE)?;
+    let (orders, customers, revenue) = (
+        frame::floats(&by_source, "orders")?,
+        frame::floats(&by_source, "customers")?,
+        frame::floats(&by_source, "revenue")?,
+    );
+    let per_source: Vec<SourceFigures> = (0..by_source.height())
+        .map(|i| SourceFigures {
+            source: sources[i].clone().unwrap_or_default(),
+            orders: orders[i].unwrap_or(0.0) as u64,
+            customers: customers[i].unwrap_or(0.0) as u64,
+            revenue: revenue[i].unwrap_or(0.0),
         })
         .collect();
+    let first =
+        |name: &str| -> Result<f64> { Ok(frame::floats(&total, name)?.first().copied().flatten().unwrap_or(0.0)) };
     let total = SourceFigures {
         source: "all".into(),
         orders: per_source.iter().map(|f| f.orders).sum(),
-        customers: everyone.len() as u64,
-        revenue,
+        customers: first("customers")? as u64,
+        revenue: first("revenue")?,
     };
     Ok((per_source, total))
 }
