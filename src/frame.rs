@@ -64,6 +64,18 @@ pub fn str_to_str(e: Expr, f: impl Fn(&str) -> Option<String> + Send + Sync + 's
     map_str::<String, StringChunked>(e, DataType::String, f)
 }
 
+/// The part of every non-null string of `e` that `f` picks (null where it picks none): no string
+/// is allocated per value, the parts are copied into the column's buffer.
+pub fn substr(e: Expr, f: impl Fn(&str) -> Option<&str> + Send + Sync + 'static) -> Expr {
+    e.map(
+        move |c: Column| {
+            let out: StringChunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
+            Ok(out.with_name(c.name().clone()).into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
+    )
+}
+
 /// Timestamps are kept as naive microseconds meaning UTC; the Parquet writer labels them UTC.
 pub fn datetime_type() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, None)
