@@ -120,8 +120,12 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
     let status = when(order("cancelled").is_not_null())
         .then(lit(status::CANCELLED))
         .otherwise(col("_financial").fill_null(lit(status::COMPLETED)));
+    // Within a block, a line's position is its distance from the order's first row: no hash of
+    // the Name per line (`finish` numbers lines by order id otherwise).
+    let line_no = blocks.then(|| col(super::REC).cast(DataType::Int64) - col(ORDER).cast(DataType::Int64) + lit(1i64));
     let e = LineExprs {
         order_id: col("name"),
+        line_no,
         customer_key: email_key(order("email")),
         email: order("email"),
         ordered_at: col("_ordered_at"),

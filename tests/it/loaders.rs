@@ -99,7 +99,25 @@ fn shopify_real_exports_load_with_independently_computed_totals() {
         // Currency in the file, but every loaded line carries the order's currency.
         let currencies = strings(&l.lines, schema::CURRENCY);
         assert!(currencies.iter().all(|c| c.as_deref() == Some(e.currency)), "{}: currencies {currencies:?}", e.file);
+        assert_eq!(line_numbers(&l.lines), positions_in_order(&l.lines), "{}: line numbers", e.file);
     }
+}
+
+fn line_numbers(lines: &polars::prelude::DataFrame) -> Vec<i64> {
+    lines.column(schema::LINE_NO).unwrap().i64().unwrap().into_no_null_iter().collect()
+}
+
+/// Each line's position among its order's lines, in file order (1, 2, ... per order id).
+fn positions_in_order(lines: &polars::prelude::DataFrame) -> Vec<i64> {
+    let mut seen = std::collections::HashMap::new();
+    strings(lines, schema::ORDER_ID)
+        .into_iter()
+        .map(|id| {
+            let n = seen.entry(id).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .collect()
 }
 
 #[test]
@@ -440,4 +458,5 @@ fn shopify_order_rows_split_into_two_blocks_still_share_the_first_rows_fields() 
     }
     // The refund of 30.00 covers both lines of #1: nothing of #1 is left as revenue.
     assert_close(sum(&l.lines, schema::NET), 5.0, 1e-9, "net");
+    assert_eq!(line_numbers(&l.lines), [1, 1, 2]);
 }
