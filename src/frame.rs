@@ -456,6 +456,23 @@ pub fn threads() -> usize {
         .max(1)
 }
 
+/// `0..n` as at most `parts` consecutive (offset, length) spans of near-equal length.
+pub fn spans(n: usize, parts: usize) -> Vec<(usize, usize)> {
+    let size = n.div_ceil(parts.max(1)).max(1);
+    (0..n).step_by(size).map(|offset| (offset, size.min(n - offset))).collect()
+}
+
+/// String columns one after another, as one chunk (the 16-byte views are copied, the text is
+/// not: the buffers are shared).
+pub fn concat_strings(parts: Vec<StringChunked>) -> StringChunked {
+    let mut it = parts.into_iter();
+    let mut all = it.next().unwrap_or_else(|| StringChunked::full_null(PlSmallStr::EMPTY, 0));
+    for part in it {
+        all.append_owned(part).expect("string columns append");
+    }
+    all.rechunk().into_owned()
+}
+
 /// `f` over `items` on up to [`threads`] plain threads (not rayon: Polars may be called inside),
 /// taking items in order as threads free up; results in `items`' order.
 pub fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {

@@ -180,18 +180,28 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded, reports: Vec<Report>) -
     }
     let (inputs, reports): (Vec<_>, Vec<_>) = reports.into_iter().map(|r| (r.input, r.columns)).unzip();
     loaded.files.extend(inputs);
-    // Hash passes and one column each, not a group-by, a join and expressions: the join copied
-    // every line column once more, and the expressions built both keys for every line.
-    let lines = &mut loaded.lines;
-    let (buyer, bill) = buyers_of(&reports, frame::str_column(lines, schema::ORDER_ID)?)?;
+    // A hash pass and one column each, not a group-by, a join and expressions: the join copied
+    // every line column once more, and the expressions built both keys for every line. The lines
+    // are looked up in parts side by side: each lookup misses the cache, each new column copies text.
+    let (keys, buyer, bills) = {
+        let first = first_buyers(&reports)?;
+        let lines = &loaded.lines;
+        let parts = frame::on_threads(&frame::spans(lines.height(), frame::threads()), |&(offset, len)| {
+            buyer_columns(&id, &first, &lines.slice(offset as i64, len))
+        });
+        let (mut keys, mut buyer, mut bills) = (Vec::new(), Vec::new(), Vec::new());
+        for part in parts {
+            let (k, b, c) = part?;
+            keys.push(k);
+            buyer.push(b);
+            bills.push(c);
+        }
+        (frame::concat_strings(keys), frame::concat_strings(buyer), frame::concat_strings(bills))
+    };
     std::mem::drop(reports);
-    let keys = customer_keys(&id, frame::str_column(lines, schema::ORDER_ID)?, Some(&buyer));
-    let bills: StringChunked = frame::texts(lines, aux::BILL_COUNTRY)?
-        .zip(bill.iter())
-        .map(|(own, shipped)| own.map(Cow::Borrowed).or_else(|| shipped.map(|b| Cow::Owned(b.trim().to_uppercase()))))
-        .collect();
     let unmatched = buyer.null_count();
-    frame::put_column(lines, aux::CUSTOMER_KEY, keys)?;
+    let lines = &mut loaded.lines;
+    frame::put_column(lines, aux::CUSTOMER_KEY, keys.with_name(aux::CUSTOMER_KEY.into()))?;
     frame::put_column(lines, aux::EMAIL, buyer)?;
     frame::put_categories(lines, aux::BILL_COUNTRY, bills)?;
     if unmatched > 0 {
@@ -218,11 +228,13 @@ fn customer_keys(source: &str, orders: &StringChunked, buyers: Option<&StringChu
     keys.with_name(aux::CUSTOMER_KEY.into())
 }
 
-/// For each order id in `orders`: the first buyer e-mail the shipment reports give for it (reports
-/// and rows in order) and the bill country on that row.
-fn buyers_of(reports: &[DataFrame], orders: &StringChunked) -> Result<(StringChunked, StringChunked)> {
-    let mut first: PlHashMap<&str, (&str, Option<&str>)> =
-        PlHashMap::with_capacity(reports.iter().map(DataFrame::height).sum());
+/// A buyer as the shipment reports name it: e-mail and bill country.
+type Buyer<'a> = (&'a str, Option<&'a str>);
+
+/// Each order id's first buyer in the shipment reports (reports and rows in order), with the bill
+/// country on that row.
+fn first_buyers(reports: &[DataFrame]) -> Result<PlHashMap<&str, Buyer<'_>>> {
+    let mut first = PlHashMap::with_capacity(reports.iter().map(DataFrame::height).sum());
     for report in reports {
         let ids = frame::str_column(report, "order_id")?;
         let (emails, bills) = (frame::str_column(report, "buyer_email")?, frame::str_column(report, "bill_country")?);
@@ -232,10 +244,31 @@ fn buyers_of(reports: &[DataFrame], orders: &StringChunked) -> Result<(StringChu
             }
         }
     }
-    let found: Vec<Option<&(&str, Option<&str>)>> = orders.iter().map(|o| o.and_then(|o| first.get(o))).collect();
+    Ok(first)
+}
+
+/// For each order id in `orders`: its buyer's e-mail and bill country, if the reports name one.
+fn buyers_of(first: &PlHashMap<&str, Buyer>, orders: &StringChunked) -> (StringChunked, StringChunked) {
+    let found: Vec<Option<&Buyer>> = orders.iter().map(|o| o.and_then(|o| first.get(o))).collect();
     let buyer = found.iter().map(|f| f.map(|f| f.0)).collect();
     let bill = found.iter().map(|f| f.and_then(|f| f.1)).collect();
-    Ok((buyer, bill))
+    (buyer, bill)
+}
+
+/// Customer keys, buyer e-mails and bill countries (the line's own, else the buyer's) of `lines`.
+fn buyer_columns(
+    source: &str,
+    first: &PlHashMap<&str, Buyer>,
+    lines: &DataFrame,
+) -> Result<(StringChunked, StringChunked, StringChunked)> {
+    let orders = frame::str_column(lines, schema::ORDER_ID)?;
+    let (buyer, bill) = buyers_of(first, orders);
+    let keys = customer_keys(source, orders, Some(&buyer));
+    let bills: StringChunked = frame::texts(lines, aux::BILL_COUNTRY)?
+        .zip(bill.iter())
+        .map(|(own, shipped)| own.map(Cow::Borrowed).or_else(|| shipped.map(|b| Cow::Owned(b.trim().to_uppercase()))))
+        .collect();
+    Ok((keys, buyer, bills))
 }
 
 #[cfg(test)]
@@ -271,7 +304,8 @@ mod tests {
         )
         .unwrap();
         let orders: StringChunked = [Some("C"), Some("A"), Some("Z"), None, Some("B")].into_iter().collect();
-        let (buyer, bill) = buyers_of(&[one, two], &orders).unwrap();
+        let reports = [one, two];
+        let (buyer, bill) = buyers_of(&first_buyers(&reports).unwrap(), &orders);
         let buyer: Vec<Option<&str>> = buyer.iter().collect();
         let bill: Vec<Option<&str>> = bill.iter().collect();
         assert_eq!(buyer, [Some("c@x"), Some("a1@x"), None, None, Some("b@x")]);

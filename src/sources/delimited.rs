@@ -120,7 +120,7 @@ fn records_in(
         }
         (pos, line) = (piece.end, line + piece.line_end);
     }
-    out.columns = columns.into_iter().map(concatenate).collect();
+    out.columns = columns.into_iter().map(frame::concat_strings).collect();
     out
 }
 
@@ -223,16 +223,6 @@ impl Piece {
         (out.end, out.line_end) = (scanner.pos, scanner.line - from.1);
         out
     }
-}
-
-/// The pieces' chunks of one column as one chunk (string views are copied, their bytes are not).
-fn concatenate(chunks: Vec<StringChunked>) -> StringChunked {
-    let mut it = chunks.into_iter();
-    let mut all = it.next().unwrap_or_else(|| StringChunked::full_null(PlSmallStr::EMPTY, 0));
-    for c in it {
-        all.append_owned(c).expect("string chunks append");
-    }
-    all.rechunk().into_owned()
 }
 
 struct Scanner<'t> {
