@@ -506,6 +506,18 @@ mod tests {
     /// Memoized or not, every value maps as `f` maps it: a repetitive column (memo kept) and a
     /// mostly distinct one (memo dropped after the probe), both with nulls, past the probe length.
     #[test]
+    fn spans_cover_the_range_in_order() {
+        assert_eq!(spans(10, 3), [(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(spans(5, 1), [(0, 5)]);
+        assert_eq!(spans(1, 4), [(0, 1)]);
+        assert!(spans(0, 2).is_empty());
+        let joined =
+            concat_strings(vec![["a", "b"].into_iter().map(Some).collect(), [None, Some("c")].into_iter().collect()]);
+        assert_eq!(joined.iter().collect::<Vec<_>>(), [Some("a"), Some("b"), None, Some("c")]);
+        assert_eq!(joined.chunks().len(), 1);
+    }
+
+    #[test]
     fn map_values_is_f_of_each_value() {
         let f = |s: &str| (!s.ends_with('7')).then(|| format!("<{s}>"));
         for distinct in [3usize, 1_000_000] {
