@@ -503,8 +503,6 @@ pub fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
 mod tests {
     use super::*;
 
-    /// Memoized or not, every value maps as `f` maps it: a repetitive column (memo kept) and a
-    /// mostly distinct one (memo dropped after the probe), both with nulls, past the probe length.
     #[test]
     fn spans_cover_the_range_in_order() {
         assert_eq!(spans(10, 3), [(0, 4), (4, 4), (8, 2)]);
@@ -517,6 +515,8 @@ mod tests {
         assert_eq!(joined.chunks().len(), 1);
     }
 
+    /// Memoized or not, every value maps as `f` maps it: a repetitive column (memo kept) and a
+    /// mostly distinct one (memo dropped after the probe), both with nulls, past the probe length.
     #[test]
     fn map_values_is_f_of_each_value() {
         let f = |s: &str| (!s.ends_with('7')).then(|| format!("<{s}>"));
