@@ -3,14 +3,15 @@
 //! report is the only Amazon file naming a buyer (a relay e-mail); without it every Amazon order
 //! is its own customer and the report says repeat purchases on Amazon cannot be seen.
 
-use super::{FileOut, LineExprs, LoadCtx, Loaded, Want, amount, finish, parse, read, required, status_of, unparseable};
+use super::{
+    Export, FileOut, LineExprs, LoadCtx, Loaded, Want, amount, finish, parse, read, required, status_of, unparseable,
+};
 use crate::config::{Delimiter, TextFormat};
-use crate::error::Result;
+use crate::error::{Context, Result};
 use crate::frame::{self, null_str};
 use crate::schema::{self, aux, status};
 use polars::prelude::*;
 use std::borrow::Cow;
-use std::path::Path;
 
 /// Marketplaces whose prices include VAT/GST: their `item-tax` is inside `item-price`.
 const TAX_INCLUSIVE: &[&str] = &[
@@ -79,8 +80,8 @@ fn wants() -> Vec<Want> {
     ]
 }
 
-pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
-    let raw = read(path, &tsv(ctx.spec.format.encoding), |_| Ok(wants()))?;
+pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
+    let raw = read(file, &tsv(ctx.spec.format.encoding), |_| Ok(wants()))?;
     let ts = parse::Timestamps::new(None, &[], ctx.zone);
     let num = |c: &str| amount(col(c), false);
     let lf = raw.frame.clone().lazy().with_columns([
@@ -147,22 +148,55 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
     finish(ctx, raw, lf, e)
 }
 
-/// A Fulfilled Shipments report's buyer columns (order id, buyer e-mail, bill country) and the
-/// file as the manifest records it; the text is dropped once read.
+/// What a lookup needs of a Fulfilled Shipments report (a row per item shipped): each order id's
+/// first row naming a buyer, with its e-mail and bill country, and the file as the manifest
+/// records it. The text is dropped once read.
 pub struct Report {
     columns: DataFrame,
     input: super::InputFile,
 }
 
-pub fn read_report(ctx: &LoadCtx, path: &Path) -> Result<Report> {
-    let raw = read(path, &tsv(ctx.spec.format.encoding), |_| {
+pub fn read_report(ctx: &LoadCtx, file: Export) -> Result<Report> {
+    let raw = read(file, &tsv(ctx.spec.format.encoding), |_| {
         Ok(vec![
             Want::required("order_id", &["amazon-order-id"]),
             Want::required("buyer_email", &["buyer-email"]),
             Want::optional("bill_country", &["bill-country"]),
         ])
     })?;
-    Ok(Report { columns: raw.frame, input: raw.input })
+    let columns = raw.frame.select(["order_id", "buyer_email", "bill_country"]).ctx(|| "buyer columns")?;
+    Ok(Report { columns: first_rows(columns)?, input: raw.input })
+}
+
+/// The rows [`first_buyers`] would take from one report: each order id's first row with an e-mail.
+fn first_rows(report: DataFrame) -> Result<DataFrame> {
+    let first: BooleanChunked = {
+        let (ids, emails) = (frame::str_column(&report, "order_id")?, frame::str_column(&report, "buyer_email")?);
+        let mut seen = PlHashSet::with_capacity(ids.len());
+        ids.iter()
+            .zip(emails.iter())
+            .map(|(id, email)| email.is_some() && id.is_some_and(|id| seen.insert(id)))
+            .collect()
+    };
+    report.filter(&first).ctx(|| "first buyer rows")
+}
+
+impl super::cache::Cached for Report {
+    const KIND: &'static str = "buyers";
+    const TABLES: &'static [&'static str] = &["buyers.parquet"];
+    fn input(&self) -> &super::InputFile {
+        &self.input
+    }
+    fn tables(&self) -> Vec<&DataFrame> {
+        vec![&self.columns]
+    }
+    fn from_tables(input: super::InputFile, tables: Vec<DataFrame>) -> std::result::Result<Self, String> {
+        let [columns]: [DataFrame; 1] = tables.try_into().map_err(|_| "one table expected".to_string())?;
+        for name in ["order_id", "buyer_email", "bill_country"] {
+            frame::str_column(&columns, name).map_err(|e| format!("buyers.parquet: {e}"))?;
+        }
+        Ok(Report { columns, input })
+    }
 }
 
 /// Gives every Amazon line a customer: the buyer of the Fulfilled Shipments `reports` when one is
@@ -304,11 +338,15 @@ mod tests {
         )
         .unwrap();
         let orders: StringChunked = [Some("C"), Some("A"), Some("Z"), None, Some("B")].into_iter().collect();
-        let reports = [one, two];
-        let (buyer, bill) = buyers_of(&first_buyers(&reports).unwrap(), &orders);
-        let buyer: Vec<Option<&str>> = buyer.iter().collect();
-        let bill: Vec<Option<&str>> = bill.iter().collect();
-        assert_eq!(buyer, [Some("c@x"), Some("a1@x"), None, None, Some("b@x")]);
-        assert_eq!(bill, [Some("ES"), Some("DE"), None, None, None]);
+        // What a report is reduced to when read (and cached) must not change any lookup.
+        let reduced = [first_rows(one.clone()).unwrap(), first_rows(two.clone()).unwrap()];
+        assert_eq!(reduced[0].height(), 2, "A's first row with an e-mail and B's");
+        for reports in [[one, two], reduced] {
+            let (buyer, bill) = buyers_of(&first_buyers(&reports).unwrap(), &orders);
+            let buyer: Vec<Option<&str>> = buyer.iter().collect();
+            let bill: Vec<Option<&str>> = bill.iter().collect();
+            assert_eq!(buyer, [Some("c@x"), Some("a1@x"), None, None, Some("b@x")]);
+            assert_eq!(bill, [Some("ES"), Some("DE"), None, None, None]);
+        }
     }
 }

@@ -1,17 +1,30 @@
 //! Parsed export files, cached as Parquet so that a nightly rerun parses only the files that are
-//! new or changed. An entry is keyed by everything that decides what parsing a file yields: its
-//! bytes (SHA-256), the path it is reported under, the load stage's settings, the pipeline's zone,
-//! the exchange rates (unconvertible rows are rejected while loading) and this program's version
-//! and source fingerprint (build.rs: a rebuilt parser never reads an older parser's entries).
-//! Each entry records the SHA-256 of its Parquet files; an entry that fails that check or does
-//! not read back is parsed again and rewritten, never trusted. The cache holds parsed personal
-//! data, as the exports do: it is created private to its owner.
+//! new or changed: order files and Amazon buyer reports alike. An entry is keyed by everything that
+//! decides what parsing a file yields: what it is parsed as, its bytes (SHA-256), the path it is
+//! reported under, the load stage's settings, the pipeline's zone, the exchange rates
+//! (unconvertible rows are rejected while loading) and this program's version and source
+//! fingerprint (build.rs: a rebuilt parser never reads an older parser's entries). Each entry
+//! records the SHA-256 of its Parquet files; an entry that fails that check or does not read back
+//! is parsed again and rewritten, never trusted. The cache holds parsed personal data, as the
+//! exports do: it is created private to its owner.
 
-use super::{FileOut, InputFile, LoadCtx, hex};
+use super::{Export, InputFile, LoadCtx, hex};
 use crate::error::{Context, Result};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+/// What parsing one file yields, as the cache stores it: named tables and the file as the
+/// manifest records it.
+pub trait Cached: Sized {
+    /// What the file is parsed as (order lines, buyers): part of the key.
+    const KIND: &'static str;
+    /// The entry's Parquet files, in the order of [`Cached::tables`].
+    const TABLES: &'static [&'static str];
+    fn input(&self) -> &InputFile;
+    fn tables(&self) -> Vec<&DataFrame>;
+    fn from_tables(input: InputFile, tables: Vec<DataFrame>) -> std::result::Result<Self, String>;
+}
 
 pub struct Cache {
     dir: PathBuf,
@@ -21,13 +34,11 @@ pub struct Cache {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
     input: InputFile,
-    lines_sha256: String,
-    rejects_sha256: String,
+    /// Of each of the entry's tables, in `Cached::TABLES` order.
+    sha256: Vec<String>,
 }
 
 const META: &str = "meta.json";
-const LINES: &str = "lines.parquet";
-const REJECTS: &str = "rejects.parquet";
 
 /// How a file's parse was obtained, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,17 +72,16 @@ impl Cache {
         Cache { dir: dir.into() }
     }
 
-    /// The parse of `path`: from the cache when a sound entry exists, else from `parse` (then
+    /// The parse of `file`: from the cache when a sound entry exists, else from `parse` (then
     /// stored). A cache that cannot be written only costs the next run a parse: it is logged.
-    pub fn file(
+    pub fn get<T: Cached>(
         &self,
         ctx: &LoadCtx,
-        path: &Path,
-        parse: impl FnOnce() -> Result<FileOut>,
-    ) -> Result<(FileOut, Outcome)> {
-        let bytes = std::fs::read(path).map_err(|e| crate::error::Error::input(path, format!("cannot read: {e}")))?;
-        let entry = self.dir.join(key(ctx, path, &bytes));
-        drop(bytes);
+        file: Export,
+        parse: impl FnOnce(Export) -> Result<T>,
+    ) -> Result<(T, Outcome)> {
+        let entry = self.dir.join(key::<T>(ctx, &file));
+        let path = file.path;
         let outcome = match read_entry(&entry) {
             Ok(Some(out)) => return Ok((out, Outcome::Hit)),
             Ok(None) => Outcome::Parsed,
@@ -80,7 +90,7 @@ impl Cache {
                 Outcome::Rebuilt
             }
         };
-        let out = parse()?;
+        let out = parse(file)?;
         if let Err(e) = write_entry(&entry, &out, outcome == Outcome::Rebuilt) {
             tracing::warn!(file = %path.display(), "could not cache the parsed file: {e}");
         }
@@ -88,13 +98,14 @@ impl Cache {
     }
 }
 
-fn key(ctx: &LoadCtx, path: &Path, bytes: &[u8]) -> String {
+fn key<T: Cached>(ctx: &LoadCtx, file: &Export) -> String {
     let mut h = Sha256::new();
     for part in [
         env!("CARGO_PKG_VERSION"),
         env!("CLV_SOURCE_FINGERPRINT"),
-        &hex(&Sha256::digest(bytes)),
-        &path.display().to_string(),
+        T::KIND,
+        &file.sha256,
+        &file.path.display().to_string(),
         &format!("{:?}", ctx.spec),
         ctx.zone.name(),
         &ctx.fx.digest(),
@@ -106,29 +117,34 @@ fn key(ctx: &LoadCtx, path: &Path, bytes: &[u8]) -> String {
 }
 
 /// `Ok(None)`: no entry. `Err`: an entry that must not be trusted, with why.
-fn read_entry(entry: &Path) -> std::result::Result<Option<FileOut>, String> {
+fn read_entry<T: Cached>(entry: &Path) -> std::result::Result<Option<T>, String> {
     let meta = match std::fs::read(entry.join(META)) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
     let meta: Meta = serde_json::from_slice(&meta).map_err(|e| format!("{META}: {e}"))?;
-    let table = |name: &str, want: &str| -> std::result::Result<DataFrame, String> {
-        let bytes = std::fs::read(entry.join(name)).map_err(|e| format!("{name}: {e}"))?;
-        if hex(&Sha256::digest(&bytes)) != want {
-            return Err(format!("{name}: checksum mismatch"));
-        }
-        ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| format!("{name}: {e}"))
-    };
-    let lines = table(LINES, &meta.lines_sha256)?;
-    let lines = crate::frame::conform(lines, &super::line_schema()).map_err(|e| format!("{LINES}: {e}"))?;
-    Ok(Some(FileOut { lines, rejects: table(REJECTS, &meta.rejects_sha256)?, input: meta.input }))
+    if meta.sha256.len() != T::TABLES.len() {
+        return Err(format!("{META}: {} tables, expected {}", meta.sha256.len(), T::TABLES.len()));
+    }
+    let tables = T::TABLES
+        .iter()
+        .zip(&meta.sha256)
+        .map(|(name, want)| {
+            let bytes = std::fs::read(entry.join(name)).map_err(|e| format!("{name}: {e}"))?;
+            if hex(&Sha256::digest(&bytes)) != *want {
+                return Err(format!("{name}: checksum mismatch"));
+            }
+            ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| format!("{name}: {e}"))
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    T::from_tables(meta.input, tables).map(Some)
 }
 
 /// Writes the entry beside its final place and renames it in: a reader finds a whole entry or
 /// none. When two runs store the same entry the first stays (the bytes are the same); a corrupt
 /// entry (`replace`) is removed first.
-fn write_entry(entry: &Path, out: &FileOut, replace: bool) -> Result<()> {
+fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
     let parent = entry.parent().expect("entries live in the cache directory");
     std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
     #[cfg(unix)]
@@ -147,13 +163,10 @@ fn write_entry(entry: &Path, out: &FileOut, replace: bool) -> Result<()> {
             .map_err(|e| crate::error::Error::Polars { context: "caching a parsed file".into(), source: e })?;
         Ok(buf)
     };
-    let (lines, rejects) = (parquet(&out.lines)?, parquet(&out.rejects)?);
-    let meta = Meta {
-        input: out.input.clone(),
-        lines_sha256: hex(&Sha256::digest(&lines)),
-        rejects_sha256: hex(&Sha256::digest(&rejects)),
-    };
-    for (file, bytes) in [(LINES, lines), (REJECTS, rejects), (META, serde_json::to_vec(&meta).expect("serializes"))] {
+    let tables = out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?;
+    let meta = Meta { input: out.input().clone(), sha256: tables.iter().map(|t| hex(&Sha256::digest(t))).collect() };
+    let files = T::TABLES.iter().copied().zip(tables).chain([(META, serde_json::to_vec(&meta).expect("serializes"))]);
+    for (file, bytes) in files {
         std::fs::write(tmp.join(file), bytes).ctx(|| format!("writing {}", tmp.join(file).display()))?;
     }
     if replace {

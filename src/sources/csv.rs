@@ -2,14 +2,13 @@
 //! column names, and `constants:` for fields the file lacks. Amounts are taken as excluding tax;
 //! negative quantities or amounts are returns and reduce revenue.
 
-use super::{FileOut, LineExprs, LoadCtx, Want, amount, finish, parse, read, required, status_of, unparseable};
+use super::{Export, FileOut, LineExprs, LoadCtx, Want, amount, finish, parse, read, required, status_of, unparseable};
 use crate::config::ConstantField;
 use crate::error::Result;
 use crate::frame::{self, null_str};
 use polars::prelude::*;
-use std::path::Path;
 
-pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
+pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
     let m = &ctx.spec.columns;
     let mapped: Vec<(&str, &Option<String>)> = vec![
         ("order_id", &m.order_id),
@@ -33,7 +32,7 @@ pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
             None => Want::optional(name, &[]),
         })
         .collect();
-    let raw = read(path, &ctx.spec.format, |_| Ok(wants))?;
+    let raw = read(file, &ctx.spec.format, |_| Ok(wants))?;
     let dc = ctx.spec.format.decimal_comma;
     let num = |c: &str| amount(col(c), dc);
     let ts = parse::Timestamps::new(ctx.spec.date_format.as_deref(), parse::ISO_FORMATS, ctx.spec.timezone);

@@ -77,7 +77,13 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
         *outcomes.entry(outcome.name()).or_default() += 1;
         outs.push(out);
     }
-    tracing::info!(stage = %ctx.spec.id, files = paths.len(), "files: {outcomes:?}");
+    let mut buyer_reports = Vec::new();
+    for report in reports {
+        let (report, outcome) = report?;
+        *outcomes.entry(outcome.name()).or_default() += 1;
+        buyer_reports.push(report);
+    }
+    tracing::info!(stage = %ctx.spec.id, files = paths.len() + buyers.len(), "files: {outcomes:?}");
     let mut loaded = Loaded {
         lines: stack(outs.iter().map(|o| o.lines.clone()).collect(), line_schema())?,
         rejects: stack(outs.iter().map(|o| o.rejects.clone()).collect(), reject_schema())?,
@@ -93,7 +99,7 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
     loaded.revenue_read =
         loaded.lines.column(schema::NET_BASE).ctx(|| "net_base")?.f64().ctx(|| "net_base")?.sum().unwrap_or(0.0);
     if ctx.spec.kind == SourceKind::Amazon {
-        amazon::attach_buyers(ctx, &mut loaded, reports.into_iter().collect::<Result<_>>()?)?;
+        amazon::attach_buyers(ctx, &mut loaded, buyer_reports)?;
     }
     Ok(loaded)
 }
@@ -122,27 +128,27 @@ impl Loaded {
 /// them (the load stages ran twice as long on two threads as on one, nearly all of it in
 /// `sched_yield`); files side by side keep the pool fed. Polars is called from these threads,
 /// never from inside rayon tasks.
-fn parse_files(ctx: &LoadCtx, paths: &[PathBuf], buyers: &[PathBuf]) -> (Vec<Parsed>, Vec<Result<amazon::Report>>) {
+fn parse_files(
+    ctx: &LoadCtx,
+    paths: &[PathBuf],
+    buyers: &[PathBuf],
+) -> (Vec<Parsed<FileOut>>, Vec<Parsed<amazon::Report>>) {
     enum Done {
-        File(Parsed),
-        Report(Result<amazon::Report>),
+        File(Parsed<FileOut>),
+        Report(Parsed<amazon::Report>),
     }
     let jobs: Vec<(&PathBuf, bool)> =
         buyers.iter().map(|p| (p, true)).chain(paths.iter().map(|p| (p, false))).collect();
     let one = |&(path, report): &(&PathBuf, bool)| {
         if report {
-            return Done::Report(amazon::read_report(ctx, path));
+            return Done::Report(parsed(ctx, path, |file| amazon::read_report(ctx, file)));
         }
-        let parse = || match ctx.spec.kind {
-            SourceKind::Amazon => amazon::file(ctx, path),
-            SourceKind::Shopify => shopify::file(ctx, path),
-            SourceKind::Woocommerce => woocommerce::file(ctx, path),
-            SourceKind::Csv => csv::file(ctx, path),
-        };
-        Done::File(match ctx.cache {
-            Some(cache) => cache.file(ctx, path, parse),
-            None => parse().map(|out| (out, cache::Outcome::Parsed)),
-        })
+        Done::File(parsed(ctx, path, |file| match ctx.spec.kind {
+            SourceKind::Amazon => amazon::file(ctx, file),
+            SourceKind::Shopify => shopify::file(ctx, file),
+            SourceKind::Woocommerce => woocommerce::file(ctx, file),
+            SourceKind::Csv => csv::file(ctx, file),
+        }))
     };
     let (mut files, mut reports) = (Vec::new(), Vec::new());
     for done in frame::on_threads(&jobs, one) {
@@ -154,7 +160,16 @@ fn parse_files(ctx: &LoadCtx, paths: &[PathBuf], buyers: &[PathBuf]) -> (Vec<Par
     (files, reports)
 }
 
-type Parsed = Result<(FileOut, cache::Outcome)>;
+/// The parse of the file at `path`, from the cache if there is one.
+fn parsed<T: cache::Cached>(ctx: &LoadCtx, path: &Path, parse: impl FnOnce(Export) -> Result<T>) -> Parsed<T> {
+    let file = Export::open(path)?;
+    match ctx.cache {
+        Some(cache) => cache.get(ctx, file, parse),
+        None => parse(file).map(|out| (out, cache::Outcome::Parsed)),
+    }
+}
+
+type Parsed<T> = Result<(T, cache::Outcome)>;
 
 /// One file's share of a load.
 pub struct FileOut {
@@ -163,6 +178,21 @@ pub struct FileOut {
     pub input: InputFile,
 }
 
+impl cache::Cached for FileOut {
+    const KIND: &'static str = "order lines";
+    const TABLES: &'static [&'static str] = &["lines.parquet", "rejects.parquet"];
+    fn input(&self) -> &InputFile {
+        &self.input
+    }
+    fn tables(&self) -> Vec<&DataFrame> {
+        vec![&self.lines, &self.rejects]
+    }
+    fn from_tables(input: InputFile, tables: Vec<DataFrame>) -> std::result::Result<Self, String> {
+        let [lines, rejects]: [DataFrame; 2] = tables.try_into().map_err(|_| "two tables expected".to_string())?;
+        let lines = frame::conform(lines, &line_schema()).map_err(|e| format!("lines.parquet: {e}"))?;
+        Ok(FileOut { lines, rejects, input })
+    }
+}
 /// Expands globs into a sorted list of files; a file matched twice is read once.
 pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
@@ -218,11 +248,26 @@ pub const REC: &str = "rec";
 pub const PRE_REASON: &str = "pre_reason";
 pub const REASON: &str = "reason";
 
-/// Reads `path`, resolving the columns `choose` wants (given the header) against its header. A
+/// An export file's bytes, read once: hashed once (for the manifest and the cache key), then
+/// parsed if the cache has no entry for them.
+pub struct Export<'a> {
+    pub path: &'a Path,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+impl<'a> Export<'a> {
+    pub fn open(path: &'a Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        Ok(Export { path, bytes, sha256 })
+    }
+}
+
+/// Splits `file`, resolving the columns `choose` wants (given the header) against its header. A
 /// missing required column stops the run with the file, the column and the columns found.
-pub fn read(path: &Path, format: &TextFormat, choose: impl FnOnce(&[String]) -> Result<Vec<Want>>) -> Result<RawFile> {
-    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+pub fn read(file: Export, format: &TextFormat, choose: impl FnOnce(&[String]) -> Result<Vec<Want>>) -> Result<RawFile> {
+    let Export { path, bytes, sha256 } = file;
     let size = bytes.len() as u64;
     let text = text::decode(path, bytes, format.encoding)?;
     let (header, start, line) = delimited::header(&text, format);
@@ -319,13 +364,8 @@ pub fn reference_table(path: &Path, columns: &[&str]) -> Result<Vec<(u32, Vec<St
 
 /// A file as the manifest records it (path, size, SHA-256); `rows` is left 0.
 pub fn describe(path: &Path) -> Result<InputFile> {
-    let bytes = std::fs::read(path).map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
-    Ok(InputFile {
-        path: path.display().to_string(),
-        bytes: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(&bytes)),
-        rows: 0,
-    })
+    let file = Export::open(path)?;
+    Ok(InputFile { path: path.display().to_string(), bytes: file.bytes.len() as u64, sha256: file.sha256, rows: 0 })
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -3,14 +3,13 @@
 //! that row and spread over the order's lines pro rata. Orders group by `Name` (`#1411`).
 
 use super::{
-    FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required, share,
-    status_of, unparseable,
+    Export, FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required,
+    share, status_of, unparseable,
 };
 use crate::error::{Context, Result};
 use crate::frame;
 use crate::schema::status;
 use polars::prelude::*;
-use std::path::Path;
 
 fn wants() -> Vec<Want> {
     vec![
@@ -59,8 +58,8 @@ fn first_rows(names: &StringChunked) -> Option<Vec<u32>> {
     Some(first)
 }
 
-pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
-    let raw = read(path, &ctx.spec.format, |_| Ok(wants()))?;
+pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
+    let raw = read(file, &ctx.spec.format, |_| Ok(wants()))?;
     let ts = parse::Timestamps::new(None, &["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%.f %z"], ctx.zone);
     let num = |e: Expr| amount(e, false);
     let by = [ORDER];

@@ -4,8 +4,8 @@
 //! `order_date` is site-local without offset: the stage's `timezone` says which zone.
 
 use super::{
-    FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required, share,
-    status_of, unparseable,
+    Export, FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required,
+    share, status_of, unparseable,
 };
 use crate::config::ConstantField;
 use crate::error::{Error, Result};
@@ -54,9 +54,10 @@ fn constant(ctx: &LoadCtx, field: ConstantField) -> Expr {
     ctx.spec.constants.get(&field).map(|v| lit(v.clone())).unwrap_or_else(null_str)
 }
 
-pub fn file(ctx: &LoadCtx, path: &Path) -> Result<FileOut> {
+pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
     let mut layout = None;
-    let raw = read(path, &ctx.spec.format, |header| {
+    let path = file.path;
+    let raw = read(file, &ctx.spec.format, |header| {
         let l = detect(path, header)?;
         let wants = match &l {
             Layout::WebToffee { items } => webtoffee_wants(items),

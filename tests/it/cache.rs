@@ -1,5 +1,6 @@
-//! The parsed-file cache: a rerun parses only new or changed files and publishes the same bytes
-//! as a run without the cache; changed settings re-parse; a corrupted entry is rebuilt.
+//! The parsed-file cache: a rerun parses only new or changed files (order files and the Amazon
+//! buyer report alike) and publishes the same bytes as a run without the cache; changed settings
+//! re-parse; a corrupted entry is rebuilt.
 
 use crate::support::snapshot;
 use std::path::{Path, PathBuf};
@@ -52,9 +53,9 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let out = |name: &str| dir.path().join(name);
 
     let cold = run(&p, &out("cold"), Some(&cache));
-    assert_eq!(cold, ["amazon {\"parsed\": 2}", "shopify {\"parsed\": 2}", "shop {\"parsed\": 1}"]);
+    assert_eq!(cold, ["amazon {\"parsed\": 3}", "shopify {\"parsed\": 2}", "shop {\"parsed\": 1}"]);
     let warm = run(&p, &out("warm"), Some(&cache));
-    assert_eq!(warm, ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2}", "shop {\"from cache\": 1}"]);
+    assert_eq!(warm, ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 2}", "shop {\"from cache\": 1}"]);
     assert_eq!(snapshot(&out("cold")), snapshot(&out("warm")));
 
     // A new daily export arrives: only it is parsed, and the output is that of a run without cache.
@@ -84,7 +85,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let daily = run(&p, &out("daily"), Some(&cache));
     assert_eq!(
         daily,
-        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"parsed\": 1}", "shop {\"from cache\": 1}"]
+        ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 2, \"parsed\": 1}", "shop {\"from cache\": 1}"]
     );
     run(&p, &out("daily_uncached"), None);
     assert_eq!(snapshot(&out("daily")), snapshot(&out("daily_uncached")));
@@ -104,7 +105,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let repaired = run(&p, &out("repaired"), Some(&cache));
     assert_eq!(
         repaired,
-        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"rebuilt\": 1}", "shop {\"from cache\": 1}"]
+        ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 2, \"rebuilt\": 1}", "shop {\"from cache\": 1}"]
     );
     assert_eq!(snapshot(&out("repaired")), snapshot(&out("daily_uncached")));
     assert_eq!(run(&p, &out("after_repair"), Some(&cache))[1], "shopify {\"from cache\": 3}");
@@ -113,10 +114,20 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, text.replace("timezone: Europe/Berlin", "timezone: Europe/Paris")).unwrap();
     let settings = run(&p, &out("settings"), Some(&cache));
-    assert_eq!(settings, ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 3}", "shop {\"parsed\": 1}"]);
+    assert_eq!(settings, ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 3}", "shop {\"parsed\": 1}"]);
     // A changed file is a new file to the cache.
     let file = data.join("shop/webtoffee_orders_2025.csv");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, text.replacen("completed", "cancelled", 1)).unwrap();
     assert_eq!(run(&p, &out("changed"), Some(&cache))[2], "shop {\"parsed\": 1}");
+
+    // A changed buyer report is parsed again, alone, and its buyers are the ones published.
+    let report = data.join("amazon/shipments_2025.txt");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let first = text.lines().nth(1).unwrap().split('\t').nth(10).unwrap().to_string();
+    std::fs::write(&report, text.replace(&first, "renamed.buyer@marketplace.amazon.com")).unwrap();
+    assert_eq!(run(&p, &out("report"), Some(&cache))[0], "amazon {\"from cache\": 2, \"parsed\": 1}");
+    run(&p, &out("report_uncached"), None);
+    assert_eq!(snapshot(&out("report")), snapshot(&out("report_uncached")));
+    assert_ne!(snapshot(&out("report")), snapshot(&out("changed")), "the renamed buyer is published");
 }
