@@ -38,7 +38,10 @@ fn month_index(day: i64) -> i64 {
 type CohortKey<'a> = (u8, &'a str, &'a str, i64);
 
 /// Per cohort: months since -> (active customers, revenue).
-type Grid<'a> = PlHashMap<CohortKey<'a>, BTreeMap<i64, (i64, f64)>>;
+type Grid<'a> = PlHashMap<CohortKey<'a>, Months>;
+
+/// Months since the cohort month -> (active customers, revenue).
+type Months = BTreeMap<i64, (i64, f64)>;
 
 /// A customer's live lines: (source, month index, net in the base currency).
 type Lines<'a> = Vec<(&'a str, i64, f64)>;
@@ -82,6 +85,68 @@ fn add_months<'a>(grid: &mut Grid<'a>, key: CohortKey<'a>, lines: impl Iterator<
 pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Result<Cohorts> {
     let last_month = as_of.year() as i64 * 12 + as_of.month0() as i64;
     let by_source = spec.by.contains(&CohortBy::Source);
+    // Markets are consecutive too, and their cohorts disjoint: each market is a pass of its own,
+    // side by side, largest first. Every sum adds in the same order as one pass would.
+    let mut markets = market_spans(orders)?;
+    markets.sort_by_key(|&(_, len)| std::cmp::Reverse(len));
+    let grids = frame::on_threads(&markets, |&(offset, len)| market_grid(&orders.slice(offset as i64, len), by_source));
+    let mut grid = Vec::new();
+    for part in grids {
+        grid.extend(part?);
+    }
+    let mut out = Cohorts {
+        market: vec![],
+        source: vec![],
+        cohort: vec![],
+        months_since: vec![],
+        customers: vec![],
+        active_customers: vec![],
+        retention: vec![],
+        revenue: vec![],
+        cumulative_revenue_per_customer: vec![],
+    };
+    grid.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for ((_, market, source, cohort), months) in grid {
+        let size = months.get(&0).map_or(0, |m| m.0);
+        let first_day =
+            NaiveDate::from_ymd_opt((cohort / 12) as i32, (cohort % 12) as u32 + 1, 1).expect("valid month");
+        let mut cumulative = 0.0;
+        for k in 0..=(last_month - cohort).max(0) {
+            let (active, revenue) = months.get(&k).copied().unwrap_or((0, 0.0));
+            cumulative += revenue;
+            out.market.push(market.clone());
+            out.source.push(source.clone());
+            out.cohort.push(crate::fx::epoch_days(first_day));
+            out.months_since.push(k);
+            out.customers.push(size);
+            out.active_customers.push(active);
+            out.retention.push(if size > 0 { active as f64 / size as f64 } else { 0.0 });
+            out.revenue.push(revenue);
+            out.cumulative_revenue_per_customer.push(if size > 0 { cumulative / size as f64 } else { 0.0 });
+        }
+    }
+    Ok(out)
+}
+
+/// (offset, length) of each market's rows: the table is sorted by market.
+fn market_spans(orders: &DataFrame) -> Result<Vec<(usize, usize)>> {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut current = None;
+    for (i, market) in frame::texts(orders, schema::MARKET)?.enumerate() {
+        if current != Some(market) {
+            spans.push((i, 0));
+            current = Some(market);
+        }
+        spans.last_mut().expect("pushed above").1 += 1;
+    }
+    Ok(spans)
+}
+
+/// A cohort row's key with its text owned: (grouping, market, source, cohort month).
+type OwnedKey = (u8, String, String, i64);
+
+/// One market's cohorts, from one pass over its lines (consecutive per customer).
+fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Months)>> {
     let text = |name: &str| frame::texts(orders, name);
     let (markets, ids, sources, statuses) =
         (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::SOURCE)?, text(schema::STATUS)?);
@@ -113,40 +178,7 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
     if let Some((m, _)) = who {
         add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
     }
-
-    let mut out = Cohorts {
-        market: vec![],
-        source: vec![],
-        cohort: vec![],
-        months_since: vec![],
-        customers: vec![],
-        active_customers: vec![],
-        retention: vec![],
-        revenue: vec![],
-        cumulative_revenue_per_customer: vec![],
-    };
-    let mut grid: Vec<_> = grid.into_iter().collect();
-    grid.sort_unstable_by_key(|g| g.0);
-    for ((_, market, source, cohort), months) in grid {
-        let size = months.get(&0).map_or(0, |m| m.0);
-        let first_day =
-            NaiveDate::from_ymd_opt((cohort / 12) as i32, (cohort % 12) as u32 + 1, 1).expect("valid month");
-        let mut cumulative = 0.0;
-        for k in 0..=(last_month - cohort).max(0) {
-            let (active, revenue) = months.get(&k).copied().unwrap_or((0, 0.0));
-            cumulative += revenue;
-            out.market.push(market.to_string());
-            out.source.push(source.to_string());
-            out.cohort.push(crate::fx::epoch_days(first_day));
-            out.months_since.push(k);
-            out.customers.push(size);
-            out.active_customers.push(active);
-            out.retention.push(if size > 0 { active as f64 / size as f64 } else { 0.0 });
-            out.revenue.push(revenue);
-            out.cumulative_revenue_per_customer.push(if size > 0 { cumulative / size as f64 } else { 0.0 });
-        }
-    }
-    Ok(out)
+    Ok(grid.into_iter().map(|((g, m, s, c), months)| ((g, m.to_string(), s.to_string(), c), months)).collect())
 }
 
 #[cfg(test)]
@@ -219,5 +251,41 @@ mod tests {
             ("shop", 0, 2, 1, 0, 0.0, 15.0),
         ];
         assert_eq!(rows, want);
+    }
+
+    /// Markets are counted side by side: the same customer id in two markets is two customers, and
+    /// each market's rows are those of a table holding that market alone.
+    #[test]
+    fn each_market_counts_as_if_alone() {
+        type Line = (&'static str, &'static str, f64, i32);
+        let table = |lines: &[Line]| {
+            let n = lines.len();
+            df!(
+                schema::MARKET => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+                schema::CUSTOMER_ID => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+                schema::SOURCE => vec!["shop"; n],
+                schema::STATUS => vec![schema::status::COMPLETED; n],
+                schema::NET_BASE => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
+                schema::ORDER_DATE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
+            )
+            .unwrap()
+            .lazy()
+            .with_column(col(schema::ORDER_DATE).cast(DataType::Date))
+            .collect()
+            .unwrap()
+        };
+        let spec = CohortsSpec { id: "c".into(), input: "o".into(), by: vec![CohortBy::Market], period: Period::Month };
+        let rows = |lines: &[Line]| {
+            let c = cohorts(&spec, &table(lines), NaiveDate::from_ymd_opt(1970, 3, 15).unwrap()).unwrap();
+            (0..c.market.len())
+                .map(|i| (c.market[i].clone(), c.cohort[i], c.months_since[i], c.customers[i], c.revenue[i]))
+                .collect::<Vec<_>>()
+        };
+        let eu: [Line; 3] = [("eu", "a", 1.0, 0), ("eu", "a", 2.0, 31), ("eu", "b", 4.0, 31)];
+        let us: [Line; 2] = [("us", "a", 8.0, 0), ("us", "c", 16.0, 59)];
+        let both = rows(&[eu.as_slice(), us.as_slice()].concat());
+        assert_eq!(both, [rows(&eu), rows(&us)].concat());
+        let january = both.iter().filter(|r| r.1 == 0 && r.2 == 0).map(|r| (r.0.as_str(), r.3)).collect::<Vec<_>>();
+        assert_eq!(january, [("eu", 1), ("us", 1)], "customer a once per market");
     }
 }

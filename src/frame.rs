@@ -96,6 +96,28 @@ pub fn collect(lf: LazyFrame, what: &str) -> Result<DataFrame> {
     Ok(df)
 }
 
+/// `plan` over `df` in row spans side by side, the results stacked in order. For row-wise plans
+/// (no group, window or sort) that Polars runs on one thread: an expression over a UDF is one
+/// call over the whole column.
+pub fn collect_in_parts(df: DataFrame, plan: impl Fn(LazyFrame) -> LazyFrame + Sync, what: &str) -> Result<DataFrame> {
+    let spans = spans(df.height(), threads());
+    if spans.len() < 2 {
+        return collect(plan(df.lazy()), what);
+    }
+    let started = std::time::Instant::now();
+    let parts = on_threads(&spans, |&(offset, len)| {
+        plan(df.slice(offset as i64, len).lazy()).collect().ctx(|| format!("computing {what}"))
+    });
+    std::mem::drop(df);
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().expect("two spans or more")?;
+    for part in parts {
+        all.vstack_mut_owned(part?).ctx(|| format!("stacking {what}"))?;
+    }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, rows = all.height(), "computed {what}");
+    Ok(all)
+}
+
 /// A string column by name (an error naming it when absent or not text).
 pub fn str_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked> {
     df.column(name).ctx(|| format!("column {name}"))?.str().ctx(|| format!("column {name} as text"))
@@ -502,6 +524,21 @@ pub fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_in_parts_equals_the_plan_whole() {
+        let mut df = df!("s" => ["a", "bb", "ccc"], "n" => [1i64, 2, 3]).unwrap();
+        df.vstack_mut_owned(df!("s" => [None, Some("dddd")], "n" => [4i64, 5]).unwrap()).unwrap();
+        let plan = |lf: LazyFrame| {
+            lf.with_column(str_to_str(col("s"), |s| Some(s.to_uppercase())).alias("up")).filter(col("n").neq(lit(2)))
+        };
+        let whole = plan(df.clone().lazy()).collect().unwrap();
+        let parts = collect_in_parts(df.clone(), plan, "test").unwrap();
+        assert!(parts.equals_missing(&whole), "{parts} vs {whole}");
+        assert_eq!(strings(&parts, "up").unwrap(), [Some("A".into()), Some("CCC".into()), None, Some("DDDD".into())]);
+        let none = collect_in_parts(df.head(Some(0)), plan, "test").unwrap();
+        assert_eq!((none.height(), none.width()), (0, 3));
+    }
 
     #[test]
     fn spans_cover_the_range_in_order() {

@@ -135,8 +135,10 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             Stage::Segment(spec) => {
                 let s = analyses.summary.as_ref().expect("validated: a summarize stage precedes clv");
                 let r = analyses.clv.as_ref().expect("validated: input is the clv stage");
+                // Plain Rust, no Polars: markets side by side on rayon's pool.
+                use rayon::prelude::*;
                 let segments =
-                    s.markets.iter().zip(&r.markets).map(|(m, r)| segment::segment(spec, m, r, s.calibration_end));
+                    s.markets.par_iter().zip(&r.markets).map(|(m, r)| segment::segment(spec, m, r, s.calibration_end));
                 analyses.segments = Some(segments.collect());
             }
             Stage::Cohorts(spec) => {

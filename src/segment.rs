@@ -5,6 +5,7 @@
 use crate::clv::MarketResult;
 use crate::config::SegmentSpec;
 use crate::summarize::Market;
+use rayon::slice::ParallelSliceMut;
 
 #[derive(Debug, Clone)]
 pub struct Action {
@@ -71,7 +72,7 @@ pub fn segment(spec: &SegmentSpec, m: &Market, r: &MarketResult, calibration_end
     // Tiers: by predicted CLV, highest first; customers without a score last; ties by id.
     let mut order: Vec<usize> = (0..n).collect();
     let clv = |i: usize| s.predicted_clv[i].unwrap_or(f64::NEG_INFINITY);
-    order.sort_by(|&a, &b| clv(b).total_cmp(&clv(a)).then(m.customers[a].id.cmp(&m.customers[b].id)));
+    order.par_sort_unstable_by(|&a, &b| clv(b).total_cmp(&clv(a)).then(m.customers[a].id.cmp(&m.customers[b].id)));
     let n_vip = (spec.vip * n as f64).round() as usize;
     let n_top = ((spec.vip + spec.mid) * n as f64).round() as usize;
     let mut tier = vec!["low"; n];

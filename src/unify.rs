@@ -109,11 +109,9 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
         *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
     }
     let own = own_drops(kind, &rules.test_orders, &rules.duplicate_channels);
-    let lines = std::mem::take(&mut loaded.lines)
-        .lazy()
-        .with_column(frame::category(own).alias(OWN_DROP))
-        .drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
-    let mut all = frame::collect(lines, &format!("lines of {id}"))?;
+    let own = frame::category(own).alias(OWN_DROP);
+    let plan = |lf: LazyFrame| lf.with_column(own.clone()).drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
+    let mut all = frame::collect_in_parts(std::mem::take(&mut loaded.lines), plan, &format!("lines of {id}"))?;
     let (older, records) = older_copies(&all)?;
     let drops = drop_reasons(&all, &older, rules.as_of)?;
     for used in [aux::FILE, aux::LINE, aux::UPDATED_AT, OWN_DROP] {
@@ -133,20 +131,21 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]).cast(DataType::String);
     let country =
         frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY);
-    let lf = kept.lazy().with_columns([
-        country,
-        raw_country.is_not_null().alias("_had_country"),
-        when(col(schema::STATUS).eq(lit(schema::status::CANCELLED)))
-            .then(lit(0.0))
-            .otherwise(col(schema::NET))
-            .alias(schema::NET),
-    ]);
-    // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
-    let cents = schema::MONEY_COLUMNS.map(|c| col(c).round(2, RoundMode::HalfAwayFromZero));
-    let categories = [frame::category(col(schema::COUNTRY))];
-    let lf =
-        lf.with_columns(cents).with_columns(categories).with_column(frame::category(lit(id)).alias(schema::SOURCE));
-    let mut kept = frame::collect(lf, &format!("kept lines of {id}"))?;
+    let plan = |lf: LazyFrame| {
+        let lf = lf.with_columns([
+            country.clone(),
+            raw_country.clone().is_not_null().alias("_had_country"),
+            when(col(schema::STATUS).eq(lit(schema::status::CANCELLED)))
+                .then(lit(0.0))
+                .otherwise(col(schema::NET))
+                .alias(schema::NET),
+        ]);
+        // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
+        let cents = schema::MONEY_COLUMNS.map(|c| col(c).round(2, RoundMode::HalfAwayFromZero));
+        let categories = [frame::category(col(schema::COUNTRY))];
+        lf.with_columns(cents).with_columns(categories).with_column(frame::category(lit(id)).alias(schema::SOURCE))
+    };
+    let mut kept = frame::collect_in_parts(kept, plan, &format!("kept lines of {id}"))?;
     let had = kept.column("_had_country").ctx(|| "countries")?.bool().ctx(|| "countries")?;
     let known = kept.column(schema::COUNTRY).ctx(|| "countries")?.is_not_null();
     acc.unknown_country = (had & &!known).sum().unwrap_or(0) as u64;
