@@ -86,12 +86,9 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
     let last_month = as_of.year() as i64 * 12 + as_of.month0() as i64;
     let by_source = spec.by.contains(&CohortBy::Source);
     // Markets are consecutive too, and their cohorts disjoint: each market is a pass of its own,
-    // side by side, largest first. Every sum adds in the same order as one pass would.
-    let mut markets = market_spans(orders)?;
-    markets.sort_by_key(|&(_, len)| std::cmp::Reverse(len));
-    let grids = frame::on_threads(&markets, |&(offset, len)| market_grid(&orders.slice(offset as i64, len), by_source));
+    // side by side. Every sum adds in the same order as one pass would.
     let mut grid = Vec::new();
-    for part in grids {
+    for part in frame::by_runs(orders, schema::MARKET, |market| market_grid(market, by_source))? {
         grid.extend(part?);
     }
     let mut out = Cohorts {
@@ -126,20 +123,6 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
         }
     }
     Ok(out)
-}
-
-/// (offset, length) of each market's rows: the table is sorted by market.
-fn market_spans(orders: &DataFrame) -> Result<Vec<(usize, usize)>> {
-    let mut spans: Vec<(usize, usize)> = Vec::new();
-    let mut current = None;
-    for (i, market) in frame::texts(orders, schema::MARKET)?.enumerate() {
-        if current != Some(market) {
-            spans.push((i, 0));
-            current = Some(market);
-        }
-        spans.last_mut().expect("pushed above").1 += 1;
-    }
-    Ok(spans)
 }
 
 /// A cohort row's key with its text owned: (grouping, market, source, cohort month).

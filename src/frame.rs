@@ -484,6 +484,28 @@ pub fn spans(n: usize, parts: usize) -> Vec<(usize, usize)> {
     (0..n).step_by(size).map(|offset| (offset, size.min(n - offset))).collect()
 }
 
+/// `f` over each run of equal values of column `name` (a table sorted by it), side by side on
+/// [`on_threads`], the longest runs first; results in table order.
+pub fn by_runs<R: Send>(df: &DataFrame, name: &str, f: impl Fn(&DataFrame) -> R + Sync) -> Result<Vec<R>> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut current = None;
+    for (i, value) in texts(df, name)?.enumerate() {
+        if current != Some(value) {
+            runs.push((i, 0));
+            current = Some(value);
+        }
+        runs.last_mut().expect("pushed above").1 += 1;
+    }
+    let mut longest_first: Vec<usize> = (0..runs.len()).collect();
+    longest_first.sort_by_key(|&i| std::cmp::Reverse(runs[i].1));
+    let done = on_threads(&longest_first, |&i| (i, f(&df.slice(runs[i].0 as i64, runs[i].1))));
+    let mut in_order: Vec<Option<R>> = (0..runs.len()).map(|_| None).collect();
+    for (i, r) in done {
+        in_order[i] = Some(r);
+    }
+    Ok(in_order.into_iter().map(|r| r.expect("every run done")).collect())
+}
+
 /// String columns one after another, as one chunk (the 16-byte views are copied, the text is
 /// not: the buffers are shared).
 pub fn concat_strings(parts: Vec<StringChunked>) -> StringChunked {
