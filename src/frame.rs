@@ -563,6 +563,18 @@ mod tests {
     }
 
     #[test]
+    fn runs_are_passed_whole_and_returned_in_table_order() {
+        let df = df!("m" => ["b", "b", "a", "a", "a", "c"], "n" => [1, 2, 3, 4, 5, 6]).unwrap();
+        let runs = by_runs(&df, "m", |run| (strings(run, "m").unwrap(), run.column("n").unwrap().i32().unwrap().sum()));
+        let want = [
+            (vec![Some("b".to_string()); 2], Some(3)),
+            (vec![Some("a".into()); 3], Some(12)),
+            (vec![Some("c".into())], Some(6)),
+        ];
+        assert_eq!(runs.unwrap(), want);
+    }
+
+    #[test]
     fn spans_cover_the_range_in_order() {
         assert_eq!(spans(10, 3), [(0, 4), (4, 4), (8, 2)]);
         assert_eq!(spans(5, 1), [(0, 5)]);
