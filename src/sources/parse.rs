@@ -173,18 +173,16 @@ pub fn email_key(raw: &str) -> Option<String> {
     email(raw).map(|e| format!("email:{e}"))
 }
 
-/// `*`-wildcard match (whole string), for test-order patterns.
+/// `*`-wildcard match (whole string), for test-order patterns. Called for every line and
+/// pattern: no allocation.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+    let Some((first, after)) = pattern.split_once('*') else { return pattern == text };
+    let (middle, last) = after.rsplit_once('*').unwrap_or(("", after));
+    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
+    for mid in middle.split('*').filter(|m| !m.is_empty()) {
         match rest.find(mid) {
             Some(i) => rest = &rest[i + mid.len()..],
             None => return false,
@@ -300,5 +298,8 @@ mod tests {
         assert!(wildcard("*+test@*", "ann+test@x.io"));
         assert!(!wildcard("test@*", "contest@shop.com"));
         assert!(!wildcard("*@example.com", "a@example.com.au"));
+        assert!(wildcard("a*b*c", "axxbyyc") && !wildcard("a*b*c", "acb") && wildcard("a**c", "ac"));
+        assert!(!wildcard("ab*ba", "aba"), "the ends may not overlap");
+        assert!(wildcard("*", "") && wildcard("", "") && !wildcard("", "x") && !wildcard("x", "xy"));
     }
 }
