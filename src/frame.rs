@@ -496,14 +496,24 @@ pub fn by_runs<R: Send>(df: &DataFrame, name: &str, f: impl Fn(&DataFrame) -> R 
         }
         runs.last_mut().expect("pushed above").1 += 1;
     }
-    let mut longest_first: Vec<usize> = (0..runs.len()).collect();
-    longest_first.sort_by_key(|&i| std::cmp::Reverse(runs[i].1));
-    let done = on_threads(&longest_first, |&i| (i, f(&df.slice(runs[i].0 as i64, runs[i].1))));
-    let mut in_order: Vec<Option<R>> = (0..runs.len()).map(|_| None).collect();
+    Ok(on_threads_largest_first(&runs, |run| run.1, |&(offset, len)| f(&df.slice(offset as i64, len))))
+}
+
+/// [`on_threads`] taking the largest items first (by `size`), for uneven work: the last item a
+/// thread takes is then a small one, not the largest. Results in `items`' order.
+pub fn on_threads_largest_first<T: Sync, R: Send>(
+    items: &[T],
+    size: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let mut largest_first: Vec<usize> = (0..items.len()).collect();
+    largest_first.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+    let done = on_threads(&largest_first, |&i| (i, f(&items[i])));
+    let mut in_order: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
     for (i, r) in done {
         in_order[i] = Some(r);
     }
-    Ok(in_order.into_iter().map(|r| r.expect("every run done")).collect())
+    in_order.into_iter().map(|r| r.expect("every item done")).collect()
 }
 
 /// String columns one after another, as one chunk (the 16-byte views are copied, the text is
