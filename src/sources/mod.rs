@@ -193,6 +193,7 @@ impl cache::Cached for FileOut {
         Ok(FileOut { lines, rejects, input })
     }
 }
+
 /// Expands globs into a sorted list of files; a file matched twice is read once.
 pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
