@@ -341,16 +341,37 @@ impl Customers {
 /// `order_id`, then file order): the market listing that line's country, else `other`. One pass
 /// over the customer slots; a sorted window per customer cost a second per million lines.
 fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<StringChunked> {
-    let at = frame::i64_column(df, schema::ORDERED_AT)?;
-    let (orders, countries) = (frame::str_column(df, schema::ORDER_ID)?, frame::texts(df, schema::COUNTRY)?);
-    // Per customer slot: (ordered_at, order_id, country) of the first line.
+    // Per customer slot: (ordered_at, order_id, country) of the first line. Rows in spans side by
+    // side, then merged in row order: a later span's line wins only if strictly earlier, as in one
+    // pass.
     type First<'a> = Option<(Option<i64>, Option<&'a str>, Option<&'a str>)>;
-    let mut first: Vec<First> = vec![None; customers.ids.len() + 1];
-    for (((&c, t), o), country) in customers.slots.iter().zip(at.iter()).zip(orders.iter()).zip(countries) {
-        let e = first[c as usize].get_or_insert((t, o, country));
-        // Nulls sort first, as in Polars' default order.
-        if (t, o) < (e.0, e.1) {
-            *e = (t, o, country);
+    let columns = df.select([schema::ORDERED_AT, schema::ORDER_ID, schema::COUNTRY]).ctx(|| "first lines")?;
+    let spans = frame::spans(df.height(), frame::threads());
+    let parts: Vec<DataFrame> = spans.iter().map(|&(offset, len)| columns.slice(offset as i64, len)).collect();
+    let jobs: Vec<(&DataFrame, &[u32])> =
+        parts.iter().zip(&spans).map(|(part, &(offset, len))| (part, &customers.slots[offset..offset + len])).collect();
+    let firsts = frame::on_threads(&jobs, |&(part, slots)| -> Result<Vec<First>> {
+        let at = frame::i64_column(part, schema::ORDERED_AT)?;
+        let (orders, countries) = (frame::str_column(part, schema::ORDER_ID)?, frame::texts(part, schema::COUNTRY)?);
+        let mut first: Vec<First> = vec![None; customers.ids.len() + 1];
+        for (((&c, t), o), country) in slots.iter().zip(at.iter()).zip(orders.iter()).zip(countries) {
+            let e = first[c as usize].get_or_insert((t, o, country));
+            // Nulls sort first, as in Polars' default order.
+            if (t, o) < (e.0, e.1) {
+                *e = (t, o, country);
+            }
+        }
+        Ok(first)
+    });
+    let mut firsts = firsts.into_iter();
+    let mut first = firsts.next().transpose()?.unwrap_or_else(|| vec![None; customers.ids.len() + 1]);
+    for later in firsts {
+        for (e, l) in first.iter_mut().zip(later?) {
+            match (e.as_mut(), l) {
+                (None, l) => *e = l,
+                (Some(e), Some(l)) if (l.0, l.1) < (e.0, e.1) => *e = l,
+                _ => {}
+            }
         }
     }
     let markets: Vec<&str> = first
@@ -376,18 +397,16 @@ fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
         .collect();
     std::mem::drop((market, source, customer, at));
     // Integers first, on both cores; then each run of equal (market, customer, time, source), the
-    // lines of one order as a rule, by order id and line. Comparing order ids inside the main
-    // sort compared the strings of every such pair it met.
-    {
-        use rayon::slice::ParallelSliceMut;
-        keys.par_sort_unstable();
-    }
+    // lines of one order as a rule, by order id and line, the runs on both cores too. Comparing
+    // order ids inside the main sort compared the strings of every such pair it met.
+    use rayon::prelude::*;
+    keys.par_sort_unstable();
     let (order, line) = (frame::str_column(&df, schema::ORDER_ID)?.rechunk(), frame::i64_column(&df, schema::LINE_NO)?);
     let line = line.rechunk();
     let (order, line) = (order.downcast_as_array(), line.downcast_as_array());
-    for run in keys.chunk_by_mut(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)).filter(|run| run.len() > 1) {
+    keys.par_chunk_by_mut(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)).filter(|run| run.len() > 1).for_each(|run| {
         run.sort_unstable_by_key(|k| (order.get(k.3 as usize), line.get(k.3 as usize), k.3));
-    }
+    });
     let idx: Vec<u32> = keys.into_iter().map(|k| k.3).collect();
     // After the gather, which copies text into row order: each customer's id is stored once and
     // every line refers to it (32 bytes per line otherwise).
@@ -452,6 +471,24 @@ pub fn reason_category(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first line decides, wherever it is in the table; of two equally early lines, the one
+    /// read first. (The rows are looked at in spans side by side and merged.)
+    #[test]
+    fn a_customers_market_is_that_of_their_first_line() {
+        let df = df!(
+            schema::ORDERED_AT => [10i64, 5, 5, 5],
+            schema::ORDER_ID => ["B", "A", "A", "A"],
+            schema::COUNTRY => ["DE", "US", "GB", "FR"],
+        )
+        .unwrap();
+        let customers =
+            Customers { slots: vec![1, 2, 1, 2], ids: vec!["c1".into(), "c2".into()], ranks: vec![0, 1, 2] };
+        let market_of: HashMap<String, String> =
+            [("US", "us"), ("GB", "uk"), ("DE", "eu"), ("FR", "eu")].map(|(c, m)| (c.into(), m.into())).into();
+        let markets = first_market(&df, &customers, &market_of).unwrap();
+        assert_eq!(markets.iter().collect::<Vec<_>>(), [Some("uk"), Some("us"), Some("uk"), Some("us")]);
+    }
 
     fn accounting(read: f64, kept: f64, dropped: f64) -> BTreeMap<String, Accounting> {
         let a = Accounting {
