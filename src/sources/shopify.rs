@@ -2,10 +2,7 @@
 //! discount, refund, addresses, status) only on the first row of each order, so they are read from
 //! that row and spread over the order's lines pro rata. Orders group by `Name` (`#1411`).
 
-use super::{
-    Export, FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required,
-    share, status_of, unparseable,
-};
+use super::{Export, FileOut, LineExprs, LoadCtx, Want, email_key, finish, parse, read};
 use crate::error::{Context, Result};
 use crate::frame;
 use crate::schema::status;
@@ -34,140 +31,351 @@ fn wants() -> Vec<Want> {
     ]
 }
 
-/// The order a row belongs to. Exports keep an order's rows together, so each row can point at
-/// its order's first row: order-level fields are a gather from there, and the index is an integer
-/// key that windows hash far faster than the Name. A file where some Name appears in two blocks
-/// keeps the Name as the key and windows for the order-level fields.
+/// Each row's order's first row: order-level fields are a gather from there.
 const ORDER: &str = "_order";
 
-/// Each row's order's first row, or `None` when some Name appears in two separate blocks.
-fn first_rows(names: &StringChunked) -> Option<Vec<u32>> {
-    let mut seen: PlHashSet<Option<&str>> = PlHashSet::new();
-    let mut previous = None;
-    let mut start = 0;
-    let mut first = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        if previous != Some(name) {
-            if !seen.insert(name) {
-                return None;
+/// Rows grouped by order (`Name`; rows without one form one order, as in a group-by), orders in
+/// the order they first appear, each order's rows in file order. Exports keep an order's rows
+/// together, so this is usually the identity; an order split into two blocks is gathered.
+struct Orders {
+    /// Row indices, order by order.
+    rows: Vec<u32>,
+    /// Where each order starts in `rows` (one more entry than orders).
+    starts: Vec<usize>,
+}
+
+impl Orders {
+    fn of(names: &StringChunked) -> Orders {
+        let n = names.len();
+        let mut order_of_row = Vec::with_capacity(n);
+        let mut index: PlHashMap<Option<&str>, u32> = PlHashMap::new();
+        let (mut previous, mut current, mut contiguous) = (None, 0u32, true);
+        for name in names.iter() {
+            if previous != Some(name) {
+                let next = index.len() as u32;
+                current = *index.entry(name).or_insert(next);
+                contiguous &= current == next;
+                previous = Some(name);
             }
-            (previous, start) = (Some(name), i as u32);
+            order_of_row.push(current);
         }
-        first.push(start);
+        let mut starts = vec![0usize; index.len() + 1];
+        for &o in &order_of_row {
+            starts[o as usize + 1] += 1;
+        }
+        for o in 0..index.len() {
+            starts[o + 1] += starts[o];
+        }
+        let rows = if contiguous {
+            (0..n as u32).collect()
+        } else {
+            let mut next = starts.clone();
+            let mut rows = vec![0u32; n];
+            for (r, &o) in order_of_row.iter().enumerate() {
+                rows[next[o as usize]] = r as u32;
+                next[o as usize] += 1;
+            }
+            rows
+        };
+        Orders { rows, starts }
     }
-    Some(first)
+
+    fn each(&self) -> impl Iterator<Item = &[u32]> {
+        self.starts.windows(2).map(|w| &self.rows[w[0]..w[1]])
+    }
+}
+
+/// A sum as Polars' group sums make it (Kahan-compensated, nulls skipped) and the count of the
+/// values in it.
+fn sum_and_count(values: impl Iterator<Item = Option<f64>>) -> (f64, usize) {
+    let (mut sum, mut err, mut n) = (0.0f64, 0.0f64, 0);
+    for v in values.flatten() {
+        let y = v - err;
+        let next = sum + y;
+        let e = (next - sum) - y;
+        sum = next;
+        if e.is_finite() {
+            err = e;
+        }
+        n += 1;
+    }
+    (sum, n)
+}
+
+/// `w_i / sum(w)` over an order's lines (`1/n` of the non-null weights when they sum to zero).
+fn shares(weights: &[Option<f64>]) -> impl Iterator<Item = Option<f64>> + '_ {
+    let (total, n) = sum_and_count(weights.iter().copied());
+    weights.iter().map(move |w| if total.abs() > 1e-12 { w.map(|w| w / total) } else { Some(1.0 / n as f64) })
+}
+
+/// The merchandise part (ex tax and shipping) of an order-level refund: the refund scaled by the
+/// order's merchandise share of its total, capped at the merchandise value.
+fn merchandise_refund(refund: Option<f64>, total: f64, merchandise: f64) -> f64 {
+    match refund {
+        Some(r) if r > 0.0 && total > 0.0 => (r * merchandise / total).min(merchandise),
+        Some(r) if r > 0.0 => merchandise,
+        _ => 0.0,
+    }
+}
+
+/// The typed values of every line, computed order by order in one pass: amounts parsed once per
+/// order, the order's discount, tax, shipping and refund spread over its lines pro rata.
+#[derive(Default)]
+struct Lines {
+    first_row: Vec<u32>,
+    line_no: Vec<i64>,
+    ordered_at: Vec<Option<i64>>,
+    status: Vec<&'static str>,
+    quantity: Vec<Option<f64>>,
+    gross: Vec<Option<f64>>,
+    discount: Vec<Option<f64>>,
+    tax: Vec<Option<f64>>,
+    shipping: Vec<Option<f64>>,
+    refunded: Vec<Option<f64>>,
+    net: Vec<Option<f64>>,
+    reason: Vec<Option<String>>,
+}
+
+/// An amount field: its text and value (`None` for both when blank).
+struct Amount<'a> {
+    raw: Option<&'a str>,
+    value: Option<f64>,
+}
+
+impl<'a> Amount<'a> {
+    fn at(column: &'a StringChunked, row: u32) -> Self {
+        let raw = column.get(row as usize);
+        Amount { raw, value: raw.and_then(|s| parse::amount(s, false)) }
+    }
+
+    fn or_zero(&self) -> f64 {
+        self.value.unwrap_or(0.0)
+    }
+
+    /// "unparseable <label> '<raw>'" when there is text that is not an amount.
+    fn unparseable(&self, label: &str) -> Option<String> {
+        unparseable_text(self.raw, self.value.is_some(), label)
+    }
+
+    /// Also "missing <label>" when blank.
+    fn required(&self, label: &str) -> Option<String> {
+        required_text(self.raw, self.value.is_some(), label)
+    }
+}
+
+fn unparseable_text(raw: Option<&str>, parsed: bool, label: &str) -> Option<String> {
+    raw.filter(|_| !parsed).map(|raw| format!("unparseable {label} '{raw}'"))
+}
+
+fn required_text(raw: Option<&str>, parsed: bool, label: &str) -> Option<String> {
+    match raw {
+        None => Some(format!("missing {label}")),
+        Some(_) => unparseable_text(raw, parsed, label),
+    }
+}
+
+impl Lines {
+    fn compute(df: &DataFrame, ts: &parse::Timestamps) -> Result<Lines> {
+        let text = |name: &str| -> Result<StringChunked> { Ok(frame::str_column(df, name)?.rechunk().into_owned()) };
+        let [name, financial, subtotal, shipping, taxes, total, discount, created, qty, price, cancelled, refunded] = [
+            "name",
+            "financial",
+            "subtotal",
+            "shipping",
+            "taxes",
+            "total",
+            "discount",
+            "created",
+            "qty",
+            "price",
+            "cancelled",
+            "refunded",
+        ]
+        .map(text);
+        let (name, financial, created, cancelled) = (name?, financial?, created?, cancelled?);
+        let [subtotal, shipping, taxes, total, discount, qty, price, refunded] =
+            [subtotal?, shipping?, taxes?, total?, discount?, qty?, price?, refunded?];
+        let n = df.height();
+        let mut out = Lines {
+            first_row: vec![0; n],
+            line_no: vec![0; n],
+            ordered_at: vec![None; n],
+            status: vec![status::COMPLETED; n],
+            quantity: vec![None; n],
+            gross: vec![None; n],
+            discount: vec![None; n],
+            tax: vec![None; n],
+            shipping: vec![None; n],
+            refunded: vec![None; n],
+            net: vec![None; n],
+            reason: vec![None; n],
+        };
+        let (mut gross, mut net_before) = (Vec::new(), Vec::new());
+        for rows in Orders::of(&name).each() {
+            let first = rows[0];
+            let [sub, ship, tax, tot, disc, refund] =
+                [&subtotal, &shipping, &taxes, &total, &discount, &refunded].map(|c| Amount::at(c, first));
+            let created_raw = created.get(first as usize);
+            let ordered_at = created_raw.and_then(|s| ts.parse(s));
+            let financial_raw = financial.get(first as usize);
+            let financial_status = financial_raw.and_then(parse::status);
+            let status = if cancelled.get(first as usize).is_some() {
+                status::CANCELLED
+            } else {
+                financial_status.unwrap_or(status::COMPLETED)
+            };
+            // Reasons of the order's first row apply to all its lines; a line's own come after
+            // "Created at" in the order the checks were always made.
+            let order_reason = || {
+                [
+                    sub.unparseable("Subtotal"),
+                    ship.unparseable("Shipping"),
+                    tax.unparseable("Taxes"),
+                    tot.unparseable("Total"),
+                    disc.unparseable("Discount Amount"),
+                    refund.unparseable("Refunded Amount"),
+                    unparseable_text(financial_raw, financial_status.is_some(), "Financial Status"),
+                ]
+                .into_iter()
+                .flatten()
+                .next()
+            };
+            let created_reason = required_text(created_raw, ordered_at.is_some(), "Created at");
+            gross.clear();
+            for (k, &r) in rows.iter().enumerate() {
+                let (q, p) = (Amount::at(&qty, r), Amount::at(&price, r));
+                let r = r as usize;
+                out.first_row[r] = first;
+                out.line_no[r] = k as i64 + 1;
+                out.ordered_at[r] = ordered_at;
+                out.status[r] = status;
+                out.quantity[r] = q.value;
+                let g = q.value.zip(p.value).map(|(q, p)| q * p);
+                out.gross[r] = g;
+                gross.push(g);
+                out.reason[r] = match name.get(r) {
+                    None => Some("missing Name".to_string()),
+                    Some(_) => created_reason
+                        .clone()
+                        .or_else(|| q.required("Lineitem quantity"))
+                        .or_else(|| p.required("Lineitem price"))
+                        .or_else(order_reason),
+                };
+            }
+            // Tax-inclusive (EU VAT) orders: Total = Subtotal + Shipping, the taxes are inside
+            // the prices.
+            let (s, sh, t, to) = (sub.or_zero(), ship.or_zero(), tax.or_zero(), tot.or_zero());
+            let inclusive = t > 0.0 && (to - s - sh).abs() < 0.005 && (to - s - sh - t).abs() > 0.005;
+            let merchandise_share = if s + sh > 0.0 { s / (s + sh) } else { 1.0 };
+            net_before.clear();
+            for (&r, w) in rows.iter().zip(shares(&gross)) {
+                let r = r as usize;
+                let line_disc = w.map(|w| disc.or_zero() * w);
+                let line_tax = w.map(|w| t * merchandise_share * w);
+                out.discount[r] = line_disc;
+                out.tax[r] = line_tax;
+                out.shipping[r] = w.map(|w| sh * w);
+                let included = if inclusive { line_tax } else { Some(0.0) };
+                let nb = out.gross[r].zip(line_disc).zip(included).map(|((g, d), i)| g - d - i);
+                net_before.push(nb);
+            }
+            let (order_net, _) = sum_and_count(net_before.iter().copied());
+            let refund_merchandise = merchandise_refund(refund.value, to, order_net);
+            for ((&r, w), nb) in rows.iter().zip(shares(&net_before)).zip(&net_before) {
+                let line_refund = w.map(|w| refund_merchandise * w);
+                out.refunded[r as usize] = line_refund;
+                out.net[r as usize] = nb.zip(line_refund).map(|(nb, lr)| nb - lr);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The typed columns, named `_<field>`, and `_order` (each row's order's first row).
+    fn columns(self) -> Vec<Column> {
+        let f64s = |name: &str, v: Vec<Option<f64>>| {
+            Float64Chunked::from_iter_options(name.into(), v.into_iter()).into_column()
+        };
+        vec![
+            frame::u32_column(ORDER, self.first_row),
+            Column::new("_line_no".into(), self.line_no),
+            Int64Chunked::from_iter_options("_ordered_at".into(), self.ordered_at.into_iter()).into_column(),
+            Column::new("_status".into(), self.status),
+            f64s("_qty", self.quantity),
+            f64s("_gross", self.gross),
+            f64s("_line_disc", self.discount),
+            f64s("_line_tax", self.tax),
+            f64s("_line_ship", self.shipping),
+            f64s("_line_refund", self.refunded),
+            f64s("_net", self.net),
+            StringChunked::from_iter_options("_reason".into(), self.reason.into_iter()).into_column(),
+        ]
+    }
 }
 
 pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
     let raw = read(file, &ctx.spec.format, |_| Ok(wants()))?;
     let ts = parse::Timestamps::new(None, &["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%.f %z"], ctx.zone);
-    let num = |e: Expr| amount(e, false);
-    let by = [ORDER];
-    let mut df = raw.frame.clone();
-    let blocks = match first_rows(frame::str_column(&df, "name")?) {
-        Some(first) => {
-            df.with_column(frame::u32_column(ORDER, first)).ctx(|| "Shopify orders")?;
-            true
-        }
-        None => false,
-    };
-    // The value on the order's first row.
-    let order = |c: &str| match blocks {
-        true => col(c).gather(col(ORDER), false),
-        false => frame::over(col(c).first(), &[col(ORDER)]),
-    };
-    let mut lf = df.lazy();
-    if !blocks {
-        lf = lf.with_column(col("name").alias(ORDER));
-    }
-    let lf = lf.with_columns([
-        num(col("qty")).alias("_qty"),
-        num(col("price")).alias("_price"),
-        num(order("subtotal")).alias("_sub"),
-        num(order("shipping")).alias("_ship"),
-        num(order("taxes")).alias("_taxes"),
-        num(order("total")).alias("_total"),
-        num(order("discount")).alias("_disc"),
-        num(order("refunded")).alias("_refund"),
-        super::timestamp(order("created"), ts).alias("_ordered_at"),
-        status_of(order("financial")).alias("_financial"),
-    ]);
-    let z = |c: &str| col(c).fill_null(lit(0.0));
-    let lf = lf.with_columns([(col("_qty") * col("_price")).alias("_gross")]);
-    let lf = lf.with_columns([share(col("_gross"), &by).alias("_w")]);
-    // Tax-inclusive (EU VAT) orders: Total = Subtotal + Shipping, the taxes are inside the prices.
-    let inclusive = z("_taxes")
-        .gt(lit(0.0))
-        .and((z("_total") - z("_sub") - z("_ship")).abs().lt(lit(0.005)))
-        .and((z("_total") - z("_sub") - z("_ship") - z("_taxes")).abs().gt(lit(0.005)));
-    let merch_share =
-        when((z("_sub") + z("_ship")).gt(lit(0.0))).then(z("_sub") / (z("_sub") + z("_ship"))).otherwise(lit(1.0));
-    let lf = lf.with_columns([
-        (z("_disc") * col("_w")).alias("_line_disc"),
-        (z("_taxes") * merch_share * col("_w")).alias("_line_tax"),
-        (z("_ship") * col("_w")).alias("_line_ship"),
-        inclusive.alias("_inclusive"),
-    ]);
-    let lf = lf.with_columns([(col("_gross")
-        - col("_line_disc")
-        - when(col("_inclusive")).then(col("_line_tax")).otherwise(lit(0.0)))
-    .alias("_net_before")]);
-    let lf = lf.with_columns([frame::over(col("_net_before").sum(), &[col(ORDER)]).alias("_order_net")]);
-    let lf = lf.with_columns([(merchandise_refund(col("_refund"), z("_total"), col("_order_net"))
-        * share(col("_net_before"), &by))
-    .alias("_line_refund")]);
-    let status = when(order("cancelled").is_not_null())
-        .then(lit(status::CANCELLED))
-        .otherwise(col("_financial").fill_null(lit(status::COMPLETED)));
-    // Within a block, a line's position is its distance from the order's first row: no hash of
-    // the Name per line (`finish` numbers lines by order id otherwise).
-    let line_no = blocks.then(|| col(super::REC).cast(DataType::Int64) - col(ORDER).cast(DataType::Int64) + lit(1i64));
+    let lines = Lines::compute(&raw.frame, &ts)?;
+    let df = raw.frame.clone().hstack(&lines.columns()).ctx(|| "Shopify lines")?;
+    // The value on the order's first row (text fields are transformed on the raw column, where
+    // most rows are blank, and then gathered).
+    let order = |e: Expr| e.gather(col(ORDER), false);
     let e = LineExprs {
         order_id: col("name"),
-        line_no,
-        customer_key: email_key(order("email")),
-        email: order("email"),
+        line_no: Some(col("_line_no")),
+        customer_key: order(email_key(col("email"))),
+        email: order(col("email")),
         ordered_at: col("_ordered_at"),
-        ship_country: super::country(order("ship_country")),
-        bill_country: super::country(order("bill_country")),
-        currency: order("currency").str().to_uppercase(),
+        ship_country: order(super::country(col("ship_country"))),
+        bill_country: order(super::country(col("bill_country"))),
+        currency: order(col("currency").str().to_uppercase()),
         quantity: col("_qty"),
         gross: col("_gross"),
         discount: col("_line_disc"),
         tax: col("_line_tax"),
         shipping: col("_line_ship"),
         refunded: col("_line_refund"),
-        net: col("_net_before") - col("_line_refund"),
-        status,
-        channel: order("source").str().to_lowercase(),
-        tags: order("tags").str().to_lowercase(),
-        checks: vec![
-            required(col("name"), col("name"), "Name"),
-            required(order("created"), col("_ordered_at"), "Created at"),
-            required(col("qty"), col("_qty"), "Lineitem quantity"),
-            required(col("price"), col("_price"), "Lineitem price"),
-            unparseable(order("subtotal"), col("_sub"), "Subtotal"),
-            unparseable(order("shipping"), col("_ship"), "Shipping"),
-            unparseable(order("taxes"), col("_taxes"), "Taxes"),
-            unparseable(order("total"), col("_total"), "Total"),
-            unparseable(order("discount"), col("_disc"), "Discount Amount"),
-            unparseable(order("refunded"), col("_refund"), "Refunded Amount"),
-            unparseable(order("financial"), col("_financial"), "Financial Status"),
-        ],
+        net: col("_net"),
+        status: col("_status"),
+        channel: order(col("source").str().to_lowercase()),
+        tags: order(col("tags").str().to_lowercase()),
+        checks: vec![col("_reason")],
         ..LineExprs::default()
     };
-    finish(ctx, raw, lf, e)
+    finish(ctx, raw, df.lazy(), e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn orders(names: &[Option<&str>]) -> Vec<Vec<u32>> {
+        let names: StringChunked = names.iter().copied().collect();
+        Orders::of(&names).each().map(<[u32]>::to_vec).collect()
+    }
+
     #[test]
-    fn rows_point_at_their_orders_first_row_unless_an_order_is_split() {
-        let names: StringChunked = [Some("#1"), Some("#1"), None, None, Some("#2")].into_iter().collect();
-        assert_eq!(first_rows(&names), Some(vec![0, 0, 2, 2, 4]));
-        let split: StringChunked = [Some("#1"), Some("#2"), Some("#1")].into_iter().collect();
-        assert_eq!(first_rows(&split), None);
+    fn rows_group_by_order_in_first_appearance_even_when_an_order_is_split() {
+        assert_eq!(orders(&[Some("#1"), Some("#1"), None, None, Some("#2")]), [vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(orders(&[Some("#1"), Some("#2"), Some("#1"), None, Some("#2")]), [vec![0, 2], vec![1, 4], vec![3]]);
+        assert!(orders(&[]).is_empty());
+    }
+
+    #[test]
+    fn shares_spread_by_weight_or_evenly_when_the_weights_sum_to_zero() {
+        let got: Vec<_> = shares(&[Some(1.0), None, Some(3.0)]).collect();
+        assert_eq!(got, [Some(0.25), None, Some(0.75)]);
+        let got: Vec<_> = shares(&[Some(2.0), Some(-2.0), None]).collect();
+        assert_eq!(got, [Some(0.5), Some(0.5), Some(0.5)]);
+    }
+
+    #[test]
+    fn a_refund_counts_its_merchandise_part_only_capped_at_the_merchandise() {
+        // 110 total = 100 merchandise + 10 shipping: a 55 refund is 50 of merchandise.
+        assert_eq!(merchandise_refund(Some(55.0), 110.0, 100.0), 50.0);
+        assert_eq!(merchandise_refund(Some(500.0), 110.0, 100.0), 100.0);
+        assert_eq!(merchandise_refund(Some(5.0), 0.0, 100.0), 100.0);
+        assert_eq!(merchandise_refund(None, 110.0, 100.0), 0.0);
+        assert_eq!(merchandise_refund(Some(-3.0), 110.0, 100.0), 0.0);
     }
 }

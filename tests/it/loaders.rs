@@ -460,3 +460,43 @@ fn shopify_order_rows_split_into_two_blocks_still_share_the_first_rows_fields() 
     assert_close(sum(&l.lines, schema::NET), 5.0, 1e-9, "net");
     assert_eq!(line_numbers(&l.lines), [1, 1, 2]);
 }
+
+#[test]
+fn shopify_rows_are_rejected_with_the_first_failing_check_and_order_fields_reject_every_line() {
+    let text = "Name,Email,Financial Status,Currency,Subtotal,Shipping,Taxes,Total,Discount Amount,Created at,Lineitem quantity,Lineitem price,Refunded Amount,Cancelled at\n\
+        #1,a@mail.de,paid,EUR,abc,0.00,0.00,30.00,0.00,2024-01-05 10:00:00 +0100,1,10.00,,\n\
+        #1,,,,,,,,,,1,20.00,,\n\
+        #2,b@mail.de,weird,EUR,5.00,0.00,0.00,5.00,0.00,2024-01-06 10:00:00 +0100,1,5.00,0.00,\n\
+        #3,c@mail.de,paid,EUR,5.00,0.00,0.00,5.00,0.00,yesterday,1,5.00,0.00,\n\
+        #4,d@mail.de,paid,EUR,5.00,0.00,0.00,5.00,0.00,2024-01-06 10:00:00 +0100,,5.00,0.00,\n\
+        #4,,,,,,,,,,x,5.00,,\n\
+        ,e@mail.de,paid,EUR,5.00,0.00,0.00,5.00,0.00,2024-01-06 10:00:00 +0100,1,5.00,0.00,\n\
+        #5,f@mail.de,paid,EUR,5.00,0.00,0.00,5.00,0.00,2024-01-06 10:00:00 +0100,1,5.00,1.5.0,\n\
+        #6,g@mail.de,paid,EUR,10.00,0.00,0.00,10.00,0.00,2024-01-06 10:00:00 +0100,1,5.00,0.00,2024-01-07\n\
+        #6,,,,,,,,,,1,5.00,,\n\
+        #7,h@mail.de,paid,EUR,10.00,0.00,0.00,10.00,0.00,2024-01-06 10:00:00 +0100,1,,0.00,\n";
+    let (_dir, path) = temp_file("bad.csv", text.as_bytes());
+    let l = load(&format!("{{ id: src, source: shopify, path: '{path}', max_reject_rate: 1.0 }}"));
+    let lines: Vec<i64> =
+        clv::frame::floats(&l.rejects, schema::rejects::LINE).unwrap().into_iter().map(|v| v.unwrap() as i64).collect();
+    let reasons = strings(&l.rejects, schema::rejects::REASON);
+    let got: Vec<(i64, &str)> = lines.into_iter().zip(reasons.iter().map(|r| r.as_deref().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "unparseable Subtotal 'abc'"),
+            (3, "unparseable Subtotal 'abc'"),
+            (4, "unparseable Financial Status 'weird'"),
+            (5, "unparseable Created at 'yesterday'"),
+            (6, "missing Lineitem quantity"),
+            (7, "unparseable Lineitem quantity 'x'"),
+            (8, "missing Name"),
+            (9, "unparseable Refunded Amount '1.5.0'"),
+            (12, "missing Lineitem price"),
+        ]
+    );
+    // The cancelled order #6 is kept, both lines cancelled, numbered within their order.
+    assert_eq!(strings(&l.lines, schema::ORDER_ID), [Some("#6".to_string()), Some("#6".to_string())]);
+    assert_eq!(strings(&l.lines, schema::STATUS), [Some("cancelled".to_string()), Some("cancelled".to_string())]);
+    assert_eq!(line_numbers(&l.lines), [1, 2]);
+}
