@@ -123,6 +123,21 @@ pub fn str_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked
     df.column(name).ctx(|| format!("column {name}"))?.str().ctx(|| format!("column {name} as text"))
 }
 
+/// A text column read by row: Polars' `get` finds the row's chunk on every call.
+pub struct Texts<'a>(&'a polars_arrow::array::Utf8ViewArray);
+
+impl<'a> Texts<'a> {
+    /// `column` must be in one chunk (`rechunk` it first).
+    pub fn of(column: &'a StringChunked) -> Self {
+        Texts(column.downcast_as_array())
+    }
+
+    #[inline]
+    pub fn get(&self, row: u32) -> Option<&'a str> {
+        self.0.get(row as usize)
+    }
+}
+
 /// The type of the orders table's few-valued text columns (source, country, market, currency,
 /// status): two bytes a line instead of a 16-byte string view, five times over. One set of
 /// categories for all of them, so that tables of different sources concatenate.

@@ -20,19 +20,20 @@ pub fn amount(raw: &str, decimal_comma: bool) -> Option<f64> {
     if s.is_empty() {
         return None;
     }
-    let cleaned: String = if s.contains(',') {
+    let cleaned: std::borrow::Cow<str> = if s.contains(',') {
         if decimal_comma {
             s.chars()
                 .filter(|c| !matches!(c, '.' | ' ' | '\u{a0}' | '\''))
                 .map(|c| if c == ',' { '.' } else { c })
-                .collect()
+                .collect::<String>()
+                .into()
         } else if is_thousands_grouped(s) {
-            s.replace(',', "")
+            s.replace(',', "").into()
         } else {
             return None;
         }
     } else {
-        s.to_string()
+        s.into()
     };
     let v: f64 = cleaned.parse().ok()?;
     v.is_finite().then_some(if negative { -v } else { v })

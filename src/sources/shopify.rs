@@ -2,7 +2,7 @@
 //! discount, refund, addresses, status) only on the first row of each order, so they are read from
 //! that row and spread over the order's lines pro rata. Orders group by `Name` (`#1411`).
 
-use super::{Export, FileOut, LineExprs, LoadCtx, Want, email_key, finish, parse, read};
+use super::{Export, FileOut, LineExprs, LoadCtx, Want, finish, parse, read};
 use crate::error::{Context, Result};
 use crate::frame;
 use crate::schema::status;
@@ -30,9 +30,6 @@ fn wants() -> Vec<Want> {
         Want::optional("source", &["Source"]),
     ]
 }
-
-/// Each row's order's first row: order-level fields are a gather from there.
-const ORDER: &str = "_order";
 
 /// Rows grouped by order (`Name`; rows without one form one order, as in a group-by), orders in
 /// the order they first appear, each order's rows in file order. Exports keep an order's rows
@@ -119,10 +116,12 @@ fn merchandise_refund(refund: Option<f64>, total: f64, merchandise: f64) -> f64 
 }
 
 /// The typed values of every line, computed order by order in one pass: amounts parsed once per
-/// order, the order's discount, tax, shipping and refund spread over its lines pro rata.
-#[derive(Default)]
+/// order, the order's discount, tax, shipping and refund spread over its lines pro rata, the
+/// order's text fields normalised once.
 struct Lines {
-    first_row: Vec<u32>,
+    /// Each row's order (its index in `firsts`), and each order's first row.
+    order_of_row: Vec<u32>,
+    firsts: Vec<u32>,
     line_no: Vec<i64>,
     ordered_at: Vec<Option<i64>>,
     status: Vec<&'static str>,
@@ -134,20 +133,28 @@ struct Lines {
     refunded: Vec<Option<f64>>,
     net: Vec<Option<f64>>,
     reason: Vec<Option<String>>,
+    /// Per order: the customer key, countries, currency, channel and tags.
+    customer_key: Vec<Option<String>>,
+    ship_country: Vec<Option<String>>,
+    bill_country: Vec<Option<String>>,
+    currency: Vec<Option<String>>,
+    channel: Vec<Option<String>>,
+    tags: Vec<Option<String>>,
 }
 
 /// An amount field: its text and value (`None` for both when blank).
+fn amount_at<'a>(column: &frame::Texts<'a>, row: u32) -> Amount<'a> {
+    let raw = column.get(row);
+    Amount { raw, value: raw.and_then(|s| parse::amount(s, false)) }
+}
+
+/// An amount field's text and value.
 struct Amount<'a> {
     raw: Option<&'a str>,
     value: Option<f64>,
 }
 
-impl<'a> Amount<'a> {
-    fn at(column: &'a StringChunked, row: u32) -> Self {
-        let raw = column.get(row as usize);
-        Amount { raw, value: raw.and_then(|s| parse::amount(s, false)) }
-    }
-
+impl Amount<'_> {
     fn or_zero(&self) -> f64 {
         self.value.unwrap_or(0.0)
     }
@@ -176,10 +183,11 @@ fn required_text(raw: Option<&str>, parsed: bool, label: &str) -> Option<String>
 
 impl Lines {
     fn compute(df: &DataFrame, ts: &parse::Timestamps) -> Result<Lines> {
-        let text = |name: &str| -> Result<StringChunked> { Ok(frame::str_column(df, name)?.rechunk().into_owned()) };
-        let [name, financial, subtotal, shipping, taxes, total, discount, created, qty, price, cancelled, refunded] = [
+        const NAMES: [&str; 18] = [
             "name",
+            "email",
             "financial",
+            "currency",
             "subtotal",
             "shipping",
             "taxes",
@@ -190,14 +198,39 @@ impl Lines {
             "price",
             "cancelled",
             "refunded",
-        ]
-        .map(text);
-        let (name, financial, created, cancelled) = (name?, financial?, created?, cancelled?);
-        let [subtotal, shipping, taxes, total, discount, qty, price, refunded] =
-            [subtotal?, shipping?, taxes?, total?, discount?, qty?, price?, refunded?];
+            "bill_country",
+            "ship_country",
+            "tags",
+            "source",
+        ];
+        let columns: Vec<StringChunked> =
+            NAMES.iter().map(|n| Ok(frame::str_column(df, n)?.rechunk().into_owned())).collect::<Result<_>>()?;
+        let [
+            name,
+            email,
+            financial,
+            currency,
+            subtotal,
+            shipping,
+            taxes,
+            total,
+            discount,
+            created,
+            qty,
+            price,
+            cancelled,
+            refunded,
+            bill_country,
+            ship_country,
+            tags,
+            source,
+        ] = std::array::from_fn(|i| frame::Texts::of(&columns[i]));
         let n = df.height();
+        let orders = Orders::of(&columns[0]);
+        let n_orders = orders.starts.len() - 1;
         let mut out = Lines {
-            first_row: vec![0; n],
+            order_of_row: vec![0; n],
+            firsts: Vec::with_capacity(n_orders),
             line_no: vec![0; n],
             ordered_at: vec![None; n],
             status: vec![status::COMPLETED; n],
@@ -209,23 +242,35 @@ impl Lines {
             refunded: vec![None; n],
             net: vec![None; n],
             reason: vec![None; n],
+            customer_key: Vec::with_capacity(n_orders),
+            ship_country: Vec::with_capacity(n_orders),
+            bill_country: Vec::with_capacity(n_orders),
+            currency: Vec::with_capacity(n_orders),
+            channel: Vec::with_capacity(n_orders),
+            tags: Vec::with_capacity(n_orders),
         };
         let (mut gross, mut net_before) = (Vec::new(), Vec::new());
-        for rows in Orders::of(&name).each() {
+        for (o, rows) in orders.each().enumerate() {
             let first = rows[0];
+            out.firsts.push(first);
+            out.customer_key.push(email.get(first).and_then(parse::email_key));
+            out.ship_country.push(ship_country.get(first).map(|c| c.trim().to_uppercase()));
+            out.bill_country.push(bill_country.get(first).map(|c| c.trim().to_uppercase()));
+            out.currency.push(currency.get(first).map(str::to_uppercase));
+            out.channel.push(source.get(first).map(str::to_lowercase));
+            out.tags.push(tags.get(first).map(str::to_lowercase));
             let [sub, ship, tax, tot, disc, refund] =
-                [&subtotal, &shipping, &taxes, &total, &discount, &refunded].map(|c| Amount::at(c, first));
-            let created_raw = created.get(first as usize);
+                [&subtotal, &shipping, &taxes, &total, &discount, &refunded].map(|c| amount_at(c, first));
+            let created_raw = created.get(first);
             let ordered_at = created_raw.and_then(|s| ts.parse(s));
-            let financial_raw = financial.get(first as usize);
+            let financial_raw = financial.get(first);
             let financial_status = financial_raw.and_then(parse::status);
-            let status = if cancelled.get(first as usize).is_some() {
-                status::CANCELLED
-            } else {
-                financial_status.unwrap_or(status::COMPLETED)
+            let status = match cancelled.get(first) {
+                Some(_) => status::CANCELLED,
+                None => financial_status.unwrap_or(status::COMPLETED),
             };
-            // Reasons of the order's first row apply to all its lines; a line's own come after
-            // "Created at" in the order the checks were always made.
+            // The checks in the order they are made; a problem on the order's first row rejects
+            // all its lines.
             let order_reason = || {
                 [
                     sub.unparseable("Subtotal"),
@@ -243,17 +288,17 @@ impl Lines {
             let created_reason = required_text(created_raw, ordered_at.is_some(), "Created at");
             gross.clear();
             for (k, &r) in rows.iter().enumerate() {
-                let (q, p) = (Amount::at(&qty, r), Amount::at(&price, r));
+                let (q, p) = (amount_at(&qty, r), amount_at(&price, r));
+                let g = q.value.zip(p.value).map(|(q, p)| q * p);
+                gross.push(g);
                 let r = r as usize;
-                out.first_row[r] = first;
+                out.order_of_row[r] = o as u32;
                 out.line_no[r] = k as i64 + 1;
                 out.ordered_at[r] = ordered_at;
                 out.status[r] = status;
                 out.quantity[r] = q.value;
-                let g = q.value.zip(p.value).map(|(q, p)| q * p);
                 out.gross[r] = g;
-                gross.push(g);
-                out.reason[r] = match name.get(r) {
+                out.reason[r] = match name.get(r as u32) {
                     None => Some("missing Name".to_string()),
                     Some(_) => created_reason
                         .clone()
@@ -268,7 +313,7 @@ impl Lines {
             let inclusive = t > 0.0 && (to - s - sh).abs() < 0.005 && (to - s - sh - t).abs() > 0.005;
             let merchandise_share = if s + sh > 0.0 { s / (s + sh) } else { 1.0 };
             net_before.clear();
-            for (&r, w) in rows.iter().zip(shares(&gross)) {
+            for ((&r, w), g) in rows.iter().zip(shares(&gross)).zip(&gross) {
                 let r = r as usize;
                 let line_disc = w.map(|w| disc.or_zero() * w);
                 let line_tax = w.map(|w| t * merchandise_share * w);
@@ -276,8 +321,7 @@ impl Lines {
                 out.tax[r] = line_tax;
                 out.shipping[r] = w.map(|w| sh * w);
                 let included = if inclusive { line_tax } else { Some(0.0) };
-                let nb = out.gross[r].zip(line_disc).zip(included).map(|((g, d), i)| g - d - i);
-                net_before.push(nb);
+                net_before.push(g.zip(line_disc).zip(included).map(|((g, d), i)| g - d - i));
             }
             let (order_net, _) = sum_and_count(net_before.iter().copied());
             let refund_merchandise = merchandise_refund(refund.value, to, order_net);
@@ -290,45 +334,54 @@ impl Lines {
         Ok(out)
     }
 
-    /// The typed columns, named `_<field>`, and `_order` (each row's order's first row).
-    fn columns(self) -> Vec<Column> {
-        let f64s = |name: &str, v: Vec<Option<f64>>| {
-            Float64Chunked::from_iter_options(name.into(), v.into_iter()).into_column()
+    /// The typed columns, named `_<field>`, and the order's text fields on every line.
+    fn columns(self, raw: &DataFrame) -> Result<Vec<Column>> {
+        let f64s = |name: &str, v: Vec<Option<f64>>| Float64Chunked::from_iter_options(name.into(), v.into_iter());
+        let firsts = IdxCa::from_vec("".into(), self.firsts);
+        let order_of_row = IdxCa::from_vec("".into(), self.order_of_row);
+        let per_line = |name: &str, per_order: Vec<Option<String>>| -> Result<Column> {
+            let ca = StringChunked::from_iter_options(name.into(), per_order.into_iter());
+            Ok(ca.take(&order_of_row).ctx(|| format!("Shopify {name}"))?.into_column())
         };
-        vec![
-            frame::u32_column(ORDER, self.first_row),
+        let email = frame::str_column(raw, "email")?.take(&firsts).ctx(|| "Shopify e-mails")?;
+        let email = email.take(&order_of_row).ctx(|| "Shopify e-mails")?.with_name("_email".into());
+        Ok(vec![
             Column::new("_line_no".into(), self.line_no),
             Int64Chunked::from_iter_options("_ordered_at".into(), self.ordered_at.into_iter()).into_column(),
             Column::new("_status".into(), self.status),
-            f64s("_qty", self.quantity),
-            f64s("_gross", self.gross),
-            f64s("_line_disc", self.discount),
-            f64s("_line_tax", self.tax),
-            f64s("_line_ship", self.shipping),
-            f64s("_line_refund", self.refunded),
-            f64s("_net", self.net),
+            f64s("_qty", self.quantity).into_column(),
+            f64s("_gross", self.gross).into_column(),
+            f64s("_line_disc", self.discount).into_column(),
+            f64s("_line_tax", self.tax).into_column(),
+            f64s("_line_ship", self.shipping).into_column(),
+            f64s("_line_refund", self.refunded).into_column(),
+            f64s("_net", self.net).into_column(),
             StringChunked::from_iter_options("_reason".into(), self.reason.into_iter()).into_column(),
-        ]
+            email.into_column(),
+            per_line("_customer_key", self.customer_key)?,
+            per_line("_ship_country", self.ship_country)?,
+            per_line("_bill_country", self.bill_country)?,
+            per_line("_currency", self.currency)?,
+            per_line("_channel", self.channel)?,
+            per_line("_tags", self.tags)?,
+        ])
     }
 }
 
 pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
     let raw = read(file, &ctx.spec.format, |_| Ok(wants()))?;
     let ts = parse::Timestamps::new(None, &["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%.f %z"], ctx.zone);
-    let lines = Lines::compute(&raw.frame, &ts)?;
-    let df = raw.frame.clone().hstack(&lines.columns()).ctx(|| "Shopify lines")?;
-    // The value on the order's first row (text fields are transformed on the raw column, where
-    // most rows are blank, and then gathered).
-    let order = |e: Expr| e.gather(col(ORDER), false);
+    let columns = Lines::compute(&raw.frame, &ts)?.columns(&raw.frame)?;
+    let df = raw.frame.clone().hstack(&columns).ctx(|| "Shopify lines")?;
     let e = LineExprs {
         order_id: col("name"),
         line_no: Some(col("_line_no")),
-        customer_key: order(email_key(col("email"))),
-        email: order(col("email")),
+        customer_key: col("_customer_key"),
+        email: col("_email"),
         ordered_at: col("_ordered_at"),
-        ship_country: order(super::country(col("ship_country"))),
-        bill_country: order(super::country(col("bill_country"))),
-        currency: order(col("currency").str().to_uppercase()),
+        ship_country: col("_ship_country"),
+        bill_country: col("_bill_country"),
+        currency: col("_currency"),
         quantity: col("_qty"),
         gross: col("_gross"),
         discount: col("_line_disc"),
@@ -337,8 +390,8 @@ pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
         refunded: col("_line_refund"),
         net: col("_net"),
         status: col("_status"),
-        channel: order(col("source").str().to_lowercase()),
-        tags: order(col("tags").str().to_lowercase()),
+        channel: col("_channel"),
+        tags: col("_tags"),
         checks: vec![col("_reason")],
         ..LineExprs::default()
     };
