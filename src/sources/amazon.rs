@@ -3,12 +3,11 @@
 //! report is the only Amazon file naming a buyer (a relay e-mail); without it every Amazon order
 //! is its own customer and the report says repeat purchases on Amazon cannot be seen.
 
-use super::{
-    Export, FileOut, LineExprs, LoadCtx, Loaded, Want, amount, finish, parse, read, required, status_of, unparseable,
-};
+use super::fields::{self, Amount, Typed};
+use super::{Export, FileOut, LineExprs, LoadCtx, Loaded, Want, finish, parse, read};
 use crate::config::{Delimiter, TextFormat};
 use crate::error::{Context, Result};
-use crate::frame::{self, null_str};
+use crate::frame;
 use crate::schema::{self, aux, status};
 use polars::prelude::*;
 use std::borrow::Cow;
@@ -80,72 +79,126 @@ fn wants() -> Vec<Want> {
     ]
 }
 
+/// A marketplace's facts: whether its prices include tax, and its currency.
+fn marketplace(sales_channel: &str) -> (bool, Option<&'static str>) {
+    let m = sales_channel.trim().to_lowercase();
+    let currency = MARKETPLACE_CURRENCY.iter().find(|(name, _)| *name == m).map(|(_, c)| *c);
+    (TAX_INCLUSIVE.contains(&m.as_str()), currency)
+}
+
+/// The typed values of every row, in one pass; text columns few-valued enough to repeat
+/// (marketplace, countries, currencies) are normalised once per distinct value.
+fn lines(df: &DataFrame, ts: &parse::Timestamps) -> Result<Vec<Column>> {
+    const NAMES: [&str; 14] = [
+        "order_id",
+        "purchase_date",
+        "updated",
+        "order_status",
+        "item_status",
+        "sales_channel",
+        "quantity",
+        "currency",
+        "item_price",
+        "item_tax",
+        "shipping_price",
+        "item_promo",
+        "ship_promo",
+        "ship_country",
+    ];
+    let columns: Vec<StringChunked> =
+        NAMES.iter().map(|n| Ok(frame::str_column(df, n)?.rechunk().into_owned())).collect::<Result<_>>()?;
+    let [
+        order_id,
+        purchase_date,
+        updated,
+        order_status,
+        item_status,
+        sales_channel,
+        quantity,
+        currency,
+        item_price,
+        item_tax,
+        shipping_price,
+        item_promo,
+        ship_promo,
+        ship_country,
+    ] = std::array::from_fn(|i| frame::Texts::of(&columns[i]));
+    let n = df.height();
+    let mut out = Typed::new(n);
+    let mut updated_at = Vec::with_capacity(n);
+    let mut currencies = fields::Normalised::new(n);
+    let mut countries = fields::Normalised::new(n);
+    let mut marketplaces = fields::Memo::default();
+    let mut statuses = fields::Memo::default();
+    for r in 0..n {
+        let row = r as u32;
+        let purchase_raw = purchase_date.get(row);
+        let ordered_at = purchase_raw.and_then(|s| ts.parse(s));
+        updated_at.push(updated.get(row).and_then(|s| ts.parse(s)));
+        let order_raw = order_status.get(row);
+        let order = order_raw.and_then(|s| statuses.get(s, parse::status));
+        let item = item_status.get(row).and_then(|s| statuses.get(s, parse::status));
+        let (inclusive, market_currency) =
+            sales_channel.get(row).map_or((false, None), |s| marketplaces.get(s, marketplace));
+        let [qty, price, tax, ship, promo, ship_promo] =
+            [&quantity, &item_price, &item_tax, &shipping_price, &item_promo, &ship_promo]
+                .map(|c| Amount::at(c, row, false));
+        let status = match (item, order) {
+            (Some(status::CANCELLED), _) | (_, Some(status::CANCELLED)) => Some(status::CANCELLED),
+            _ => order,
+        };
+        let net_before =
+            price.value.map(|g| g - promo.value.map_or(0.0, f64::abs) - tax.or_zero() * f64::from(u8::from(inclusive)));
+        let returned = status == Some(status::REFUNDED);
+        out.ordered_at[r] = ordered_at;
+        out.status[r] = status;
+        out.quantity[r] = qty.value;
+        out.gross[r] = price.value;
+        out.discount[r] = Some(promo.value.map_or(0.0, f64::abs));
+        out.tax[r] = Some(tax.or_zero());
+        out.shipping[r] = Some(ship.or_zero() - ship_promo.value.map_or(0.0, f64::abs));
+        out.refunded[r] = if returned { net_before } else { Some(0.0) };
+        out.net[r] = if returned { Some(0.0) } else { net_before };
+        out.reason[r] = fields::required(order_id.get(row), true, "amazon-order-id")
+            .or_else(|| fields::required(purchase_raw, ordered_at.is_some(), "purchase-date"))
+            .or_else(|| fields::unparseable(order_raw, order.is_some(), "order-status"))
+            .or_else(|| qty.unparseable("quantity"))
+            .or_else(|| price.unparseable("item-price"))
+            .or_else(|| tax.unparseable("item-tax"))
+            .or_else(|| ship.unparseable("shipping-price"))
+            .or_else(|| promo.unparseable("item-promotion-discount"))
+            .or_else(|| {
+                (price.raw.is_none() && status == Some(status::COMPLETED))
+                    .then(|| "missing item-price on a shipped line".to_string())
+            });
+        match currency.get(row) {
+            Some(code) => currencies.push_with(Some(code), str::to_uppercase),
+            None => currencies.push(market_currency),
+        }
+        countries.push_with(ship_country.get(row), |c| c.trim().to_uppercase());
+    }
+    let mut columns = out.columns();
+    columns.extend([
+        Int64Chunked::from_iter_options("_updated".into(), updated_at.into_iter()).into_column(),
+        currencies.finish("_currency"),
+        countries.finish("_ship_country"),
+    ]);
+    Ok(columns)
+}
+
 pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
     let raw = read(file, &tsv(ctx.spec.format.encoding), |_| Ok(wants()))?;
     let ts = parse::Timestamps::new(None, &[], ctx.zone);
-    let num = |c: &str| amount(col(c), false);
-    let lf = raw.frame.clone().lazy().with_columns([
-        super::timestamp(col("purchase_date"), ts.clone()).alias("_ordered_at"),
-        super::timestamp(col("updated"), ts).alias("_updated"),
-        status_of(col("order_status")).alias("_order_status"),
-        status_of(col("item_status")).alias("_item_status"),
-        num("quantity").alias("_qty"),
-        num("item_price").alias("_gross"),
-        num("item_tax").alias("_tax"),
-        num("shipping_price").alias("_ship"),
-        num("item_promo").alias("_promo"),
-        num("ship_promo").alias("_ship_promo"),
-        frame::str_to_f64(col("sales_channel"), |s| {
-            Some(if TAX_INCLUSIVE.contains(&s.trim().to_lowercase().as_str()) { 1.0 } else { 0.0 })
-        })
-        .fill_null(lit(0.0))
-        .alias("_inclusive"),
-        frame::str_to_str(col("sales_channel"), |s| {
-            let s = s.trim().to_lowercase();
-            MARKETPLACE_CURRENCY.iter().find(|(m, _)| *m == s).map(|(_, c)| c.to_string())
-        })
-        .alias("_market_currency"),
-    ]);
-    let status =
-        when(col("_item_status").eq(lit(status::CANCELLED)).or(col("_order_status").eq(lit(status::CANCELLED))))
-            .then(lit(status::CANCELLED))
-            .otherwise(col("_order_status"));
-    let lf = lf.with_columns([
-        status.alias("_status"),
-        (col("_gross") - col("_promo").abs().fill_null(lit(0.0)) - col("_tax").fill_null(lit(0.0)) * col("_inclusive"))
-            .alias("_net_before"),
-    ]);
-    let returned = col("_status").eq(lit(status::REFUNDED));
+    let columns = lines(&raw.frame, &ts)?;
+    let df = raw.frame.clone().hstack(&columns).ctx(|| "Amazon lines")?;
     let e = LineExprs {
         order_id: col("order_id"),
-        ordered_at: col("_ordered_at"),
         updated_at: col("_updated"),
-        ship_country: super::country(col("ship_country")),
-        currency: coalesce(&[col("currency").str().to_uppercase(), col("_market_currency")]),
-        quantity: col("_qty"),
-        gross: col("_gross"),
-        discount: col("_promo").abs().fill_null(lit(0.0)),
-        tax: col("_tax").fill_null(lit(0.0)),
-        shipping: (col("_ship").fill_null(lit(0.0)) - col("_ship_promo").abs().fill_null(lit(0.0))),
-        refunded: when(returned.clone()).then(col("_net_before")).otherwise(lit(0.0)),
-        net: when(returned).then(lit(0.0)).otherwise(col("_net_before")),
-        status: col("_status"),
-        checks: vec![
-            required(col("order_id"), col("order_id"), "amazon-order-id"),
-            required(col("purchase_date"), col("_ordered_at"), "purchase-date"),
-            unparseable(col("order_status"), col("_order_status"), "order-status"),
-            unparseable(col("quantity"), col("_qty"), "quantity"),
-            unparseable(col("item_price"), col("_gross"), "item-price"),
-            unparseable(col("item_tax"), col("_tax"), "item-tax"),
-            unparseable(col("shipping_price"), col("_ship"), "shipping-price"),
-            unparseable(col("item_promo"), col("_promo"), "item-promotion-discount"),
-            when(col("item_price").is_null().and(col("_status").eq(lit(status::COMPLETED))))
-                .then(lit("missing item-price on a shipped line"))
-                .otherwise(null_str()),
-        ],
-        ..LineExprs::default()
+        ship_country: col("_ship_country"),
+        currency: col("_currency"),
+        ..Typed::exprs()
     };
-    finish(ctx, raw, lf, e)
+    finish(ctx, raw, df.lazy(), e)
 }
 
 /// What a lookup needs of a Fulfilled Shipments report (a row per item shipped): each order id's

@@ -7,6 +7,7 @@ pub mod amazon;
 pub mod cache;
 pub mod csv;
 pub mod delimited;
+pub mod fields;
 pub mod parse;
 pub mod shopify;
 pub mod text;

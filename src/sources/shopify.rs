@@ -2,6 +2,7 @@
 //! discount, refund, addresses, status) only on the first row of each order, so they are read from
 //! that row and spread over the order's lines pro rata. Orders group by `Name` (`#1411`).
 
+use super::fields::{self, Amount, Typed};
 use super::{Export, FileOut, LineExprs, LoadCtx, Want, finish, parse, read};
 use crate::error::{Context, Result};
 use crate::frame;
@@ -123,16 +124,7 @@ struct Lines {
     order_of_row: Vec<u32>,
     firsts: Vec<u32>,
     line_no: Vec<i64>,
-    ordered_at: Vec<Option<i64>>,
-    status: Vec<&'static str>,
-    quantity: Vec<Option<f64>>,
-    gross: Vec<Option<f64>>,
-    discount: Vec<Option<f64>>,
-    tax: Vec<Option<f64>>,
-    shipping: Vec<Option<f64>>,
-    refunded: Vec<Option<f64>>,
-    net: Vec<Option<f64>>,
-    reason: Vec<Option<String>>,
+    typed: Typed,
     /// Per order: the customer key, countries, currency, channel and tags.
     customer_key: Vec<Option<String>>,
     ship_country: Vec<Option<String>>,
@@ -140,45 +132,6 @@ struct Lines {
     currency: Vec<Option<String>>,
     channel: Vec<Option<String>>,
     tags: Vec<Option<String>>,
-}
-
-/// An amount field: its text and value (`None` for both when blank).
-fn amount_at<'a>(column: &frame::Texts<'a>, row: u32) -> Amount<'a> {
-    let raw = column.get(row);
-    Amount { raw, value: raw.and_then(|s| parse::amount(s, false)) }
-}
-
-/// An amount field's text and value.
-struct Amount<'a> {
-    raw: Option<&'a str>,
-    value: Option<f64>,
-}
-
-impl Amount<'_> {
-    fn or_zero(&self) -> f64 {
-        self.value.unwrap_or(0.0)
-    }
-
-    /// "unparseable <label> '<raw>'" when there is text that is not an amount.
-    fn unparseable(&self, label: &str) -> Option<String> {
-        unparseable_text(self.raw, self.value.is_some(), label)
-    }
-
-    /// Also "missing <label>" when blank.
-    fn required(&self, label: &str) -> Option<String> {
-        required_text(self.raw, self.value.is_some(), label)
-    }
-}
-
-fn unparseable_text(raw: Option<&str>, parsed: bool, label: &str) -> Option<String> {
-    raw.filter(|_| !parsed).map(|raw| format!("unparseable {label} '{raw}'"))
-}
-
-fn required_text(raw: Option<&str>, parsed: bool, label: &str) -> Option<String> {
-    match raw {
-        None => Some(format!("missing {label}")),
-        Some(_) => unparseable_text(raw, parsed, label),
-    }
 }
 
 impl Lines {
@@ -232,16 +185,7 @@ impl Lines {
             order_of_row: vec![0; n],
             firsts: Vec::with_capacity(n_orders),
             line_no: vec![0; n],
-            ordered_at: vec![None; n],
-            status: vec![status::COMPLETED; n],
-            quantity: vec![None; n],
-            gross: vec![None; n],
-            discount: vec![None; n],
-            tax: vec![None; n],
-            shipping: vec![None; n],
-            refunded: vec![None; n],
-            net: vec![None; n],
-            reason: vec![None; n],
+            typed: Typed::new(n),
             customer_key: Vec::with_capacity(n_orders),
             ship_country: Vec::with_capacity(n_orders),
             bill_country: Vec::with_capacity(n_orders),
@@ -260,7 +204,7 @@ impl Lines {
             out.channel.push(source.get(first).map(str::to_lowercase));
             out.tags.push(tags.get(first).map(str::to_lowercase));
             let [sub, ship, tax, tot, disc, refund] =
-                [&subtotal, &shipping, &taxes, &total, &discount, &refunded].map(|c| amount_at(c, first));
+                [&subtotal, &shipping, &taxes, &total, &discount, &refunded].map(|c| Amount::at(c, first, false));
             let created_raw = created.get(first);
             let ordered_at = created_raw.and_then(|s| ts.parse(s));
             let financial_raw = financial.get(first);
@@ -279,26 +223,26 @@ impl Lines {
                     tot.unparseable("Total"),
                     disc.unparseable("Discount Amount"),
                     refund.unparseable("Refunded Amount"),
-                    unparseable_text(financial_raw, financial_status.is_some(), "Financial Status"),
+                    fields::unparseable(financial_raw, financial_status.is_some(), "Financial Status"),
                 ]
                 .into_iter()
                 .flatten()
                 .next()
             };
-            let created_reason = required_text(created_raw, ordered_at.is_some(), "Created at");
+            let created_reason = fields::required(created_raw, ordered_at.is_some(), "Created at");
             gross.clear();
             for (k, &r) in rows.iter().enumerate() {
-                let (q, p) = (amount_at(&qty, r), amount_at(&price, r));
+                let (q, p) = (Amount::at(&qty, r, false), Amount::at(&price, r, false));
                 let g = q.value.zip(p.value).map(|(q, p)| q * p);
                 gross.push(g);
                 let r = r as usize;
                 out.order_of_row[r] = o as u32;
                 out.line_no[r] = k as i64 + 1;
-                out.ordered_at[r] = ordered_at;
-                out.status[r] = status;
-                out.quantity[r] = q.value;
-                out.gross[r] = g;
-                out.reason[r] = match name.get(r as u32) {
+                out.typed.ordered_at[r] = ordered_at;
+                out.typed.status[r] = Some(status);
+                out.typed.quantity[r] = q.value;
+                out.typed.gross[r] = g;
+                out.typed.reason[r] = match name.get(r as u32) {
                     None => Some("missing Name".to_string()),
                     Some(_) => created_reason
                         .clone()
@@ -317,9 +261,9 @@ impl Lines {
                 let r = r as usize;
                 let line_disc = w.map(|w| disc.or_zero() * w);
                 let line_tax = w.map(|w| t * merchandise_share * w);
-                out.discount[r] = line_disc;
-                out.tax[r] = line_tax;
-                out.shipping[r] = w.map(|w| sh * w);
+                out.typed.discount[r] = line_disc;
+                out.typed.tax[r] = line_tax;
+                out.typed.shipping[r] = w.map(|w| sh * w);
                 let included = if inclusive { line_tax } else { Some(0.0) };
                 net_before.push(g.zip(line_disc).zip(included).map(|((g, d), i)| g - d - i));
             }
@@ -327,16 +271,15 @@ impl Lines {
             let refund_merchandise = merchandise_refund(refund.value, to, order_net);
             for ((&r, w), nb) in rows.iter().zip(shares(&net_before)).zip(&net_before) {
                 let line_refund = w.map(|w| refund_merchandise * w);
-                out.refunded[r as usize] = line_refund;
-                out.net[r as usize] = nb.zip(line_refund).map(|(nb, lr)| nb - lr);
+                out.typed.refunded[r as usize] = line_refund;
+                out.typed.net[r as usize] = nb.zip(line_refund).map(|(nb, lr)| nb - lr);
             }
         }
         Ok(out)
     }
 
-    /// The typed columns, named `_<field>`, and the order's text fields on every line.
+    /// The typed columns, the line numbers and the order's text fields on every line.
     fn columns(self, raw: &DataFrame) -> Result<Vec<Column>> {
-        let f64s = |name: &str, v: Vec<Option<f64>>| Float64Chunked::from_iter_options(name.into(), v.into_iter());
         let firsts = IdxCa::from_vec("".into(), self.firsts);
         let order_of_row = IdxCa::from_vec("".into(), self.order_of_row);
         let per_line = |name: &str, per_order: Vec<Option<String>>| -> Result<Column> {
@@ -345,18 +288,9 @@ impl Lines {
         };
         let email = frame::str_column(raw, "email")?.take(&firsts).ctx(|| "Shopify e-mails")?;
         let email = email.take(&order_of_row).ctx(|| "Shopify e-mails")?.with_name("_email".into());
-        Ok(vec![
+        let mut columns = self.typed.columns();
+        columns.extend([
             Column::new("_line_no".into(), self.line_no),
-            Int64Chunked::from_iter_options("_ordered_at".into(), self.ordered_at.into_iter()).into_column(),
-            Column::new("_status".into(), self.status),
-            f64s("_qty", self.quantity).into_column(),
-            f64s("_gross", self.gross).into_column(),
-            f64s("_line_disc", self.discount).into_column(),
-            f64s("_line_tax", self.tax).into_column(),
-            f64s("_line_ship", self.shipping).into_column(),
-            f64s("_line_refund", self.refunded).into_column(),
-            f64s("_net", self.net).into_column(),
-            StringChunked::from_iter_options("_reason".into(), self.reason.into_iter()).into_column(),
             email.into_column(),
             per_line("_customer_key", self.customer_key)?,
             per_line("_ship_country", self.ship_country)?,
@@ -364,7 +298,8 @@ impl Lines {
             per_line("_currency", self.currency)?,
             per_line("_channel", self.channel)?,
             per_line("_tags", self.tags)?,
-        ])
+        ]);
+        Ok(columns)
     }
 }
 
@@ -378,22 +313,12 @@ pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
         line_no: Some(col("_line_no")),
         customer_key: col("_customer_key"),
         email: col("_email"),
-        ordered_at: col("_ordered_at"),
         ship_country: col("_ship_country"),
         bill_country: col("_bill_country"),
         currency: col("_currency"),
-        quantity: col("_qty"),
-        gross: col("_gross"),
-        discount: col("_line_disc"),
-        tax: col("_line_tax"),
-        shipping: col("_line_ship"),
-        refunded: col("_line_refund"),
-        net: col("_net"),
-        status: col("_status"),
         channel: col("_channel"),
         tags: col("_tags"),
-        checks: vec![col("_reason")],
-        ..LineExprs::default()
+        ..Typed::exprs()
     };
     finish(ctx, raw, df.lazy(), e)
 }

@@ -500,3 +500,58 @@ fn shopify_rows_are_rejected_with_the_first_failing_check_and_order_fields_rejec
     assert_eq!(strings(&l.lines, schema::STATUS), [Some("cancelled".to_string()), Some("cancelled".to_string())]);
     assert_eq!(line_numbers(&l.lines), [1, 2]);
 }
+
+#[test]
+fn amazon_rows_are_rejected_with_the_first_failing_check_and_kept_rows_follow_the_marketplace() {
+    let text = "amazon-order-id\tpurchase-date\tlast-updated-date\torder-status\titem-status\tsales-channel\tquantity\tcurrency\titem-price\titem-tax\tshipping-price\titem-promotion-discount\tship-promotion-discount\tship-country\n\
+        \t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t10.00\t0.8\t1.00\t\t\tUS\n\
+        111-0000001-0000001\tnot a date\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t10.00\t0.8\t1.00\t\t\tUS\n\
+        111-0000002-0000001\t2024-01-05T10:00:00+00:00\t\tWeird\tShipped\tAmazon.com\t1\tUSD\t10.00\t0.8\t1.00\t\t\tUS\n\
+        111-0000003-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\tx\tUSD\t10.00\t0.8\t1.00\t\t\tUS\n\
+        111-0000004-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\tabc\t0.8\t1.00\t\t\tUS\n\
+        111-0000005-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t10.00\tt\t1.00\t\t\tUS\n\
+        111-0000006-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t10.00\t0.8\ts\t\t\tUS\n\
+        111-0000007-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t10.00\t0.8\t1.00\tp\t\tUS\n\
+        111-0000008-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t\t0.8\t1.00\t\t\tUS\n\
+        302-0000009-0000001\t2024-01-05T10:00:00+00:00\t2024-01-06T10:00:00+00:00\tShipped\tShipped\t Amazon.de \t2\tEUR\t59.50\t9.50\t4.99\t-5.00\t-4.99\t de \n\
+        302-0000010-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tCancelled\tAmazon.de\t1\teur\t20.00\t3.19\t0\t\t\tDE\n\
+        302-0000011-0000001\t2024-01-05T10:00:00+00:00\t\tShipped - Returned to Seller\t\tAmazon.fr\t1\tEUR\t30.00\t5.00\t0\t\t\tFR\n\
+        203-0000012-0000001\t2024-01-05T10:00:00+00:00\t\tPending\t\tAmazon.co.uk\t1\t\t\t\t\t\t\tGB\n\
+        111-0000013-0000001\t2024-01-05T10:00:00+00:00\t\t\t\tAmazon.com\t1\tUSD\t10.00\t0.8\t1.00\t\tz\tUS\n\
+        111-0000014-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t10.00\t0.8\t1.00\t\t\t\n";
+    let (_dir, path) = temp_file("orders_bad.txt", text.as_bytes());
+    let l = load(&format!("{{ id: src, source: amazon, path: '{path}', max_reject_rate: 1.0 }}"));
+    let lines: Vec<i64> =
+        clv::frame::floats(&l.rejects, schema::rejects::LINE).unwrap().into_iter().map(|v| v.unwrap() as i64).collect();
+    let reasons = strings(&l.rejects, schema::rejects::REASON);
+    let got: Vec<(i64, &str)> = lines.into_iter().zip(reasons.iter().map(|r| r.as_deref().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "missing amazon-order-id"),
+            (3, "unparseable purchase-date 'not a date'"),
+            (4, "unparseable order-status 'Weird'"),
+            (5, "unparseable quantity 'x'"),
+            (6, "unparseable item-price 'abc'"),
+            (7, "unparseable item-tax 't'"),
+            (8, "unparseable shipping-price 's'"),
+            (9, "unparseable item-promotion-discount 'p'"),
+            (10, "missing item-price on a shipped line"),
+        ]
+    );
+    let row = |id: &str| strings(&l.lines, schema::ORDER_ID).iter().position(|o| o.as_deref() == Some(id)).unwrap();
+    let value = |c: &str, id: &str| clv::frame::floats(&l.lines, c).unwrap()[row(id)];
+    let text = |c: &str, id: &str| strings(&l.lines, c)[row(id)].clone();
+    // amazon.de prices include VAT: 59.50 - 5.00 promotion - 9.50 VAT; the shipping promotion
+    // cancels the shipping.
+    let de = "302-0000009-0000001";
+    assert_eq!((value(schema::NET, de), value(schema::SHIPPING, de)), (Some(45.0), Some(0.0)));
+    assert_eq!(text(schema::aux::SHIP_COUNTRY, de).as_deref(), Some("DE"));
+    // An item cancelled in a shipped order is cancelled; a returned one is refunded in full.
+    assert_eq!(text(schema::STATUS, "302-0000010-0000001").as_deref(), Some("cancelled"));
+    let fr = "302-0000011-0000001";
+    assert_eq!((value(schema::REFUNDED, fr), value(schema::NET, fr)), (Some(25.0), Some(0.0)));
+    // A pending line without a price or currency takes its marketplace's currency.
+    assert_eq!(text(schema::CURRENCY, "203-0000012-0000001").as_deref(), Some("GBP"));
+    assert_eq!(text(schema::CURRENCY, "302-0000010-0000001").as_deref(), Some("EUR"));
+}
