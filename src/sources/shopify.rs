@@ -2,7 +2,7 @@
 //! discount, refund, addresses, status) only on the first row of each order, so they are read from
 //! that row and spread over the order's lines pro rata. Orders group by `Name` (`#1411`).
 
-use super::fields::{self, Amount, Typed};
+use super::fields::{self, Amount, Orders, Typed, merchandise_refund, shares, sum_and_count};
 use super::{Export, FileOut, LineExprs, LoadCtx, Want, finish, parse, read};
 use crate::error::{Context, Result};
 use crate::frame;
@@ -30,90 +30,6 @@ fn wants() -> Vec<Want> {
         Want::optional("tags", &["Tags"]),
         Want::optional("source", &["Source"]),
     ]
-}
-
-/// Rows grouped by order (`Name`; rows without one form one order, as in a group-by), orders in
-/// the order they first appear, each order's rows in file order. Exports keep an order's rows
-/// together, so this is usually the identity; an order split into two blocks is gathered.
-struct Orders {
-    /// Row indices, order by order.
-    rows: Vec<u32>,
-    /// Where each order starts in `rows` (one more entry than orders).
-    starts: Vec<usize>,
-}
-
-impl Orders {
-    fn of(names: &StringChunked) -> Orders {
-        let n = names.len();
-        let mut order_of_row = Vec::with_capacity(n);
-        let mut index: PlHashMap<Option<&str>, u32> = PlHashMap::new();
-        let (mut previous, mut current, mut contiguous) = (None, 0u32, true);
-        for name in names.iter() {
-            if previous != Some(name) {
-                let next = index.len() as u32;
-                current = *index.entry(name).or_insert(next);
-                contiguous &= current == next;
-                previous = Some(name);
-            }
-            order_of_row.push(current);
-        }
-        let mut starts = vec![0usize; index.len() + 1];
-        for &o in &order_of_row {
-            starts[o as usize + 1] += 1;
-        }
-        for o in 0..index.len() {
-            starts[o + 1] += starts[o];
-        }
-        let rows = if contiguous {
-            (0..n as u32).collect()
-        } else {
-            let mut next = starts.clone();
-            let mut rows = vec![0u32; n];
-            for (r, &o) in order_of_row.iter().enumerate() {
-                rows[next[o as usize]] = r as u32;
-                next[o as usize] += 1;
-            }
-            rows
-        };
-        Orders { rows, starts }
-    }
-
-    fn each(&self) -> impl Iterator<Item = &[u32]> {
-        self.starts.windows(2).map(|w| &self.rows[w[0]..w[1]])
-    }
-}
-
-/// A sum as Polars' group sums make it (Kahan-compensated, nulls skipped) and the count of the
-/// values in it.
-fn sum_and_count(values: impl Iterator<Item = Option<f64>>) -> (f64, usize) {
-    let (mut sum, mut err, mut n) = (0.0f64, 0.0f64, 0);
-    for v in values.flatten() {
-        let y = v - err;
-        let next = sum + y;
-        let e = (next - sum) - y;
-        sum = next;
-        if e.is_finite() {
-            err = e;
-        }
-        n += 1;
-    }
-    (sum, n)
-}
-
-/// `w_i / sum(w)` over an order's lines (`1/n` of the non-null weights when they sum to zero).
-fn shares(weights: &[Option<f64>]) -> impl Iterator<Item = Option<f64>> + '_ {
-    let (total, n) = sum_and_count(weights.iter().copied());
-    weights.iter().map(move |w| if total.abs() > 1e-12 { w.map(|w| w / total) } else { Some(1.0 / n as f64) })
-}
-
-/// The merchandise part (ex tax and shipping) of an order-level refund: the refund scaled by the
-/// order's merchandise share of its total, capped at the merchandise value.
-fn merchandise_refund(refund: Option<f64>, total: f64, merchandise: f64) -> f64 {
-    match refund {
-        Some(r) if r > 0.0 && total > 0.0 => (r * merchandise / total).min(merchandise),
-        Some(r) if r > 0.0 => merchandise,
-        _ => 0.0,
-    }
 }
 
 /// The typed values of every line, computed order by order in one pass: amounts parsed once per
@@ -321,39 +237,4 @@ pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
         ..Typed::exprs()
     };
     finish(ctx, raw, df.lazy(), e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn orders(names: &[Option<&str>]) -> Vec<Vec<u32>> {
-        let names: StringChunked = names.iter().copied().collect();
-        Orders::of(&names).each().map(<[u32]>::to_vec).collect()
-    }
-
-    #[test]
-    fn rows_group_by_order_in_first_appearance_even_when_an_order_is_split() {
-        assert_eq!(orders(&[Some("#1"), Some("#1"), None, None, Some("#2")]), [vec![0, 1], vec![2, 3], vec![4]]);
-        assert_eq!(orders(&[Some("#1"), Some("#2"), Some("#1"), None, Some("#2")]), [vec![0, 2], vec![1, 4], vec![3]]);
-        assert!(orders(&[]).is_empty());
-    }
-
-    #[test]
-    fn shares_spread_by_weight_or_evenly_when_the_weights_sum_to_zero() {
-        let got: Vec<_> = shares(&[Some(1.0), None, Some(3.0)]).collect();
-        assert_eq!(got, [Some(0.25), None, Some(0.75)]);
-        let got: Vec<_> = shares(&[Some(2.0), Some(-2.0), None]).collect();
-        assert_eq!(got, [Some(0.5), Some(0.5), Some(0.5)]);
-    }
-
-    #[test]
-    fn a_refund_counts_its_merchandise_part_only_capped_at_the_merchandise() {
-        // 110 total = 100 merchandise + 10 shipping: a 55 refund is 50 of merchandise.
-        assert_eq!(merchandise_refund(Some(55.0), 110.0, 100.0), 50.0);
-        assert_eq!(merchandise_refund(Some(500.0), 110.0, 100.0), 100.0);
-        assert_eq!(merchandise_refund(Some(5.0), 0.0, 100.0), 100.0);
-        assert_eq!(merchandise_refund(None, 110.0, 100.0), 0.0);
-        assert_eq!(merchandise_refund(Some(-3.0), 110.0, 100.0), 0.0);
-    }
 }
