@@ -64,18 +64,6 @@ pub fn str_to_str(e: Expr, f: impl Fn(&str) -> Option<String> + Send + Sync + 's
     map_str::<String, StringChunked>(e, DataType::String, f)
 }
 
-/// The part of every non-null string of `e` that `f` picks (null where it picks none): no string
-/// is allocated per value, the parts are copied into the column's buffer.
-pub fn substr(e: Expr, f: impl Fn(&str) -> Option<&str> + Send + Sync + 'static) -> Expr {
-    e.map(
-        move |c: Column| {
-            let out: StringChunked = c.str()?.iter().map(|v| v.and_then(&f)).collect();
-            Ok(out.with_name(c.name().clone()).into_column())
-        },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::String)),
-    )
-}
-
 /// Timestamps are kept as naive microseconds meaning UTC; the Parquet writer labels them UTC.
 pub fn datetime_type() -> DataType {
     DataType::Datetime(TimeUnit::Microseconds, None)
@@ -475,12 +463,6 @@ pub fn text_day_number_to_f64(
     f: impl Fn(Option<&str>, Option<i32>, Option<f64>) -> Option<f64> + Send + Sync + 'static,
 ) -> Expr {
     map_text_day_number::<f64, Float64Chunked>(text, day, number, DataType::Float64, f)
-}
-
-/// `e` evaluated per group of `by` (a window). Polars' `over` only fails when given neither a
-/// partition nor an order, and `by` is always a partition here.
-pub fn over(e: Expr, by: &[Expr]) -> Expr {
-    e.over(by).expect("over() with a partition cannot fail")
 }
 
 /// The size of Polars' thread pool: `POLARS_MAX_THREADS` (which `--threads` sets), else the

@@ -1,7 +1,9 @@
 //! Loaders: one module per platform, each turning its export files into the same working table of
 //! order lines (canonical columns plus the `schema::aux` columns `unify` needs) and a table of
-//! rejects with file, line, reason and raw text. Amazon, Shopify and WooCommerce are presets of the
-//! machinery the generic `csv` source uses: [`read`] a file, build [`LineExprs`], [`finish`].
+//! rejects with file, line, reason and raw text. Each [`read`]s a file, describes its lines as
+//! [`LineExprs`] and [`finish`]es: Amazon, Shopify and WooCommerce's WebToffee layout compute typed
+//! columns in one Rust pass first ([`fields`]); the generic `csv` source and WooCommerce's
+//! Advanced Order Export map columns to expressions.
 
 pub mod amazon;
 pub mod cache;
@@ -522,14 +524,6 @@ pub fn country(e: Expr) -> Expr {
     e.str().strip_chars(lit(NULL)).str().to_uppercase()
 }
 
-/// `w_i / sum(w)` over the order's lines (`1/n` when the weights sum to zero).
-pub fn share(weight: Expr, order: &[&str]) -> Expr {
-    let by: Vec<Expr> = order.iter().map(|c| col(*c)).collect();
-    let total = frame::over(weight.clone().sum(), &by);
-    let n = frame::over(weight.clone().count(), &by).cast(DataType::Float64);
-    when(total.clone().abs().gt(lit(1e-12))).then(weight / total).otherwise(lit(1.0) / n)
-}
-
 /// Header words that mark a column holding personal data (matched case-insensitively, anywhere in
 /// the name). Deliberately broad: masking a product name costs nothing, leaking an address does.
 const PERSONAL: &[&str] = &[
@@ -580,18 +574,6 @@ pub fn redact(record: &str, header: &[String], format: &TextFormat) -> String {
         }
     };
     fields.into_iter().map(quote).collect::<Vec<_>>().join(&sep)
-}
-
-/// The merchandise part (ex tax and shipping) of an order-level refund: the refund scaled by the
-/// order's merchandise share of its total, capped at the merchandise value.
-pub fn merchandise_refund(refund: Expr, total: Expr, merchandise: Expr) -> Expr {
-    let scaled = refund.clone() * merchandise.clone() / total.clone();
-    let capped = when(scaled.clone().gt(merchandise.clone())).then(merchandise.clone()).otherwise(scaled);
-    when(refund.clone().fill_null(lit(0.0)).lt_eq(lit(0.0)))
-        .then(lit(0.0))
-        .when(total.gt(lit(0.0)))
-        .then(capped)
-        .otherwise(merchandise)
 }
 
 /// Each line's position within its order, in file order: 1, 2, ... per order id (nulls count as

@@ -3,13 +3,15 @@
 //! refunds in `refund_items`) and Advanced Order Export (one row per item, order fields repeated).
 //! `order_date` is site-local without offset: the stage's `timezone` says which zone.
 
+use super::fields::{self, Amount, Orders, Typed, merchandise_refund, shares, sum_and_count};
 use super::{
-    Export, FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, merchandise_refund, parse, read, required,
-    share, status_of, unparseable,
+    Export, FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, parse, read, required, status_of, unparseable,
 };
 use crate::config::ConstantField;
+use crate::error::Context;
 use crate::error::{Error, Result};
 use crate::frame::{self, null_str};
+use crate::schema::aux;
 use polars::prelude::*;
 use std::path::Path;
 
@@ -96,11 +98,19 @@ fn webtoffee_wants(items: &[String]) -> Vec<Want> {
     w
 }
 
-/// The value of the first `key:value` of an item cell (`name:..|quantity:2|total:31.80|..`). A
-/// split, not a regex: four regex extracts per item were an eighth of the WooCommerce load.
-fn field(cell: Expr, key: &str) -> Expr {
-    let key = format!("{key}:");
-    frame::substr(cell, move |c| c.split('|').find_map(|kv| kv.strip_prefix(key.as_str())))
+/// The value of the first `key:value` segment of an item cell
+/// (`name:..|quantity:2|total:31.80|..`); `key` ends with the colon.
+fn item_field<'a>(cell: &'a str, key: &str) -> Option<&'a str> {
+    cell.split('|').find_map(|kv| kv.strip_prefix(key))
+}
+
+/// The sum of a `refund_items` cell's amounts (`id:..|amount:10.00;id:..|amount:5.00`); `None`
+/// if one is not an amount.
+fn refund_sum(cell: &str, decimal_comma: bool) -> Option<f64> {
+    cell.split(';')
+        .filter_map(|r| item_field(r, "amount:"))
+        .map(|a| parse::amount(a, decimal_comma))
+        .sum::<Option<f64>>()
 }
 
 /// The fields both layouts read the same way from columns named alike.
@@ -127,86 +137,127 @@ fn customer(ctx: &LoadCtx, email: Expr, id: Expr) -> Expr {
 
 fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::Timestamps) -> Result<FileOut> {
     let dc = ctx.spec.format.decimal_comma;
-    // One frame per line_item_k column, stacked: one row per item.
-    // An order whose item cells are all empty keeps one row (with a null item), so that it is
-    // rejected with its reason instead of vanishing from the accounting.
-    let n_items = items.iter().map(|i| col(i.as_str()).is_not_null().cast(DataType::Int32)).reduce(|a, b| a + b);
-    let base = raw.frame.clone().lazy().with_column(n_items.unwrap_or_else(|| lit(0)).alias("_n_items"));
-    let parts: Vec<LazyFrame> = items
-        .iter()
-        .enumerate()
-        .map(|(k, item)| {
-            let keep = col("_item").is_not_null().or(lit(k == 0).and(col("_n_items").eq(lit(0))));
-            base.clone().with_columns([col(item.as_str()).alias("_item"), lit((k + 1) as i64).alias("_k")]).filter(keep)
-        })
-        .collect();
-    let lf = if parts.is_empty() {
-        base.with_columns([frame::null_str().alias("_item"), lit(1i64).alias("_k")])
-    } else {
-        concat(parts, UnionArgs::default())
-            .map_err(|e| Error::Polars { context: "stacking items".into(), source: e })?
-    };
-    let by = ["order_id"];
-    let refund_sum = frame::str_to_f64(col("refund_items"), move |s| {
-        s.split(';')
-            .filter_map(|r| r.split('|').find_map(|kv| kv.strip_prefix("amount:")))
-            .map(|a| parse::amount(a, dc))
-            .sum::<Option<f64>>()
-    });
-    let lf = lf.with_columns([
-        amount(field(col("_item"), "quantity"), dc).alias("_qty"),
-        amount(field(col("_item"), "total"), dc).alias("_total"),
-        amount(field(col("_item"), "sub_total"), dc).alias("_sub"),
-        amount(field(col("_item"), "tax"), dc).alias("_tax"),
-        amount(col("order_total"), dc).alias("_order_total"),
-        amount(col("shipping_total"), dc).alias("_ship"),
-        refund_sum.alias("_refund"),
-        super::timestamp(col("order_date"), ts).alias("_ordered_at"),
-        status_of(col("status")).alias("_status"),
-    ]);
-    let lf = lf.with_columns([
-        coalesce(&[col("_total"), col("_sub")]).alias("_net_before"),
-        coalesce(&[col("_sub"), col("_total")]).alias("_gross"),
-    ]);
-    let lf = lf.with_columns([frame::over(col("_net_before").sum(), &[col("order_id")]).alias("_order_net")]);
-    let lf = lf.with_columns([(merchandise_refund(
-        col("_refund"),
-        col("_order_total").fill_null(lit(0.0)),
-        col("_order_net"),
-    ) * share(col("_net_before"), &by))
-    .alias("_line_refund")]);
+    const NAMES: [&str; 6] = ["order_id", "order_date", "status", "order_total", "shipping_total", "refund_items"];
+    let text = |name: &str| Ok(frame::str_column(&raw.frame, name)?.rechunk().into_owned());
+    let columns: Vec<StringChunked> = NAMES.iter().map(|n| text(n)).collect::<Result<_>>()?;
+    let [order_id, order_date, status, order_total, shipping_total, refund_items] =
+        std::array::from_fn(|i| frame::Texts::of(&columns[i]));
+    let item_columns: Vec<StringChunked> = items.iter().map(|n| text(n)).collect::<Result<_>>()?;
+    let item_cells: Vec<frame::Texts> = item_columns.iter().map(frame::Texts::of).collect();
+    let currency_known = ctx.spec.constants.contains_key(&ConstantField::Currency);
+    let currency = frame::str_column(&raw.frame, "currency")?;
+    let n = raw.frame.height();
+
+    // One line per item cell, in the order the items were always stacked: every row's first item,
+    // then every row's second, ... An order whose item cells are all empty keeps one line (with
+    // no item), so that it is rejected with its reason instead of vanishing from the accounting.
+    let has_items: Vec<bool> = (0..n as u32).map(|r| item_cells.iter().any(|c| c.get(r).is_some())).collect();
+    let (mut row_of_line, mut item_no, mut cells) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..item_cells.len().max(1) {
+        for r in 0..n as u32 {
+            let cell = item_cells.get(k).and_then(|c| c.get(r));
+            if cell.is_some() || (k == 0 && !has_items[r as usize]) {
+                row_of_line.push(r);
+                item_no.push(k as i64 + 1);
+                cells.push(cell);
+            }
+        }
+    }
+    let lines = row_of_line.len();
+    let rows = IdxCa::from_vec("".into(), row_of_line.clone());
+    let line_ids = frame::str_column(&raw.frame, "order_id")?.take(&rows).ctx(|| "WooCommerce order ids")?;
+
+    // Per row (order): the order-level values.
+    let ordered_at: Vec<Option<i64>> = (0..n as u32).map(|r| order_date.get(r).and_then(|s| ts.parse(s))).collect();
+    let statuses: Vec<Option<&'static str>> = (0..n as u32).map(|r| status.get(r).and_then(parse::status)).collect();
+    let totals: Vec<Amount> = (0..n as u32).map(|r| Amount::at(&order_total, r, dc)).collect();
+    let refunds: Vec<Option<f64>> =
+        (0..n as u32).map(|r| refund_items.get(r).and_then(|s| refund_sum(s, dc))).collect();
+
+    let mut out = Typed::new(lines);
+    let mut net_before = vec![None; lines];
+    for (l, cell) in cells.iter().enumerate() {
+        let row = row_of_line[l];
+        let r = row as usize;
+        let qty_raw = cell.and_then(|c| item_field(c, "quantity:"));
+        let qty = qty_raw.and_then(|s| parse::amount(s, dc));
+        let total_raw = cell.and_then(|c| item_field(c, "total:"));
+        let sub_raw = cell.and_then(|c| item_field(c, "sub_total:"));
+        let (total, sub) = (total_raw.and_then(|s| parse::amount(s, dc)), sub_raw.and_then(|s| parse::amount(s, dc)));
+        let tax = cell.and_then(|c| item_field(c, "tax:")).and_then(|s| parse::amount(s, dc));
+        let nb = total.or(sub);
+        let gross = sub.or(total);
+        net_before[l] = nb;
+        out.ordered_at[l] = ordered_at[r];
+        out.status[l] = statuses[r];
+        out.quantity[l] = qty;
+        out.gross[l] = gross;
+        out.discount[l] = Some(gross.zip(nb).map_or(0.0, |(g, nb)| g - nb));
+        out.tax[l] = Some(tax.unwrap_or(0.0));
+        out.reason[l] = fields::required(order_id.get(row), true, "order_id")
+            .or_else(|| fields::required(order_date.get(row), ordered_at[r].is_some(), "order_date"))
+            .or_else(|| fields::required(status.get(row), statuses[r].is_some(), "status"))
+            .or_else(|| cell.is_none().then(|| "order has no line_item cells".to_string()))
+            .or_else(|| fields::required(qty_raw, qty.is_some(), "line item quantity"))
+            .or_else(|| fields::required(total_raw.or(sub_raw), nb.is_some(), "line item total"))
+            .or_else(|| totals[r].unparseable("order_total"))
+            .or_else(|| fields::unparseable(refund_items.get(row), refunds[r].is_some(), "refund_items"))
+            .or_else(|| (currency.get(r).is_none() && !currency_known).then(|| MISSING_CURRENCY.to_string()));
+    }
+    // The order's refund (merchandise part) and shipping spread over its lines by their net,
+    // lines grouped by order id across the file.
+    for group in Orders::of(&line_ids).each() {
+        let values: Vec<Option<f64>> = group.iter().map(|&l| net_before[l as usize]).collect();
+        let (order_net, _) = sum_and_count(values.iter().copied());
+        for ((&l, w), nb) in group.iter().zip(shares(&values)).zip(&values) {
+            let l = l as usize;
+            let r = row_of_line[l] as usize;
+            let refund = merchandise_refund(refunds[r], totals[r].or_zero(), order_net);
+            let line_refund = w.map(|w| refund * w);
+            let ship = Amount::at(&shipping_total, r as u32, dc).or_zero();
+            out.shipping[l] = w.map(|w| ship * w);
+            out.refunded[l] = line_refund;
+            out.net[l] = nb.zip(line_refund).map(|(nb, lr)| nb - lr);
+        }
+    }
+
+    // The order's text fields, per row, then on each of its lines.
+    let o = order_fields(ctx);
+    let per_row = frame::collect(
+        raw.frame.clone().lazy().select([
+            col(aux::LINE),
+            col(super::REC),
+            col(super::PRE_REASON),
+            col("order_id"),
+            o.customer_key.alias("_customer_key"),
+            o.email.alias("_email"),
+            o.ship_country.alias("_ship_country"),
+            o.bill_country.alias("_bill_country"),
+            o.currency.alias("_currency"),
+        ]),
+        "WooCommerce order fields",
+    )?;
+    let mut typed = out.columns();
+    typed.push(Column::new("_k".into(), item_no));
+    let df = per_row.take(&rows).ctx(|| "WooCommerce lines")?.hstack(&typed).ctx(|| "WooCommerce lines")?;
     let e = LineExprs {
+        order_id: col("order_id"),
         line_no: Some(col("_k")),
-        quantity: col("_qty"),
-        gross: col("_gross"),
-        discount: (col("_gross") - col("_net_before")).fill_null(lit(0.0)),
-        tax: col("_tax").fill_null(lit(0.0)),
-        shipping: col("_ship").fill_null(lit(0.0)) * share(col("_net_before"), &by),
-        refunded: col("_line_refund"),
-        net: col("_net_before") - col("_line_refund"),
-        checks: vec![
-            required(col("order_id"), col("order_id"), "order_id"),
-            required(col("order_date"), col("_ordered_at"), "order_date"),
-            required(col("status"), col("_status"), "status"),
-            when(col("_item").is_null()).then(lit("order has no line_item cells")).otherwise(null_str()),
-            required(field(col("_item"), "quantity"), col("_qty"), "line item quantity"),
-            required(
-                coalesce(&[field(col("_item"), "total"), field(col("_item"), "sub_total")]),
-                col("_net_before"),
-                "line item total",
-            ),
-            unparseable(col("order_total"), col("_order_total"), "order_total"),
-            unparseable(col("refund_items"), col("_refund"), "refund_items"),
-            missing_currency(ctx),
-        ],
-        ..order_fields(ctx)
+        customer_key: col("_customer_key"),
+        email: col("_email"),
+        ship_country: col("_ship_country"),
+        bill_country: col("_bill_country"),
+        currency: col("_currency"),
+        ..Typed::exprs()
     };
-    finish(ctx, raw, lf, e)
+    finish(ctx, raw, df.lazy(), e)
 }
+
+const MISSING_CURRENCY: &str = "missing currency: the file has none; set `constants: { currency: XXX }`";
 
 fn missing_currency(ctx: &LoadCtx) -> Expr {
     when(coalesce(&[col("currency"), constant(ctx, ConstantField::Currency)]).is_null())
-        .then(lit("missing currency: the file has none; set `constants: { currency: XXX }`"))
+        .then(lit(MISSING_CURRENCY))
         .otherwise(null_str())
 }
 
@@ -276,23 +327,22 @@ mod tests {
     /// empty values kept, `total` not found inside `sub_total`.
     #[test]
     fn item_fields_are_the_first_segment_with_the_key() {
-        let cells = df!("c" => [
-            Some("name:Mug|quantity:2|total:31.80|sub_total:35.00"),
-            Some("sub_total:5|total:4|total:9"),
-            Some("name:x|quantity:"),
-            Some("name:no fields"),
-            None,
-        ])
-        .unwrap();
-        let got = cells
-            .lazy()
-            .select([field(col("c"), "quantity").alias("q"), field(col("c"), "total").alias("t")])
-            .collect()
-            .unwrap();
-        let q = frame::strings(&got, "q").unwrap();
-        let t = frame::strings(&got, "t").unwrap();
-        let s = |v: &str| Some(v.to_string());
-        assert_eq!(q, [s("2"), None, s(""), None, None]);
-        assert_eq!(t, [s("31.80"), s("4"), None, None, None]);
+        let cells = [
+            "name:Mug|quantity:2|total:31.80|sub_total:35.00",
+            "sub_total:5|total:4|total:9",
+            "name:x|quantity:",
+            "name:no fields",
+        ];
+        let q: Vec<_> = cells.iter().map(|c| item_field(c, "quantity:")).collect();
+        let t: Vec<_> = cells.iter().map(|c| item_field(c, "total:")).collect();
+        assert_eq!(q, [Some("2"), None, Some(""), None]);
+        assert_eq!(t, [Some("31.80"), Some("4"), None, None]);
+    }
+
+    #[test]
+    fn refunds_sum_their_amounts_and_fail_on_one_that_is_not() {
+        assert_eq!(refund_sum("id:1|amount:10.00;id:2|amount:5.50", false), Some(15.5));
+        assert_eq!(refund_sum("id:1|reason:none", false), Some(0.0));
+        assert_eq!(refund_sum("id:1|amount:ten", false), None);
     }
 }

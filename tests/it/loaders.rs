@@ -555,3 +555,54 @@ fn amazon_rows_are_rejected_with_the_first_failing_check_and_kept_rows_follow_th
     assert_eq!(text(schema::CURRENCY, "203-0000012-0000001").as_deref(), Some("GBP"));
     assert_eq!(text(schema::CURRENCY, "302-0000010-0000001").as_deref(), Some("EUR"));
 }
+
+#[test]
+fn webtoffee_rows_are_rejected_with_the_first_failing_check_and_refunds_spread_by_net() {
+    let text = "order_id,order_date,status,shipping_total,order_total,order_currency,customer_id,billing_email,billing_country,shipping_country,refund_items,line_item_1,line_item_2,line_item_3\n\
+        ,2024-01-05 10:00:00,completed,5.00,25.00,EUR,7,a@x.de,DE,DE,,name:A|quantity:1|total:20.00|sub_total:20.00|tax:3.80,,\n\
+        101,not a date,completed,5.00,25.00,EUR,7,a@x.de,DE,DE,,name:A|quantity:1|total:20.00|sub_total:20.00|tax:3.80,,\n\
+        102,2024-01-05 10:00:00,weird,5.00,25.00,EUR,7,a@x.de,DE,DE,,name:A|quantity:1|total:20.00|sub_total:20.00|tax:3.80,,\n\
+        103,2024-01-05 10:00:00,completed,5.00,25.00,EUR,7,a@x.de,DE,DE,,,,\n\
+        104,2024-01-05 10:00:00,completed,5.00,25.00,EUR,7,a@x.de,DE,DE,,name:A|quantity:x|total:20.00,name:B|quantity:1|total:5.00,\n\
+        105,2024-01-05 10:00:00,completed,5.00,25.00,EUR,7,a@x.de,DE,DE,,name:A|quantity:1,,\n\
+        106,2024-01-05 10:00:00,completed,5.00,abc,EUR,7,a@x.de,DE,DE,,name:A|quantity:1|total:20.00,,\n\
+        107,2024-01-05 10:00:00,completed,5.00,25.00,EUR,7,a@x.de,DE,DE,id:1|amount:zz,name:A|quantity:1|total:20.00,,\n\
+        108,2024-01-05 10:00:00,completed,5.00,25.00,,7,a@x.de,DE,DE,,name:A|quantity:1|total:20.00,,\n\
+        109,2024-01-05 10:00:00,completed,5.00,65.00,EUR,0,,de ,at,id:1|amount:30.00,name:A|quantity:2|total:40.00|sub_total:44.00|tax:7.60,,name:C|quantity:1|total:20.00|sub_total:20.00|tax:3.80\n\
+        110,2024-01-05 10:00:00,refunded,0,10.00,eur,12,,FR,FR,id:1|amount:4.00;id:2|amount:6.00,name:A|quantity:1|total:10.00,name:B|quantity:1|total:0.00,\n\
+        111,2024-01-06 10:00:00,completed,0,10.00,EUR,0,B@Y.DE,DE,DE,,name:D|quantity:1|total:10.00,,\n";
+    let (_dir, path) = temp_file("webtoffee_bad.csv", text.as_bytes());
+    let l = load(&format!("{{ id: src, source: woocommerce, path: '{path}', max_reject_rate: 1.0 }}"));
+    let lines: Vec<i64> =
+        clv::frame::floats(&l.rejects, schema::rejects::LINE).unwrap().into_iter().map(|v| v.unwrap() as i64).collect();
+    let reasons = strings(&l.rejects, schema::rejects::REASON);
+    let got: Vec<(i64, &str)> = lines.into_iter().zip(reasons.iter().map(|r| r.as_deref().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "missing order_id"),
+            (3, "unparseable order_date 'not a date'"),
+            (4, "unparseable status 'weird'"),
+            (5, "order has no line_item cells"),
+            (6, "unparseable line item quantity 'x'"),
+            (7, "missing line item total"),
+            (8, "unparseable order_total 'abc'"),
+            (9, "unparseable refund_items 'id:1|amount:zz'"),
+            (10, "missing currency: the file has none; set `constants: { currency: XXX }`"),
+        ]
+    );
+    // Order 110 refunds 4.00 + 6.00 of a 10.00 total: all of it lands on the line that has the
+    // net, none on the free one.
+    let ids = strings(&l.lines, schema::ORDER_ID);
+    let refunded = clv::frame::floats(&l.lines, schema::REFUNDED).unwrap();
+    let of_110: Vec<Option<f64>> =
+        (0..ids.len()).filter(|&i| ids[i].as_deref() == Some("110")).map(|i| refunded[i]).collect();
+    assert_eq!(of_110, [Some(10.0), Some(0.0)]);
+    // Order 109 (three item cells, the second empty): lines 1 and 3, shipping 5.00 and the 30.00
+    // refund spread 40:20 by net; its merchandise part is 30 x 60 / 65 of the 65.00 total.
+    let of_109: Vec<usize> = (0..ids.len()).filter(|&i| ids[i].as_deref() == Some("109")).collect();
+    let shipping = clv::frame::floats(&l.lines, schema::SHIPPING).unwrap();
+    let first = of_109[0];
+    assert!((shipping[first].unwrap() - 5.0 * 40.0 / 60.0).abs() < 1e-12);
+    assert!((refunded[first].unwrap() - 30.0 * 60.0 / 65.0 * 40.0 / 60.0).abs() < 1e-12);
+}
