@@ -205,7 +205,10 @@ impl Staged {
             let rows = parquet::write(&file, &publisher.stage(entry, &rel)?, &schema::MONEY_COLUMNS, &meta)?;
             Ok((market.clone(), manifest::Output { path: rel.display().to_string(), rows }))
         };
-        let orders = frame::on_threads(&markets, one).into_iter().collect::<Result<_>>()?;
+        // The largest partitions first: each is encoded on one thread, and a large one taken last
+        // leaves the other core idle.
+        let rows = |market: &String| ranges.get(market).map_or(0, |&(_, rows)| rows);
+        let orders = frame::on_threads_largest_first(&markets, rows, one).into_iter().collect::<Result<_>>()?;
         Ok(Staged { inputs, run_id, markets, publisher, orders })
     }
 }
