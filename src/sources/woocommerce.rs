@@ -3,7 +3,7 @@
 //! refunds in `refund_items`) and Advanced Order Export (one row per item, order fields repeated).
 //! `order_date` is site-local without offset: the stage's `timezone` says which zone.
 
-use super::fields::{self, Amount, Orders, Typed, merchandise_refund, shares, sum_and_count};
+use super::fields::{self, Amount, Typed, merchandise_refund, shares, sum_and_count};
 use super::{
     Export, FileOut, LineExprs, LoadCtx, Want, amount, email_key, finish, parse, read, required, status_of, unparseable,
 };
@@ -165,7 +165,6 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
     }
     let lines = row_of_line.len();
     let rows = IdxCa::from_vec("".into(), row_of_line.clone());
-    let line_ids = frame::str_column(&raw.frame, "order_id")?.take(&rows).ctx(|| "WooCommerce order ids")?;
 
     // Per row (order): the order-level values.
     let ordered_at: Vec<Option<i64>> = (0..n as u32).map(|r| order_date.get(r).and_then(|s| ts.parse(s))).collect();
@@ -204,17 +203,20 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
             .or_else(|| fields::unparseable(refund_items.get(row), refunds[r].is_some(), "refund_items"))
             .or_else(|| (currency.get(r).is_none() && !currency_known).then(|| MISSING_CURRENCY.to_string()));
     }
-    // The order's refund (merchandise part) and shipping spread over its lines by their net,
-    // lines grouped by order id across the file.
-    for group in Orders::of(&line_ids).each() {
-        let values: Vec<Option<f64>> = group.iter().map(|&l| net_before[l as usize]).collect();
+    // The order's refund (merchandise part) and shipping spread over its lines by their net. A
+    // row is one order: a second row with the same order id (a copy, which unify drops as the
+    // older one) does not share in it.
+    let mut lines_of_row: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (l, &r) in row_of_line.iter().enumerate() {
+        lines_of_row[r as usize].push(l);
+    }
+    for (r, group) in lines_of_row.iter().enumerate() {
+        let values: Vec<Option<f64>> = group.iter().map(|&l| net_before[l]).collect();
         let (order_net, _) = sum_and_count(values.iter().copied());
+        let refund = merchandise_refund(refunds[r], totals[r].or_zero(), order_net);
+        let ship = Amount::at(&shipping_total, r as u32, dc).or_zero();
         for ((&l, w), nb) in group.iter().zip(shares(&values)).zip(&values) {
-            let l = l as usize;
-            let r = row_of_line[l] as usize;
-            let refund = merchandise_refund(refunds[r], totals[r].or_zero(), order_net);
             let line_refund = w.map(|w| refund * w);
-            let ship = Amount::at(&shipping_total, r as u32, dc).or_zero();
             out.shipping[l] = w.map(|w| ship * w);
             out.refunded[l] = line_refund;
             out.net[l] = nb.zip(line_refund).map(|(nb, lr)| nb - lr);
