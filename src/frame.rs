@@ -114,8 +114,13 @@ pub fn str_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a StringChunked
 /// A text column read by row: Polars' `get` finds the row's chunk on every call.
 pub struct Texts<'a>(&'a polars_arrow::array::Utf8ViewArray);
 
+/// The text columns `names` of `df`, each in one chunk, for [`Texts`].
+pub fn text_columns(df: &DataFrame, names: &[&str]) -> Result<Vec<StringChunked>> {
+    names.iter().map(|n| Ok(str_column(df, n)?.rechunk().into_owned())).collect()
+}
+
 impl<'a> Texts<'a> {
-    /// `column` must be in one chunk (`rechunk` it first).
+    /// `column` must be in one chunk (see [`text_columns`]).
     pub fn of(column: &'a StringChunked) -> Self {
         Texts(column.downcast_as_array())
     }

@@ -105,8 +105,7 @@ fn lines(df: &DataFrame, ts: &parse::Timestamps) -> Result<Vec<Column>> {
         "ship_promo",
         "ship_country",
     ];
-    let columns: Vec<StringChunked> =
-        NAMES.iter().map(|n| Ok(frame::str_column(df, n)?.rechunk().into_owned())).collect::<Result<_>>()?;
+    let columns = frame::text_columns(df, &NAMES)?;
     let [
         order_id,
         purchase_date,

@@ -72,8 +72,7 @@ impl Lines {
             "tags",
             "source",
         ];
-        let columns: Vec<StringChunked> =
-            NAMES.iter().map(|n| Ok(frame::str_column(df, n)?.rechunk().into_owned())).collect::<Result<_>>()?;
+        let columns = frame::text_columns(df, &NAMES)?;
         let [
             name,
             email,

@@ -138,11 +138,10 @@ fn customer(ctx: &LoadCtx, email: Expr, id: Expr) -> Expr {
 fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::Timestamps) -> Result<FileOut> {
     let dc = ctx.spec.format.decimal_comma;
     const NAMES: [&str; 6] = ["order_id", "order_date", "status", "order_total", "shipping_total", "refund_items"];
-    let text = |name: &str| Ok(frame::str_column(&raw.frame, name)?.rechunk().into_owned());
-    let columns: Vec<StringChunked> = NAMES.iter().map(|n| text(n)).collect::<Result<_>>()?;
+    let columns = frame::text_columns(&raw.frame, &NAMES)?;
     let [order_id, order_date, status, order_total, shipping_total, refund_items] =
         std::array::from_fn(|i| frame::Texts::of(&columns[i]));
-    let item_columns: Vec<StringChunked> = items.iter().map(|n| text(n)).collect::<Result<_>>()?;
+    let item_columns = frame::text_columns(&raw.frame, &items.iter().map(String::as_str).collect::<Vec<_>>())?;
     let item_cells: Vec<frame::Texts> = item_columns.iter().map(frame::Texts::of).collect();
     let currency_known = ctx.spec.constants.contains_key(&ConstantField::Currency);
     let currency = frame::str_column(&raw.frame, "currency")?;

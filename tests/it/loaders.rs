@@ -103,6 +103,15 @@ fn shopify_real_exports_load_with_independently_computed_totals() {
     }
 }
 
+/// The rejects are these (line, reason) pairs, in this order.
+fn assert_rejects(l: &clv::sources::Loaded, want: &[(i64, &str)]) {
+    let lines = clv::frame::floats(&l.rejects, schema::rejects::LINE).unwrap();
+    let reasons = strings(&l.rejects, schema::rejects::REASON);
+    let got: Vec<(i64, &str)> =
+        lines.iter().zip(&reasons).map(|(line, reason)| (line.unwrap() as i64, reason.as_deref().unwrap())).collect();
+    assert_eq!(got, want);
+}
+
 fn line_numbers(lines: &polars::prelude::DataFrame) -> Vec<i64> {
     lines.column(schema::LINE_NO).unwrap().i64().unwrap().into_no_null_iter().collect()
 }
@@ -477,13 +486,9 @@ fn shopify_rows_are_rejected_with_the_first_failing_check_and_order_fields_rejec
         #7,h@mail.de,paid,EUR,10.00,0.00,0.00,10.00,0.00,2024-01-06 10:00:00 +0100,1,,0.00,\n";
     let (_dir, path) = temp_file("bad.csv", text.as_bytes());
     let l = load(&format!("{{ id: src, source: shopify, path: '{path}', max_reject_rate: 1.0 }}"));
-    let lines: Vec<i64> =
-        clv::frame::floats(&l.rejects, schema::rejects::LINE).unwrap().into_iter().map(|v| v.unwrap() as i64).collect();
-    let reasons = strings(&l.rejects, schema::rejects::REASON);
-    let got: Vec<(i64, &str)> = lines.into_iter().zip(reasons.iter().map(|r| r.as_deref().unwrap())).collect();
-    assert_eq!(
-        got,
-        [
+    assert_rejects(
+        &l,
+        &[
             (2, "unparseable Subtotal 'abc'"),
             (3, "unparseable Subtotal 'abc'"),
             (4, "unparseable Financial Status 'weird'"),
@@ -493,7 +498,7 @@ fn shopify_rows_are_rejected_with_the_first_failing_check_and_order_fields_rejec
             (8, "missing Name"),
             (9, "unparseable Refunded Amount '1.5.0'"),
             (12, "missing Lineitem price"),
-        ]
+        ],
     );
     // The cancelled order #6 is kept, both lines cancelled, numbered within their order.
     assert_eq!(strings(&l.lines, schema::ORDER_ID), [Some("#6".to_string()), Some("#6".to_string())]);
@@ -521,13 +526,9 @@ fn amazon_rows_are_rejected_with_the_first_failing_check_and_kept_rows_follow_th
         111-0000014-0000001\t2024-01-05T10:00:00+00:00\t\tShipped\tShipped\tAmazon.com\t1\tUSD\t10.00\t0.8\t1.00\t\t\t\n";
     let (_dir, path) = temp_file("orders_bad.txt", text.as_bytes());
     let l = load(&format!("{{ id: src, source: amazon, path: '{path}', max_reject_rate: 1.0 }}"));
-    let lines: Vec<i64> =
-        clv::frame::floats(&l.rejects, schema::rejects::LINE).unwrap().into_iter().map(|v| v.unwrap() as i64).collect();
-    let reasons = strings(&l.rejects, schema::rejects::REASON);
-    let got: Vec<(i64, &str)> = lines.into_iter().zip(reasons.iter().map(|r| r.as_deref().unwrap())).collect();
-    assert_eq!(
-        got,
-        [
+    assert_rejects(
+        &l,
+        &[
             (2, "missing amazon-order-id"),
             (3, "unparseable purchase-date 'not a date'"),
             (4, "unparseable order-status 'Weird'"),
@@ -537,7 +538,7 @@ fn amazon_rows_are_rejected_with_the_first_failing_check_and_kept_rows_follow_th
             (8, "unparseable shipping-price 's'"),
             (9, "unparseable item-promotion-discount 'p'"),
             (10, "missing item-price on a shipped line"),
-        ]
+        ],
     );
     let row = |id: &str| strings(&l.lines, schema::ORDER_ID).iter().position(|o| o.as_deref() == Some(id)).unwrap();
     let value = |c: &str, id: &str| clv::frame::floats(&l.lines, c).unwrap()[row(id)];
@@ -573,13 +574,9 @@ fn webtoffee_rows_are_rejected_with_the_first_failing_check_and_refunds_spread_b
         109,2024-01-06 10:00:00,completed,0,10.00,EUR,0,B@Y.DE,DE,DE,,name:D|quantity:1|total:10.00,,\n";
     let (_dir, path) = temp_file("webtoffee_bad.csv", text.as_bytes());
     let l = load(&format!("{{ id: src, source: woocommerce, path: '{path}', max_reject_rate: 1.0 }}"));
-    let lines: Vec<i64> =
-        clv::frame::floats(&l.rejects, schema::rejects::LINE).unwrap().into_iter().map(|v| v.unwrap() as i64).collect();
-    let reasons = strings(&l.rejects, schema::rejects::REASON);
-    let got: Vec<(i64, &str)> = lines.into_iter().zip(reasons.iter().map(|r| r.as_deref().unwrap())).collect();
-    assert_eq!(
-        got,
-        [
+    assert_rejects(
+        &l,
+        &[
             (2, "missing order_id"),
             (3, "unparseable order_date 'not a date'"),
             (4, "unparseable status 'weird'"),
@@ -589,7 +586,7 @@ fn webtoffee_rows_are_rejected_with_the_first_failing_check_and_refunds_spread_b
             (8, "unparseable order_total 'abc'"),
             (9, "unparseable refund_items 'id:1|amount:zz'"),
             (10, "missing currency: the file has none; set `constants: { currency: XXX }`"),
-        ]
+        ],
     );
     // Order 110 refunds 4.00 + 6.00 of a 10.00 total: all of it lands on the line that has the
     // net, none on the free one.
