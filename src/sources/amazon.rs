@@ -174,7 +174,7 @@ fn lines(df: &DataFrame, ts: &parse::Timestamps) -> Result<Vec<Column>> {
             Some(code) => currencies.push_with(Some(code), str::to_uppercase),
             None => currencies.push(market_currency),
         }
-        countries.push_with(ship_country.get(row), |c| c.trim().to_uppercase());
+        countries.push_with(ship_country.get(row), parse::country);
     }
     let mut columns = out.columns();
     columns.extend([

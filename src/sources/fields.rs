@@ -47,57 +47,6 @@ pub fn required(raw: Option<&str>, parsed: bool, label: &str) -> Option<String> 
     }
 }
 
-/// Rows grouped by order id (rows without one form one order, as in a group-by), orders in the
-/// order they first appear, each order's rows in file order. Exports keep an order's rows
-/// together, so this is usually the identity; an order split into two blocks is gathered.
-pub struct Orders {
-    /// Row indices, order by order.
-    pub rows: Vec<u32>,
-    /// Where each order starts in `rows` (one more entry than orders).
-    pub starts: Vec<usize>,
-}
-
-impl Orders {
-    pub fn of(names: &StringChunked) -> Orders {
-        let n = names.len();
-        let mut order_of_row = Vec::with_capacity(n);
-        let mut index: PlHashMap<Option<&str>, u32> = PlHashMap::new();
-        let (mut previous, mut current, mut contiguous) = (None, 0u32, true);
-        for name in names.iter() {
-            if previous != Some(name) {
-                let next = index.len() as u32;
-                current = *index.entry(name).or_insert(next);
-                contiguous &= current == next;
-                previous = Some(name);
-            }
-            order_of_row.push(current);
-        }
-        let mut starts = vec![0usize; index.len() + 1];
-        for &o in &order_of_row {
-            starts[o as usize + 1] += 1;
-        }
-        for o in 0..index.len() {
-            starts[o + 1] += starts[o];
-        }
-        let rows = if contiguous {
-            (0..n as u32).collect()
-        } else {
-            let mut next = starts.clone();
-            let mut rows = vec![0u32; n];
-            for (r, &o) in order_of_row.iter().enumerate() {
-                rows[next[o as usize]] = r as u32;
-                next[o as usize] += 1;
-            }
-            rows
-        };
-        Orders { rows, starts }
-    }
-
-    pub fn each(&self) -> impl Iterator<Item = &[u32]> {
-        self.starts.windows(2).map(|w| &self.rows[w[0]..w[1]])
-    }
-}
-
 /// A sum as Polars' group sums make it (Kahan-compensated, nulls skipped) and the count of the
 /// values in it.
 pub fn sum_and_count(values: impl Iterator<Item = Option<f64>>) -> (f64, usize) {
@@ -247,18 +196,6 @@ impl<'a> Normalised<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn orders(names: &[Option<&str>]) -> Vec<Vec<u32>> {
-        let names: StringChunked = names.iter().copied().collect();
-        Orders::of(&names).each().map(<[u32]>::to_vec).collect()
-    }
-
-    #[test]
-    fn rows_group_by_order_in_first_appearance_even_when_an_order_is_split() {
-        assert_eq!(orders(&[Some("#1"), Some("#1"), None, None, Some("#2")]), [vec![0, 1], vec![2, 3], vec![4]]);
-        assert_eq!(orders(&[Some("#1"), Some("#2"), Some("#1"), None, Some("#2")]), [vec![0, 2], vec![1, 4], vec![3]]);
-        assert!(orders(&[]).is_empty());
-    }
 
     #[test]
     fn shares_spread_by_weight_or_evenly_when_the_weights_sum_to_zero() {

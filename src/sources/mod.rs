@@ -520,6 +520,7 @@ pub fn email_key(e: Expr) -> Expr {
     frame::str_to_str(e, parse::email_key)
 }
 
+/// [`parse::country`] in a plan.
 pub fn country(e: Expr) -> Expr {
     e.str().strip_chars(lit(NULL)).str().to_uppercase()
 }

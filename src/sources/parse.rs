@@ -163,6 +163,12 @@ pub fn status(raw: &str) -> Option<&'static str> {
     })
 }
 
+/// A country as written -> its code as the loaders keep it: trimmed, upper case (names and
+/// codes are told apart later, by `countries`).
+pub fn country(raw: &str) -> String {
+    raw.trim().to_uppercase()
+}
+
 /// `e-mail` -> the identity key: trimmed, lower-cased; `None` if it is not an address.
 pub fn email(raw: &str) -> Option<String> {
     let e = raw.trim().to_lowercase();

@@ -2,7 +2,7 @@
 //! discount, refund, addresses, status) only on the first row of each order, so they are read from
 //! that row and spread over the order's lines pro rata. Orders group by `Name` (`#1411`).
 
-use super::fields::{self, Amount, Orders, Typed, merchandise_refund, shares, sum_and_count};
+use super::fields::{self, Amount, Typed, merchandise_refund, shares, sum_and_count};
 use super::{Export, FileOut, LineExprs, LoadCtx, Want, finish, parse, read};
 use crate::error::{Context, Result};
 use crate::frame;
@@ -30,6 +30,57 @@ fn wants() -> Vec<Want> {
         Want::optional("tags", &["Tags"]),
         Want::optional("source", &["Source"]),
     ]
+}
+
+/// Rows grouped by order (`Name`; rows without one form one order, as in a group-by), orders in the
+/// order they first appear, each order's rows in file order. Exports keep an order's rows
+/// together, so this is usually the identity; an order split into two blocks is gathered.
+struct Orders {
+    /// Row indices, order by order.
+    rows: Vec<u32>,
+    /// Where each order starts in `rows` (one more entry than orders).
+    starts: Vec<usize>,
+}
+
+impl Orders {
+    fn of(names: &StringChunked) -> Orders {
+        let n = names.len();
+        let mut order_of_row = Vec::with_capacity(n);
+        let mut index: PlHashMap<Option<&str>, u32> = PlHashMap::new();
+        let (mut previous, mut current, mut contiguous) = (None, 0u32, true);
+        for name in names.iter() {
+            if previous != Some(name) {
+                let next = index.len() as u32;
+                current = *index.entry(name).or_insert(next);
+                contiguous &= current == next;
+                previous = Some(name);
+            }
+            order_of_row.push(current);
+        }
+        let mut starts = vec![0usize; index.len() + 1];
+        for &o in &order_of_row {
+            starts[o as usize + 1] += 1;
+        }
+        for o in 0..index.len() {
+            starts[o + 1] += starts[o];
+        }
+        let rows = if contiguous {
+            (0..n as u32).collect()
+        } else {
+            let mut next = starts.clone();
+            let mut rows = vec![0u32; n];
+            for (r, &o) in order_of_row.iter().enumerate() {
+                rows[next[o as usize]] = r as u32;
+                next[o as usize] += 1;
+            }
+            rows
+        };
+        Orders { rows, starts }
+    }
+
+    fn each(&self) -> impl Iterator<Item = &[u32]> {
+        self.starts.windows(2).map(|w| &self.rows[w[0]..w[1]])
+    }
 }
 
 /// The typed values of every line, computed order by order in one pass: amounts parsed once per
@@ -113,8 +164,8 @@ impl Lines {
             let first = rows[0];
             out.firsts.push(first);
             out.customer_key.push(email.get(first).and_then(parse::email_key));
-            out.ship_country.push(ship_country.get(first).map(|c| c.trim().to_uppercase()));
-            out.bill_country.push(bill_country.get(first).map(|c| c.trim().to_uppercase()));
+            out.ship_country.push(ship_country.get(first).map(parse::country));
+            out.bill_country.push(bill_country.get(first).map(parse::country));
             out.currency.push(currency.get(first).map(str::to_uppercase));
             out.channel.push(source.get(first).map(str::to_lowercase));
             out.tags.push(tags.get(first).map(str::to_lowercase));
@@ -236,4 +287,21 @@ pub fn file(ctx: &LoadCtx, file: Export) -> Result<FileOut> {
         ..Typed::exprs()
     };
     finish(ctx, raw, df.lazy(), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn orders(names: &[Option<&str>]) -> Vec<Vec<u32>> {
+        let names: StringChunked = names.iter().copied().collect();
+        Orders::of(&names).each().map(<[u32]>::to_vec).collect()
+    }
+
+    #[test]
+    fn rows_group_by_order_in_first_appearance_even_when_an_order_is_split() {
+        assert_eq!(orders(&[Some("#1"), Some("#1"), None, None, Some("#2")]), [vec![0, 1], vec![2, 3], vec![4]]);
+        assert_eq!(orders(&[Some("#1"), Some("#2"), Some("#1"), None, Some("#2")]), [vec![0, 2], vec![1, 4], vec![3]]);
+        assert!(orders(&[]).is_empty());
+    }
 }

@@ -137,14 +137,14 @@ fn customer(ctx: &LoadCtx, email: Expr, id: Expr) -> Expr {
 
 fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::Timestamps) -> Result<FileOut> {
     let dc = ctx.spec.format.decimal_comma;
-    const NAMES: [&str; 6] = ["order_id", "order_date", "status", "order_total", "shipping_total", "refund_items"];
+    const NAMES: [&str; 7] =
+        ["order_id", "order_date", "status", "order_total", "shipping_total", "refund_items", "currency"];
     let columns = frame::text_columns(&raw.frame, &NAMES)?;
-    let [order_id, order_date, status, order_total, shipping_total, refund_items] =
+    let [order_id, order_date, status, order_total, shipping_total, refund_items, currency] =
         std::array::from_fn(|i| frame::Texts::of(&columns[i]));
     let item_columns = frame::text_columns(&raw.frame, &items.iter().map(String::as_str).collect::<Vec<_>>())?;
     let item_cells: Vec<frame::Texts> = item_columns.iter().map(frame::Texts::of).collect();
     let currency_known = ctx.spec.constants.contains_key(&ConstantField::Currency);
-    let currency = frame::str_column(&raw.frame, "currency")?;
     let n = raw.frame.height();
 
     // One line per item cell, in the order the items were always stacked: every row's first item,
@@ -200,7 +200,7 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
             .or_else(|| fields::required(total_raw.or(sub_raw), nb.is_some(), "line item total"))
             .or_else(|| totals[r].unparseable("order_total"))
             .or_else(|| fields::unparseable(refund_items.get(row), refunds[r].is_some(), "refund_items"))
-            .or_else(|| (currency.get(r).is_none() && !currency_known).then(|| MISSING_CURRENCY.to_string()));
+            .or_else(|| (currency.get(row).is_none() && !currency_known).then(|| MISSING_CURRENCY.to_string()));
     }
     // The order's refund (merchandise part) and shipping spread over its lines by their net. A
     // row is one order: a second row with the same order id (a copy, which unify drops as the
