@@ -1,8 +1,9 @@
 """CPU use over one `clv run`, beside its debug log: where the run leaves cores idle.
 
-Usage: python3 bench/timeline.py CLV_BINARY PIPELINE.yaml [--every 0.5] [--below 150]
+Usage: python3 bench/timeline.py CLV_BINARY PIPELINE.yaml [--every 0.5] [--below 150] [--cache-dir DIR]
 
-Runs `clv run PIPELINE --no-cache --log-level debug` into a temporary output, samples the
+Runs `clv run PIPELINE --no-cache --log-level debug` (or with `--cache-dir DIR`: a rerun against
+that cache) into a temporary output, samples the
 process's CPU time (/proc/PID/stat) every `--every` seconds and prints one line per sample: the
 cores in use (200% = both of two cores) and the log events of that interval. `--below` prints only
 samples under that use or with events. The last line sums the idle core-seconds. Standard library
@@ -23,12 +24,13 @@ def main():
     ap.add_argument("pipeline")
     ap.add_argument("--every", type=float, default=0.5)
     ap.add_argument("--below", type=float, default=1e9, help="print only samples under this %% or with events")
+    ap.add_argument("--cache-dir", help="run against this parse cache instead of --no-cache")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as work:
         log_path = os.path.join(work, "run.log")
-        cmd = [args.binary, "run", args.pipeline, "--out", os.path.join(work, "out"), "--no-cache",
-               "--log-level", "debug"]
+        cmd = [args.binary, "run", args.pipeline, "--out", os.path.join(work, "out"), "--log-level", "debug"]
+        cmd += ["--cache-dir", args.cache_dir] if args.cache_dir else ["--no-cache"]
         start = time.time()
         with open(log_path, "w") as log:
             p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)

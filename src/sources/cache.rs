@@ -7,12 +7,21 @@
 //! records the SHA-256 of its Parquet files; an entry that fails that check or does not read back
 //! is parsed again and rewritten, never trusted. The cache holds parsed personal data, as the
 //! exports do: it is created private to its owner.
+//!
+//! Hashing every export on every run read and hashed all of them (3 GB at 10M lines, a tenth of
+//! the CPU of a rerun; on a cold page cache, mostly disk time). So the cache also remembers each
+//! input's SHA-256 beside what `stat` said of the file when it was hashed: size, mtime, ctime,
+//! inode and device. Any write to a file sets its ctime to the current time, and no call sets it
+//! back, so a file whose stat is unchanged has the bytes it was hashed with and is not read
+//! again. A file changed in the same clock tick as its hashing could look unchanged: a hash is
+//! only remembered for a file untouched for [`SETTLED`] before it was read.
 
 use super::{Export, InputFile, LoadCtx, hex};
 use crate::error::{Context, Result};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 /// What parsing one file yields, as the cache stores it: named tables and the file as the
 /// manifest records it.
@@ -43,7 +52,8 @@ const META: &str = "meta.json";
 /// How a file's parse was obtained, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Hit,
+    /// `read`: the file was read and hashed (false: its stat matched a remembered hash).
+    Hit { read: bool },
     Parsed,
     /// The entry was corrupt or unreadable: parsed again and rewritten.
     Rebuilt,
@@ -52,11 +62,71 @@ pub enum Outcome {
 impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
-            Outcome::Hit => "from cache",
+            Outcome::Hit { .. } => "from cache",
             Outcome::Parsed => "parsed",
             Outcome::Rebuilt => "rebuilt",
         }
     }
+
+    /// Whether the input file was read from disk.
+    pub fn read(self) -> bool {
+        !matches!(self, Outcome::Hit { read: false })
+    }
+}
+
+/// How long a file must have been left alone before its hash is remembered by its stat: longer
+/// than any file system's timestamp tick.
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// What `stat` says of a file, as far as changes to its bytes go.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stat {
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+    device: u64,
+}
+
+impl Stat {
+    #[cfg(unix)]
+    fn of(path: &Path) -> Option<Stat> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+        Some(Stat {
+            len: m.len(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+            inode: m.ino(),
+            device: m.dev(),
+        })
+    }
+
+    /// Elsewhere there is no ctime: every file is read and hashed.
+    #[cfg(not(unix))]
+    fn of(_: &Path) -> Option<Stat> {
+        None
+    }
+
+    /// Untouched for [`SETTLED`] before `read_from` (nanoseconds since the epoch).
+    fn settled(&self, read_from: i128) -> bool {
+        self.mtime_ns.max(self.ctime_ns) + SETTLED.as_nanos() as i128 <= read_from
+    }
+}
+
+/// An input's remembered hash.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Hashed {
+    path: PathBuf,
+    stat: Stat,
+    sha256: String,
+}
+
+const HASHES: &str = "hashes";
+
+fn now_ns() -> i128 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128)
 }
 
 impl Cache {
@@ -72,18 +142,30 @@ impl Cache {
         Cache { dir: dir.into() }
     }
 
-    /// The parse of `file`: from the cache when a sound entry exists, else from `parse` (then
-    /// stored). A cache that cannot be written only costs the next run a parse: it is logged.
-    pub fn get<T: Cached>(
+    /// The parse of the file at `path`: from the cache when a sound entry exists, else from
+    /// `parse` (then stored). A file whose stat matches a remembered hash is not read unless its
+    /// entry is missing or unsound. A cache that cannot be written only costs the next run a
+    /// parse: it is logged.
+    pub fn get<'p, T: Cached>(
         &self,
         ctx: &LoadCtx,
-        file: Export,
-        parse: impl FnOnce(Export) -> Result<T>,
+        path: &'p Path,
+        parse: impl FnOnce(Export<'p>) -> Result<T>,
     ) -> Result<(T, Outcome)> {
-        let entry = self.dir.join(key::<T>(ctx, &file));
-        let path = file.path;
+        let read_from = now_ns();
+        let before = Stat::of(path);
+        if let Some(sha256) = before.as_ref().and_then(|stat| self.remembered(path, stat))
+            && let Ok(Some(out)) = read_entry(&self.dir.join(key::<T>(ctx, path, &sha256)))
+        {
+            return Ok((out, Outcome::Hit { read: false }));
+        }
+        let file = Export::open(path)?;
+        if let Some(stat) = before.filter(|s| s.settled(read_from) && Stat::of(path).as_ref() == Some(s)) {
+            self.remember(path, stat, &file.sha256);
+        }
+        let entry = self.dir.join(key::<T>(ctx, path, &file.sha256));
         let outcome = match read_entry(&entry) {
-            Ok(Some(out)) => return Ok((out, Outcome::Hit)),
+            Ok(Some(out)) => return Ok((out, Outcome::Hit { read: true })),
             Ok(None) => Outcome::Parsed,
             Err(why) => {
                 tracing::warn!(file = %path.display(), entry = %entry.display(), "cache entry unusable ({why}): parsing again");
@@ -96,16 +178,41 @@ impl Cache {
         }
         Ok((out, outcome))
     }
+
+    fn hash_file(&self, path: &Path) -> PathBuf {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        self.dir.join(HASHES).join(hex(&Sha256::digest(absolute.as_os_str().as_encoded_bytes())))
+    }
+
+    /// The SHA-256 remembered for `path` if its stat is still `stat`.
+    fn remembered(&self, path: &Path, stat: &Stat) -> Option<String> {
+        let hashed: Hashed = serde_json::from_slice(&std::fs::read(self.hash_file(path)).ok()?).ok()?;
+        (hashed.stat == *stat).then_some(hashed.sha256)
+    }
+
+    /// Remembers `path`'s hash (written beside, then renamed in). Failing costs a read next time.
+    fn remember(&self, path: &Path, stat: Stat, sha256: &str) {
+        let file = self.hash_file(path);
+        let hashed = Hashed { path: path.to_path_buf(), stat, sha256: sha256.to_string() };
+        let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
+        let written = std::fs::create_dir_all(file.parent().expect("in the hashes directory"))
+            .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&hashed).expect("serializes")))
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::debug!(file = %path.display(), "could not remember the file's hash: {e}");
+        }
+    }
 }
 
-fn key<T: Cached>(ctx: &LoadCtx, file: &Export) -> String {
+fn key<T: Cached>(ctx: &LoadCtx, path: &Path, sha256: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         env!("CARGO_PKG_VERSION"),
         env!("CLV_SOURCE_FINGERPRINT"),
         T::KIND,
-        &file.sha256,
-        &file.path.display().to_string(),
+        sha256,
+        &path.display().to_string(),
         &format!("{:?}", ctx.spec),
         ctx.zone.name(),
         &ctx.fx.digest(),

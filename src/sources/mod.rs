@@ -75,18 +75,23 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
     let (parsed, reports) = parse_files(ctx, &paths, &buyers);
     let mut outs = Vec::new();
     let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    let mut read = 0;
+    let mut count = |outcome: cache::Outcome| {
+        *outcomes.entry(outcome.name()).or_default() += 1;
+        read += outcome.read() as usize;
+    };
     for parsed in parsed {
         let (out, outcome) = parsed?;
-        *outcomes.entry(outcome.name()).or_default() += 1;
+        count(outcome);
         outs.push(out);
     }
     let mut buyer_reports = Vec::new();
     for report in reports {
         let (report, outcome) = report?;
-        *outcomes.entry(outcome.name()).or_default() += 1;
+        count(outcome);
         buyer_reports.push(report);
     }
-    tracing::info!(stage = %ctx.spec.id, files = paths.len() + buyers.len(), "files: {outcomes:?}");
+    tracing::info!(stage = %ctx.spec.id, files = paths.len() + buyers.len(), read, "files: {outcomes:?}");
     let mut loaded = Loaded {
         lines: stack(outs.iter().map(|o| o.lines.clone()).collect(), line_schema())?,
         rejects: stack(outs.iter().map(|o| o.rejects.clone()).collect(), reject_schema())?,
@@ -164,11 +169,10 @@ fn parse_files(
 }
 
 /// The parse of the file at `path`, from the cache if there is one.
-fn parsed<T: cache::Cached>(ctx: &LoadCtx, path: &Path, parse: impl FnOnce(Export) -> Result<T>) -> Parsed<T> {
-    let file = Export::open(path)?;
+fn parsed<'p, T: cache::Cached>(ctx: &LoadCtx, path: &'p Path, parse: impl FnOnce(Export<'p>) -> Result<T>) -> Parsed<T> {
     match ctx.cache {
-        Some(cache) => cache.get(ctx, file, parse),
-        None => parse(file).map(|out| (out, cache::Outcome::Parsed)),
+        Some(cache) => cache.get(ctx, path, parse),
+        None => parse(Export::open(path)?).map(|out| (out, cache::Outcome::Parsed)),
     }
 }
 

@@ -25,6 +25,11 @@ fn setup(dir: &Path) -> PathBuf {
 
 /// Runs and returns, per load stage, the log's account of its files ("parsed": n, ...).
 fn run(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<String> {
+    logged(p, out, cache).into_iter().map(|(stage, outcomes, _)| format!("{stage} {outcomes}")).collect()
+}
+
+/// Runs and returns, per load stage: its id, the account of its files and how many were read.
+fn logged(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<(String, String, usize)> {
     let mut c = Command::new(env!("CARGO_BIN_EXE_clv"));
     c.args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     match cache {
@@ -38,10 +43,41 @@ fn run(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<String> {
         .lines()
         .filter(|l| l.contains("files: {"))
         .map(|l| {
-            let stage = l.split("stage=").nth(1).unwrap().split_whitespace().next().unwrap();
-            format!("{stage} {}", &l[l.find('{').unwrap()..=l.find('}').unwrap()])
+            let field = |name: &str| l.split(&format!(" {name}=")).nth(1).unwrap().split_whitespace().next().unwrap();
+            let outcomes = &l[l.find('{').unwrap()..=l.find('}').unwrap()];
+            (field("stage").to_string(), outcomes.to_string(), field("read").parse().unwrap())
         })
         .collect()
+}
+
+/// A rerun does not read files it hashed before and that nobody wrote to since: it knows them by
+/// their stat. Any write changes the ctime, even one that keeps the size and puts the mtime back.
+#[test]
+fn a_rerun_reads_only_files_written_since_they_were_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = setup(&data);
+    let cache = dir.path().join("cache");
+    let out = |name: &str| dir.path().join(name);
+    let reads = |name: &str| logged(&p, &out(name), Some(&cache)).into_iter().map(|l| l.2).collect::<Vec<_>>();
+    // A file's hash is remembered only once it has been left alone for two seconds.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(reads("cold"), [3, 2, 1], "every file read once");
+    assert_eq!(reads("warm"), [0, 0, 0]);
+    assert!(std::fs::read_dir(cache.join("hashes")).unwrap().count() == 6, "one remembered hash per file");
+
+    let file = data.join("shop/webtoffee_orders_2025.csv");
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("completed", "cancelled", 1)).unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(modified).unwrap();
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), text.len() as u64);
+    let changed = logged(&p, &out("changed"), Some(&cache));
+    assert_eq!(changed.iter().map(|l| l.2).collect::<Vec<_>>(), [0, 0, 1]);
+    assert_eq!(changed[2].1, "{\"parsed\": 1}");
+    run(&p, &out("uncached"), None);
+    assert_eq!(snapshot(&out("changed")), snapshot(&out("uncached")));
+    assert_ne!(snapshot(&out("changed")), snapshot(&out("warm")), "the changed order is published");
 }
 
 #[test]
