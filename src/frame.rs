@@ -444,7 +444,14 @@ pub fn two_texts_to_str(
     a.cast(DataType::String).map_many(
         move |cols: &mut [Column]| {
             let b = cols[1].cast(&DataType::String)?;
-            let out: StringChunked = cols[0].str()?.iter().zip(b.str()?.iter()).map(|(a, b)| f(a, b)).collect();
+            // Rows come in runs (an order's lines): `f` once per run of equal pairs.
+            let mut last: Option<((Option<&str>, Option<&str>), Option<String>)> = None;
+            let out: StringChunked = (cols[0].str()?.iter().zip(b.str()?.iter()))
+                .map(|pair| match &last {
+                    Some((seen, value)) if *seen == pair => value.clone(),
+                    _ => last.insert((pair, f(pair.0, pair.1))).1.clone(),
+                })
+                .collect();
             Ok(out.with_name(cols[0].name().clone()).into_column())
         },
         &[b],

@@ -285,20 +285,31 @@ fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]
 /// the file of the greatest (updated, file) over the order's lines.
 fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
     let files = frame::dense_ranks(frame::texts(df, aux::FILE)?);
-    let orders = frame::str_column(df, schema::ORDER_ID)?;
-    let updated = frame::i64_column(df, aux::UPDATED_AT)?;
+    let orders = frame::text_columns(df, &[schema::ORDER_ID])?.remove(0);
+    let orders = frame::Texts::of(&orders);
+    let updated = frame::i64_column(df, aux::UPDATED_AT)?.rechunk().into_owned();
+    let updated = updated.downcast_as_array();
     // order -> slot of its newest (updated, file) so far; each row remembers its slot, so the
-    // second pass needs no lookups.
-    let mut slot_of: PlHashMap<Option<&str>, u32> = PlHashMap::with_capacity(df.height());
+    // second pass needs no lookups. An order's lines come in a run within their file: one lookup
+    // per run.
+    let mut slot_of: PlHashMap<Option<&str>, u32> = PlHashMap::with_capacity(df.height() / 2);
     let mut newest: Vec<(Option<i64>, u32)> = Vec::new();
-    let row_slots: Vec<u32> = orders
-        .iter()
-        .zip(files.iter().zip(updated.iter()))
-        .map(|(o, (&f, u))| {
-            let slot = *slot_of.entry(o).or_insert_with(|| {
-                newest.push((u, f));
-                newest.len() as u32 - 1
-            });
+    let mut run: Option<(Option<&str>, u32, u32)> = None;
+    let row_slots: Vec<u32> = (0..df.height() as u32)
+        .zip(updated.iter())
+        .map(|(row, u)| {
+            let (o, f, u) = (orders.get(row), files[row as usize], u.copied());
+            let slot = match run {
+                Some((ro, rf, slot)) if rf == f && ro == o => slot,
+                _ => {
+                    let slot = *slot_of.entry(o).or_insert_with(|| {
+                        newest.push((u, f));
+                        newest.len() as u32 - 1
+                    });
+                    run = Some((o, f, slot));
+                    slot
+                }
+            };
             let best = &mut newest[slot as usize];
             if (u, f) > *best {
                 *best = (u, f);
