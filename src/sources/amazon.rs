@@ -10,7 +10,6 @@ use crate::error::{Context, Result};
 use crate::frame;
 use crate::schema::{self, aux, status};
 use polars::prelude::*;
-use std::borrow::Cow;
 
 /// Marketplaces whose prices include VAT/GST: their `item-tax` is inside `item-price`.
 const TAX_INCLUSIVE: &[&str] = &[
@@ -261,7 +260,7 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded, reports: Vec<Report>) -
              customer, so repeat purchases on Amazon cannot be seen and Amazon CLV is understated."
                 .into(),
         );
-        let keys = customer_keys(&id, frame::str_column(&loaded.lines, schema::ORDER_ID)?, None);
+        let keys = customer_keys(&id, frame::str_column(&loaded.lines, schema::ORDER_ID)?);
         return frame::put_column(&mut loaded.lines, aux::CUSTOMER_KEY, keys);
     }
     let (inputs, reports): (Vec<_>, Vec<_>) = reports.into_iter().map(|r| (r.input, r.columns)).unzip();
@@ -301,16 +300,12 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded, reports: Vec<Report>) -
 
 /// Each line's customer key: `email:<address>` when the shipments name a usable buyer e-mail, else
 /// the order itself (`<source>:order:<order id>`); null without an order id.
-fn customer_keys(source: &str, orders: &StringChunked, buyers: Option<&StringChunked>) -> StringChunked {
-    let buyers: Box<dyn Iterator<Item = Option<&str>>> = match buyers {
-        Some(b) => Box::new(b.iter()),
-        None => Box::new(std::iter::repeat(None)),
-    };
-    let keys: StringChunked = orders
-        .iter()
-        .zip(buyers)
-        .map(|(order, buyer)| buyer.and_then(parse::email_key).or_else(|| order.map(|o| format!("{source}:order:{o}"))))
-        .collect();
+fn customer_key(source: &str, order: Option<&str>, buyer: Option<&str>) -> Option<String> {
+    buyer.and_then(parse::email_key).or_else(|| order.map(|o| format!("{source}:order:{o}")))
+}
+
+fn customer_keys(source: &str, orders: &StringChunked) -> StringChunked {
+    let keys: StringChunked = orders.iter().map(|order| customer_key(source, order, None)).collect();
     keys.with_name(aux::CUSTOMER_KEY.into())
 }
 
@@ -333,28 +328,36 @@ fn first_buyers(reports: &[DataFrame]) -> Result<PlHashMap<&str, Buyer<'_>>> {
     Ok(first)
 }
 
-/// For each order id in `orders`: its buyer's e-mail and bill country, if the reports name one.
-fn buyers_of(first: &PlHashMap<&str, Buyer>, orders: &StringChunked) -> (StringChunked, StringChunked) {
-    let found: Vec<Option<&Buyer>> = orders.iter().map(|o| o.and_then(|o| first.get(o))).collect();
-    let buyer = found.iter().map(|f| f.map(|f| f.0)).collect();
-    let bill = found.iter().map(|f| f.and_then(|f| f.1)).collect();
-    (buyer, bill)
-}
-
 /// Customer keys, buyer e-mails and bill countries (the line's own, else the buyer's) of `lines`.
+/// An order's lines come in a run: one lookup and one key per run.
 fn buyer_columns(
     source: &str,
     first: &PlHashMap<&str, Buyer>,
     lines: &DataFrame,
 ) -> Result<(StringChunked, StringChunked, StringChunked)> {
-    let orders = frame::str_column(lines, schema::ORDER_ID)?;
-    let (buyer, bill) = buyers_of(first, orders);
-    let keys = customer_keys(source, orders, Some(&buyer));
-    let bills: StringChunked = frame::texts(lines, aux::BILL_COUNTRY)?
-        .zip(bill.iter())
-        .map(|(own, shipped)| own.map(Cow::Borrowed).or_else(|| shipped.map(|b| Cow::Owned(b.trim().to_uppercase()))))
-        .collect();
-    Ok((keys, buyer, bills))
+    let orders = frame::text_columns(lines, &[schema::ORDER_ID])?.remove(0);
+    let orders = frame::Texts::of(&orders);
+    let rows = lines.height();
+    let column = || StringChunkedBuilder::new(PlSmallStr::EMPTY, rows);
+    let (mut keys, mut buyers, mut bills) = (column(), column(), column());
+    // The run's order, and its customer key, buyer and buyer's bill country.
+    let mut run: Option<(Option<&str>, Option<String>, Option<&str>, Option<String>)> = None;
+    for (row, own_bill) in (0..rows as u32).zip(frame::texts(lines, aux::BILL_COUNTRY)?) {
+        let order = orders.get(row);
+        let (_, key, buyer, bill) = match &run {
+            Some(r) if r.0 == order => r,
+            _ => {
+                let found = order.and_then(|o| first.get(o));
+                let buyer = found.map(|f| f.0);
+                let bill = found.and_then(|f| f.1).map(parse::country);
+                run.insert((order, customer_key(source, order, buyer), buyer, bill))
+            }
+        };
+        keys.append_option(key.as_deref());
+        buyers.append_option(*buyer);
+        bills.append_option(own_bill.or(bill.as_deref()));
+    }
+    Ok((keys.finish(), buyers.finish(), bills.finish()))
 }
 
 #[cfg(test)]
@@ -363,16 +366,12 @@ mod tests {
 
     #[test]
     fn a_usable_buyer_email_names_the_customer_else_the_order_does() {
-        let orders: StringChunked = [Some("111-1"), Some("111-2"), Some("111-3"), None].into_iter().collect();
-        let buyers: StringChunked =
-            [Some(" Ann@X.com "), Some("not an address"), None, Some("b@x.com")].into_iter().collect();
-        let keys: Vec<Option<String>> =
-            customer_keys("amz", &orders, Some(&buyers)).iter().map(|k| k.map(str::to_string)).collect();
-        let want = [Some("email:ann@x.com"), Some("amz:order:111-2"), Some("amz:order:111-3"), Some("email:b@x.com")];
-        assert_eq!(keys, want.map(|k| k.map(str::to_string)));
-        let alone = customer_keys("amz", &orders, None);
-        let alone: Vec<Option<&str>> = alone.iter().collect();
-        assert_eq!(alone, [Some("amz:order:111-1"), Some("amz:order:111-2"), Some("amz:order:111-3"), None]);
+        let key = |order, buyer| customer_key("amz", order, buyer);
+        assert_eq!(key(Some("111-1"), Some(" Ann@X.com ")).as_deref(), Some("email:ann@x.com"));
+        assert_eq!(key(Some("111-2"), Some("not an address")).as_deref(), Some("amz:order:111-2"));
+        assert_eq!(key(Some("111-3"), None).as_deref(), Some("amz:order:111-3"));
+        assert_eq!(key(None, Some("b@x.com")).as_deref(), Some("email:b@x.com"));
+        assert_eq!(key(None, None), None);
     }
 
     #[test]
@@ -389,16 +388,25 @@ mod tests {
             "bill_country" => [Some("IT"), Some("ES")],
         )
         .unwrap();
-        let orders: StringChunked = [Some("C"), Some("A"), Some("Z"), None, Some("B")].into_iter().collect();
+        // Lines: A's two lines in a run, the second with its own bill country; B a second time
+        // after another order.
+        let lines = df!(
+            schema::ORDER_ID => [Some("C"), Some("A"), Some("A"), Some("Z"), None, Some("B"), Some("C"), Some("B")],
+            aux::BILL_COUNTRY => [None, None, Some("NL"), None, None, None, None, None::<&str>],
+        )
+        .unwrap();
         // What a report is reduced to when read (and cached) must not change any lookup.
         let reduced = [first_rows(one.clone()).unwrap(), first_rows(two.clone()).unwrap()];
         assert_eq!(reduced[0].height(), 2, "A's first row with an e-mail and B's");
         for reports in [[one, two], reduced] {
-            let (buyer, bill) = buyers_of(&first_buyers(&reports).unwrap(), &orders);
-            let buyer: Vec<Option<&str>> = buyer.iter().collect();
-            let bill: Vec<Option<&str>> = bill.iter().collect();
-            assert_eq!(buyer, [Some("c@x"), Some("a1@x"), None, None, Some("b@x")]);
-            assert_eq!(bill, [Some("ES"), Some("DE"), None, None, None]);
+            let (keys, buyer, bill) = buyer_columns("amz", &first_buyers(&reports).unwrap(), &lines).unwrap();
+            let (keys, buyer, bill): (Vec<_>, Vec<_>, Vec<_>) =
+                (keys.iter().collect(), buyer.iter().collect(), bill.iter().collect());
+            assert_eq!(buyer, [Some("c@x"), Some("a1@x"), Some("a1@x"), None, None, Some("b@x"), Some("c@x"), Some("b@x")]);
+            assert_eq!(bill, [Some("ES"), Some("DE"), Some("NL"), None, None, None, Some("ES"), None]);
+            let want = ["email:c@x", "email:a1@x", "email:a1@x", "amz:order:Z"].map(Some);
+            assert_eq!(keys[..4], want);
+            assert_eq!(keys[4..], [None, Some("email:b@x"), Some("email:c@x"), Some("email:b@x")]);
         }
     }
 }
