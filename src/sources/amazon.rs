@@ -402,7 +402,10 @@ mod tests {
             let (keys, buyer, bill) = buyer_columns("amz", &first_buyers(&reports).unwrap(), &lines).unwrap();
             let (keys, buyer, bill): (Vec<_>, Vec<_>, Vec<_>) =
                 (keys.iter().collect(), buyer.iter().collect(), bill.iter().collect());
-            assert_eq!(buyer, [Some("c@x"), Some("a1@x"), Some("a1@x"), None, None, Some("b@x"), Some("c@x"), Some("b@x")]);
+            assert_eq!(
+                buyer,
+                [Some("c@x"), Some("a1@x"), Some("a1@x"), None, None, Some("b@x"), Some("c@x"), Some("b@x")]
+            );
             assert_eq!(bill, [Some("ES"), Some("DE"), Some("NL"), None, None, None, Some("ES"), None]);
             let want = ["email:c@x", "email:a1@x", "email:a1@x", "amz:order:Z"].map(Some);
             assert_eq!(keys[..4], want);

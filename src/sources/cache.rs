@@ -53,7 +53,9 @@ const META: &str = "meta.json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// `read`: the file was read and hashed (false: its stat matched a remembered hash).
-    Hit { read: bool },
+    Hit {
+        read: bool,
+    },
     Parsed,
     /// The entry was corrupt or unreadable: parsed again and rewritten.
     Rebuilt,

@@ -169,7 +169,11 @@ fn parse_files(
 }
 
 /// The parse of the file at `path`, from the cache if there is one.
-fn parsed<'p, T: cache::Cached>(ctx: &LoadCtx, path: &'p Path, parse: impl FnOnce(Export<'p>) -> Result<T>) -> Parsed<T> {
+fn parsed<'p, T: cache::Cached>(
+    ctx: &LoadCtx,
+    path: &'p Path,
+    parse: impl FnOnce(Export<'p>) -> Result<T>,
+) -> Parsed<T> {
     match ctx.cache {
         Some(cache) => cache.get(ctx, path, parse),
         None => parse(Export::open(path)?).map(|out| (out, cache::Outcome::Parsed)),
