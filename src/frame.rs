@@ -445,7 +445,8 @@ pub fn two_texts_to_str(
         move |cols: &mut [Column]| {
             let b = cols[1].cast(&DataType::String)?;
             // Rows come in runs (an order's lines): `f` once per run of equal pairs.
-            let mut last: Option<((Option<&str>, Option<&str>), Option<String>)> = None;
+            type Pair<'a> = (Option<&'a str>, Option<&'a str>);
+            let mut last: Option<(Pair, Option<String>)> = None;
             let out: StringChunked = (cols[0].str()?.iter().zip(b.str()?.iter()))
                 .map(|pair| match &last {
                     Some((seen, value)) if *seen == pair => value.clone(),

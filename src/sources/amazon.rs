@@ -340,22 +340,28 @@ fn buyer_columns(
     let rows = lines.height();
     let column = || StringChunkedBuilder::new(PlSmallStr::EMPTY, rows);
     let (mut keys, mut buyers, mut bills) = (column(), column(), column());
-    // The run's order, and its customer key, buyer and buyer's bill country.
-    let mut run: Option<(Option<&str>, Option<String>, Option<&str>, Option<String>)> = None;
+    /// A run of one order's lines: the order, its customer key, buyer and buyer's bill country.
+    struct Run<'a> {
+        order: Option<&'a str>,
+        key: Option<String>,
+        buyer: Option<&'a str>,
+        bill: Option<String>,
+    }
+    let mut run: Option<Run> = None;
     for (row, own_bill) in (0..rows as u32).zip(frame::texts(lines, aux::BILL_COUNTRY)?) {
         let order = orders.get(row);
-        let (_, key, buyer, bill) = match &run {
-            Some(r) if r.0 == order => r,
+        let r = match &run {
+            Some(r) if r.order == order => r,
             _ => {
                 let found = order.and_then(|o| first.get(o));
                 let buyer = found.map(|f| f.0);
                 let bill = found.and_then(|f| f.1).map(parse::country);
-                run.insert((order, customer_key(source, order, buyer), buyer, bill))
+                run.insert(Run { order, key: customer_key(source, order, buyer), buyer, bill })
             }
         };
-        keys.append_option(key.as_deref());
-        buyers.append_option(*buyer);
-        bills.append_option(own_bill.or(bill.as_deref()));
+        keys.append_option(r.key.as_deref());
+        buyers.append_option(r.buyer);
+        bills.append_option(own_bill.or(r.bill.as_deref()));
     }
     Ok((keys.finish(), buyers.finish(), bills.finish()))
 }
