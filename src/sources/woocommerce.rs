@@ -147,15 +147,15 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
     let currency_known = ctx.spec.constants.contains_key(&ConstantField::Currency);
     let n = raw.frame.height();
 
-    // One line per item cell, in the order the items were always stacked: every row's first item,
-    // then every row's second, ... An order whose item cells are all empty keeps one line (with
-    // no item), so that it is rejected with its reason instead of vanishing from the accounting.
-    let has_items: Vec<bool> = (0..n as u32).map(|r| item_cells.iter().any(|c| c.get(r).is_some())).collect();
+    // One line per item cell, an order's lines together (unify finds an order once per run of its
+    // lines). An order whose item cells are all empty keeps one line (with no item), so that it is
+    // rejected with its reason instead of vanishing from the accounting.
     let (mut row_of_line, mut item_no, mut cells) = (Vec::new(), Vec::new(), Vec::new());
-    for k in 0..item_cells.len().max(1) {
-        for r in 0..n as u32 {
+    for r in 0..n as u32 {
+        let has_items = item_cells.iter().any(|c| c.get(r).is_some());
+        for k in 0..item_cells.len().max(1) {
             let cell = item_cells.get(k).and_then(|c| c.get(r));
-            if cell.is_some() || (k == 0 && !has_items[r as usize]) {
+            if cell.is_some() || (k == 0 && !has_items) {
                 row_of_line.push(r);
                 item_no.push(k as i64 + 1);
                 cells.push(cell);
