@@ -143,6 +143,50 @@ pub fn category(e: Expr) -> Expr {
     e.cast(category_type())
 }
 
+/// Adds `name`: each row's first value of the [`category_type`] columns `a` and `b`, through
+/// `f`, as categories; returns how many rows had a value that `f` maps to none. `f` runs once per
+/// distinct value: rows go through a table indexed by category code, with no text compared,
+/// hashed or copied per row.
+pub fn put_first_category_mapped(
+    df: &mut DataFrame,
+    name: &str,
+    [a, b]: [&str; 2],
+    f: impl Fn(&str) -> Option<&'static str>,
+) -> Result<usize> {
+    let categories = |c: &str| df.column(c).ctx(|| format!("column {c}"))?.cat16().ctx(|| format!("{c} as categories"));
+    let (a, b) = (categories(a)?, categories(b)?);
+    let mapping = a.get_mapping().clone();
+    if !Arc::ptr_eq(&mapping, b.get_mapping()) {
+        return Err(crate::error::Error::Polars {
+            context: format!("computing {name}"),
+            source: polars_err!(ComputeError: "the columns do not share their categories"),
+        });
+    }
+    let mut table: Vec<Option<Option<u16>>> = vec![None; 1 << 16];
+    let mut to = |code: u16| -> Result<Option<u16>> {
+        if let Some(known) = table[code as usize] {
+            return Ok(known);
+        }
+        let out = match mapping.cat_to_str(code as u32).and_then(&f) {
+            Some(value) => Some(mapping.insert_cat(value).ctx(|| format!("{name} as categories"))? as u16),
+            None => None,
+        };
+        table[code as usize] = Some(out);
+        Ok(out)
+    };
+    let (mut codes, mut unmapped) = (Vec::with_capacity(a.len()), 0);
+    for (x, y) in a.physical().iter().zip(b.physical().iter()) {
+        let out = x.or(y).map(&mut to).transpose()?.flatten();
+        unmapped += (x.or(y).is_some() && out.is_none()) as usize;
+        codes.push(out);
+    }
+    put_column(df, name, codes.into_iter().collect::<UInt16Chunked>())?;
+    let codes = df.column(name).ctx(|| format!("column {name}"))?.u16().ctx(|| format!("{name} codes"))?.clone();
+    let values = Categorical16Chunked::from_cats_and_dtype(codes, category_type());
+    df.with_column(values.into_series().with_name(name.into()).into_column()).ctx(|| format!("adding {name}"))?;
+    Ok(unmapped)
+}
+
 /// The values of a text column, String or Categorical, row by row.
 pub fn texts<'a>(df: &'a DataFrame, name: &str) -> Result<Box<dyn Iterator<Item = Option<&'a str>> + 'a>> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;
@@ -580,6 +624,39 @@ mod tests {
         assert_eq!(strings(&parts, "up").unwrap(), [Some("A".into()), Some("CCC".into()), None, Some("DDDD".into())]);
         let none = collect_in_parts(df.head(Some(0)), plan, "test").unwrap();
         assert_eq!((none.height(), none.width()), (0, 3));
+    }
+
+    #[test]
+    fn the_first_of_two_category_columns_is_mapped_once_per_value() {
+        let a = [Some("de"), None, None, Some("??"), Some("de"), Some("fr")];
+        let b = [Some("it"), Some("it"), None, Some("es"), None, None];
+        let mut top = df!("a" => &a[..3], "b" => &b[..3]).unwrap();
+        top.vstack_mut(&df!("a" => &a[3..], "b" => &b[3..]).unwrap()).unwrap();
+        for c in ["a", "b"] {
+            let categories = top.column(c).unwrap().cast(&category_type()).unwrap();
+            top.with_column(categories).unwrap();
+        }
+        let calls = std::cell::Cell::new(0);
+        let upper = |s: &str| {
+            calls.set(calls.get() + 1);
+            ["de", "it", "fr"].contains(&s).then(|| {
+                if s == "de" {
+                    "DE"
+                } else if s == "it" {
+                    "IT"
+                } else {
+                    "FR"
+                }
+            })
+        };
+        let unmapped = put_first_category_mapped(&mut top, "c", ["a", "b"], upper).unwrap();
+        assert_eq!(unmapped, 1, "'??' is a value that maps to none; a row with neither value is not counted");
+        assert_eq!(calls.get(), 4, "once per distinct value met: de, it, ??, fr");
+        assert_eq!(top.column("c").unwrap().dtype(), &category_type());
+        assert_eq!(
+            strings(&top, "c").unwrap(),
+            [Some("DE"), Some("IT"), None, None, Some("DE"), Some("FR")].map(|v| v.map(String::from))
+        );
     }
 
     #[test]

@@ -128,30 +128,26 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let needed = all.select(needed).ctx(|| "kept columns")?;
     std::mem::drop(all);
     let kept = frame::filter_rows(needed, &kept_rows)?;
-    let raw_country = coalesce(&[col(aux::SHIP_COUNTRY), col(aux::BILL_COUNTRY)]).cast(DataType::String);
-    let country =
-        frame::str_to_str(raw_country.clone(), |s| countries::to_alpha2(s).map(str::to_string)).alias(schema::COUNTRY);
     let plan = |lf: LazyFrame| {
-        let lf = lf.with_columns([
-            country.clone(),
-            raw_country.clone().is_not_null().alias("_had_country"),
+        let lf = lf.with_column(
             when(col(schema::STATUS).eq(lit(schema::status::CANCELLED)))
                 .then(lit(0.0))
                 .otherwise(col(schema::NET))
                 .alias(schema::NET),
-        ]);
+        );
         // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
         let cents = schema::MONEY_COLUMNS.map(|c| col(c).round(2, RoundMode::HalfAwayFromZero));
-        let categories = [frame::category(col(schema::COUNTRY))];
-        lf.with_columns(cents).with_columns(categories).with_column(frame::category(lit(id)).alias(schema::SOURCE))
+        lf.with_columns(cents).with_column(frame::category(lit(id)).alias(schema::SOURCE))
     };
     let mut kept = frame::collect_in_parts(kept, plan, &format!("kept lines of {id}"))?;
-    let had = kept.column("_had_country").ctx(|| "countries")?.bool().ctx(|| "countries")?;
-    let known = kept.column(schema::COUNTRY).ctx(|| "countries")?.is_not_null();
-    acc.unknown_country = (had & &!known).sum().unwrap_or(0) as u64;
+    // The shipping country, else the billing one, as ISO alpha-2; a named country that is none
+    // is counted (those lines go to the `other` market).
+    let raw = [aux::SHIP_COUNTRY, aux::BILL_COUNTRY];
+    acc.unknown_country =
+        frame::put_first_category_mapped(&mut kept, schema::COUNTRY, raw, countries::to_alpha2)? as u64;
     let (customers, keys) = frame::slots(frame::str_column(&kept, aux::CUSTOMER_KEY)?.iter());
     let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
-    for used in ["_had_country", aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY] {
+    for used in [aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY] {
         kept.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
     }
     frame::put_column(&mut kept, CUSTOMER, UInt32Chunked::from_vec(CUSTOMER.into(), customers))?;
