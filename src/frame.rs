@@ -249,6 +249,28 @@ pub fn conform(df: DataFrame, schema: &[(&str, DataType)]) -> Result<DataFrame> 
     collect(df.lazy().with_columns(casts), "typed columns")
 }
 
+/// [`dense_ranks`] of a text column; for categories, ranked once per category code instead of
+/// reading each row's text.
+pub fn column_ranks(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
+    let c = df.column(name).ctx(|| format!("column {name}"))?;
+    if !matches!(c.dtype(), DataType::Categorical(..)) {
+        return Ok(dense_ranks(texts(df, name)?));
+    }
+    let c = c.cat16().ctx(|| format!("column {name} as categories"))?;
+    let mut present = vec![false; 1 << 16];
+    for code in c.physical().iter().flatten() {
+        present[code as usize] = true;
+    }
+    let mapping = c.get_mapping();
+    let mut codes: Vec<u16> = (0..=u16::MAX).filter(|&code| present[code as usize]).collect();
+    codes.sort_unstable_by_key(|&code| mapping.cat_to_str(code as u32));
+    let mut rank = vec![0u32; 1 << 16];
+    for (r, &code) in codes.iter().enumerate() {
+        rank[code as usize] = r as u32 + 1;
+    }
+    Ok(c.physical().iter().map(|code| code.map_or(0, |code| rank[code as usize])).collect())
+}
+
 /// Each value's rank among the distinct values in byte order, from 1; nulls rank 0 (they sort
 /// first). Sorting on these compares integers instead of strings.
 pub fn dense_ranks<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u32> {
@@ -703,6 +725,12 @@ mod tests {
         let values: StringChunked =
             [Some("b"), Some("b"), None, Some("a"), Some("c"), Some("b"), Some("a"), Some("a")].into_iter().collect();
         assert_eq!(dense_ranks(values.iter()), [2, 2, 0, 1, 3, 2, 1, 1]);
+        let categories = values.clone().into_series().cast(&category_type()).unwrap();
+        let as_text = DataFrame::new(values.len(), vec![values.clone().into_series().into_column()]).unwrap();
+        let as_categories = DataFrame::new(values.len(), vec![categories.into_column()]).unwrap();
+        for df in [as_text, as_categories] {
+            assert_eq!(column_ranks(&df, values.name()).unwrap(), [2, 2, 0, 1, 3, 2, 1, 1]);
+        }
         let (slots, distinct) = slots(values.iter());
         assert_eq!(slots, [1, 1, 0, 2, 3, 1, 2, 2]);
         assert_eq!(distinct, ["b", "a", "c"]);

@@ -280,7 +280,7 @@ fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]
 /// is the file with the highest last-updated date (null lowest), then the file that sorts last:
 /// the file of the greatest (updated, file) over the order's lines.
 fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
-    let files = frame::dense_ranks(frame::texts(df, aux::FILE)?);
+    let files = frame::column_ranks(df, aux::FILE)?;
     let orders = frame::text_columns(df, &[schema::ORDER_ID])?.remove(0);
     let orders = frame::Texts::of(&orders);
     let updated = frame::i64_column(df, aux::UPDATED_AT)?.rechunk().into_owned();
@@ -392,7 +392,7 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
 /// their rank among the distinct values first, so that the sort compares integers (`df` has the
 /// rows `customers` describes, in the same order). Adds the customer ids.
 fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
-    let rank = |name: &str| -> Result<Vec<u32>> { Ok(frame::dense_ranks(frame::texts(&df, name)?)) };
+    let rank = |name: &str| frame::column_ranks(&df, name);
     let (market, source) = (rank(schema::MARKET)?, rank(schema::SOURCE)?);
     let customer: Vec<u32> = customers.slots.iter().map(|&c| customers.ranks[c as usize]).collect();
     let at = frame::i64_column(&df, schema::ORDERED_AT)?;
