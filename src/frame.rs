@@ -661,15 +661,12 @@ mod tests {
         let calls = std::cell::Cell::new(0);
         let upper = |s: &str| {
             calls.set(calls.get() + 1);
-            ["de", "it", "fr"].contains(&s).then(|| {
-                if s == "de" {
-                    "DE"
-                } else if s == "it" {
-                    "IT"
-                } else {
-                    "FR"
-                }
-            })
+            match s {
+                "de" => Some("DE"),
+                "it" => Some("IT"),
+                "fr" => Some("FR"),
+                _ => None,
+            }
         };
         let unmapped = put_first_category_mapped(&mut top, "c", ["a", "b"], upper).unwrap();
         assert_eq!(unmapped, 1, "'??' is a value that maps to none; a row with neither value is not counted");

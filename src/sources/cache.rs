@@ -76,8 +76,8 @@ impl Outcome {
     }
 }
 
-/// How long a file must have been left alone before its hash is remembered by its stat: longer
-/// than any file system's timestamp tick.
+/// How long a file must have been left alone before its hash is remembered by its stat: well
+/// beyond the tick of the clock file timestamps come from (a few milliseconds on Linux).
 const SETTLED: Duration = Duration::from_secs(2);
 
 /// What `stat` says of a file, as far as changes to its bytes go.
