@@ -98,12 +98,10 @@ fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
                 .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
                 .expect("Polars datetimes are microseconds here");
             Arc::new(ts.clone().with_timezone(tz.clone()))
+        } else if let DataType::Decimal128(precision, scale) = target {
+            Arc::new(cents(array).with_precision_and_scale(precision, scale).ctx(|| "decimal type")?)
         } else {
-            let rounded = match target {
-                DataType::Decimal128(..) => round_cents(array)?,
-                _ => array.clone(),
-            };
-            arrow::compute::cast(&rounded, &target).ctx(|| format!("casting {} to {target}", field.name()))?
+            arrow::compute::cast(array, &target).ctx(|| format!("casting {} to {target}", field.name()))?
         };
         fields.push(Field::new(field.name(), target, true));
         arrays.push(array);
@@ -111,9 +109,23 @@ fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).ctx(|| "assembling the output batch")
 }
 
-/// Rounds half away from zero to cents before the decimal cast (which would truncate).
-fn round_cents(array: &ArrayRef) -> Result<ArrayRef> {
+/// Money as whole cents, rounded half away from zero; a value beyond DECIMAL(18,2) (or not a
+/// number) is null, as arrow's checked decimal cast makes it.
+fn cents(array: &ArrayRef) -> arrow::array::Decimal128Array {
     let a = array.as_any().downcast_ref::<arrow::array::Float64Array>().expect("checked Float64");
-    let out: arrow::array::Float64Array = a.iter().map(|v| v.map(|x| (x * 100.0).round() / 100.0)).collect();
-    Ok(Arc::new(out))
+    a.iter().map(|v| v.map(|x| (x * 100.0).round()).filter(|c| c.abs() < 1e18).map(|c| c as i128)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_becomes_whole_cents_half_away_from_zero_and_null_beyond_the_type() {
+        let values =
+            [Some(12.34), Some(0.125), Some(-0.125), Some(-3.0), None, Some(f64::NAN), Some(1e17), Some(9.9e15)];
+        let array: ArrayRef = Arc::new(arrow::array::Float64Array::from(values.to_vec()));
+        let got: Vec<Option<i128>> = cents(&array).iter().collect();
+        assert_eq!(got, [Some(1234), Some(13), Some(-13), Some(-300), None, None, None, Some(990_000_000_000_000_000)]);
+    }
 }
