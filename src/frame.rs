@@ -390,7 +390,7 @@ pub fn floats(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>> {
 }
 
 /// Hands a Polars frame to arrow-rs without copying: each column crosses the Arrow C Data
-/// Interface. Strings leave as `LargeUtf8`, not views, for the widest reader support.
+/// Interface as Polars holds it (strings as views, categories as dictionaries).
 pub fn to_record_batch(df: &DataFrame) -> Result<arrow::record_batch::RecordBatch> {
     use arrow::array::{ArrayRef, make_array};
     use std::sync::Arc;
@@ -400,7 +400,7 @@ pub fn to_record_batch(df: &DataFrame) -> Result<arrow::record_batch::RecordBatc
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(df.width());
     for col in df.columns() {
         let series = col.as_materialized_series();
-        let array = series.to_arrow(0, CompatLevel::oldest());
+        let array = series.to_arrow(0, CompatLevel::newest());
         let field = polars_arrow::datatypes::Field::new(col.name().clone(), array.dtype().clone(), true);
         let c_schema = polars_arrow::ffi::export_field_to_c(&field);
         let c_array = polars_arrow::ffi::export_array_to_c(array);

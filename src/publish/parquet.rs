@@ -8,6 +8,7 @@ use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
@@ -65,7 +66,10 @@ pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> 
         props = props.set_column_dictionary_enabled(id.into(), false);
     }
     let file = std::fs::File::create(path).ctx(|| format!("creating {}", path.display()))?;
-    ArrowWriter::try_new(file, schema, Some(props.build())).ctx(|| format!("starting {}", path.display()))
+    // Readers take the types from the Parquet schema: the Arrow types handed to the writer
+    // (string views, dictionaries, 64-bit decimals) are how Polars holds the data, not the contract.
+    let options = ArrowWriterOptions::new().with_properties(props.build()).with_skip_arrow_metadata(true);
+    ArrowWriter::try_new_with_options(file, schema, options).ctx(|| format!("starting {}", path.display()))
 }
 
 /// Makes a written file durable.
@@ -79,9 +83,8 @@ fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
         let target = match field.data_type() {
-            DataType::Float64 if money.contains(&field.name().as_str()) => DataType::Decimal128(18, 2),
+            DataType::Float64 if money.contains(&field.name().as_str()) => DataType::Decimal64(18, 2),
             DataType::Timestamp(unit, _) => DataType::Timestamp(*unit, Some("UTC".into())),
-            DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => DataType::Utf8,
             DataType::UInt32 | DataType::Int32 | DataType::UInt64 => DataType::Int64,
             other => other.clone(),
         };
@@ -98,7 +101,7 @@ fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
                 .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
                 .expect("Polars datetimes are microseconds here");
             Arc::new(ts.clone().with_timezone(tz.clone()))
-        } else if let DataType::Decimal128(precision, scale) = target {
+        } else if let DataType::Decimal64(precision, scale) = target {
             Arc::new(cents(array).with_precision_and_scale(precision, scale).ctx(|| "decimal type")?)
         } else {
             arrow::compute::cast(array, &target).ctx(|| format!("casting {} to {target}", field.name()))?
@@ -111,9 +114,15 @@ fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
 
 /// Money as whole cents, rounded half away from zero; a value beyond DECIMAL(18,2) (or not a
 /// number) is null, as arrow's checked decimal cast makes it.
-fn cents(array: &ArrayRef) -> arrow::array::Decimal128Array {
+fn cents(array: &ArrayRef) -> arrow::array::Decimal64Array {
     let a = array.as_any().downcast_ref::<arrow::array::Float64Array>().expect("checked Float64");
-    a.iter().map(|v| v.map(|x| (x * 100.0).round()).filter(|c| c.abs() < 1e18).map(|c| c as i128)).collect()
+    let values: Vec<i64> = a.values().iter().map(|&x| (x * 100.0).round() as i64).collect();
+    let fits = |x: f64| (x * 100.0).round().abs() < 1e18;
+    let nulls = match a.values().iter().all(|&x| fits(x)) {
+        true => a.nulls().cloned(),
+        false => arrow::buffer::NullBuffer::union(a.nulls(), Some(&a.values().iter().map(|&x| fits(x)).collect())),
+    };
+    arrow::array::Decimal64Array::new(values.into(), nulls)
 }
 
 #[cfg(test)]
@@ -125,7 +134,7 @@ mod tests {
         let values =
             [Some(12.34), Some(0.125), Some(-0.125), Some(-3.0), None, Some(f64::NAN), Some(1e17), Some(9.9e15)];
         let array: ArrayRef = Arc::new(arrow::array::Float64Array::from(values.to_vec()));
-        let got: Vec<Option<i128>> = cents(&array).iter().collect();
+        let got: Vec<Option<i64>> = cents(&array).iter().collect();
         assert_eq!(got, [Some(1234), Some(13), Some(-13), Some(-300), None, None, None, Some(990_000_000_000_000_000)]);
     }
 }
