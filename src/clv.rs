@@ -417,7 +417,8 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
         s.rfm[i] = Some(crate::summarize::Rfm { frequency: x, recency: t_x, tenure: t, monetary: d.m[j] });
         let spend = spend_estimate(fits.gg.as_ref(), x, d.m[j], &m.customers[i]);
         s.expected_spend[i] = Some(spend);
-        let Some([alive, by_horizon, by_month @ ..]) = expected.get(distinct.of[j] as usize).map(Vec::as_slice) else {
+        let Some([alive, by_horizon, by_month @ ..]) = expected.get(distinct.triple_of[j] as usize).map(Vec::as_slice)
+        else {
             continue;
         };
         s.p_alive[i] = Some(*alive);
@@ -439,7 +440,7 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
 /// (two hypergeometric series) per customer was most of the scoring time.
 struct Distinct {
     /// Per customer of the `Data`, the index of its triple.
-    of: Vec<u32>,
+    triple_of: Vec<u32>,
     triples: Vec<(f64, f64, f64)>,
 }
 
@@ -447,7 +448,7 @@ impl Distinct {
     fn of(d: &Data) -> Distinct {
         let mut index: std::collections::HashMap<(u64, u64, u64), u32> = std::collections::HashMap::new();
         let mut triples = Vec::new();
-        let of = (0..d.x.len())
+        let triple_of = (0..d.x.len())
             .map(|j| {
                 let triple = (d.x[j], d.t_x[j], d.t[j]);
                 *index.entry((triple.0.to_bits(), triple.1.to_bits(), triple.2.to_bits())).or_insert_with(|| {
@@ -456,7 +457,7 @@ impl Distinct {
                 })
             })
             .collect();
-        Distinct { of, triples }
+        Distinct { triple_of, triples }
     }
 
     /// `f` of each distinct triple, in parallel (plain Rust: no Polars here).
@@ -467,7 +468,7 @@ impl Distinct {
     /// `f` of each customer's triple, computed once per triple.
     fn spread(&self, f: impl Fn(f64, f64, f64) -> f64 + Sync) -> Vec<f64> {
         let per = self.each(f);
-        self.of.iter().map(|&u| per[u as usize]).collect()
+        self.triple_of.iter().map(|&u| per[u as usize]).collect()
     }
 }
 
