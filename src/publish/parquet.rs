@@ -77,7 +77,8 @@ pub fn finish(file: std::fs::File, path: &Path) -> Result<()> {
     file.sync_all().ctx(|| format!("syncing {}", path.display()))
 }
 
-/// Casts Polars' arrow types to the BI contract.
+/// Casts Polars' arrow types where their Parquet types would differ from the BI contract's.
+/// Strings pass as Polars holds them: views and dictionaries are both written as plain STRING.
 fn bi_types(batch: RecordBatch, money: &[&str]) -> Result<RecordBatch> {
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
