@@ -111,7 +111,7 @@ pub fn starts(d: &Rfm) -> Vec<Vec<f64>> {
 pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);
-    super::fit(&Likelihood { names: NAMES, value: &value, gradient: Some(&gradient) }, starts, prior)
+    super::fit(&Likelihood { names: NAMES, value: &value, gradient: &gradient }, starts, prior)
 }
 
 /// P(alive | x, t_x, T).

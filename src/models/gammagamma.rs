@@ -112,7 +112,7 @@ pub fn starts(d: &Spend) -> Vec<Vec<f64>> {
 pub fn fit(d: &Spend, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);
-    super::fit(&Likelihood { names: NAMES, value: &value, gradient: Some(&gradient) }, starts, prior)
+    super::fit(&Likelihood { names: NAMES, value: &value, gradient: &gradient }, starts, prior)
 }
 
 /// E[spend per transaction | x, m_x]; for x = 0 the population mean p γ / (q - 1).

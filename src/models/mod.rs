@@ -129,11 +129,12 @@ pub struct Prior {
 /// A log-likelihood's value and gradient at natural parameters.
 pub type ValueAndGradient<'a> = &'a (dyn Fn(&[f64]) -> (f64, Vec<f64>) + Sync);
 
-/// The log-likelihood to maximise: its value at natural parameters, and optionally its gradient.
+/// The log-likelihood to maximise: its value at natural parameters, and its value with the
+/// gradient (one pass over dual numbers, dearer than the value alone).
 pub struct Likelihood<'a> {
     pub names: &'static [&'static str],
     pub value: &'a (dyn Fn(&[f64]) -> f64 + Sync),
-    pub gradient: Option<ValueAndGradient<'a>>,
+    pub gradient: ValueAndGradient<'a>,
 }
 
 /// Maximises the likelihood from each start (natural parameters), keeping the best.
@@ -146,26 +147,22 @@ pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit 
     };
     let objective = |theta: &[f64]| -> f64 { -(lik.value)(&natural(theta)) + penalty(theta) };
     // d(-ll)/dθ_i = -p_i ∂ll/∂p_i (chain rule through p = e^θ), plus the prior's pull.
-    let gradient = |theta: &[f64]| -> Vec<f64> {
-        match lik.gradient {
-            Some(g) => {
-                let p = natural(theta);
-                let (_, dp) = g(&p);
-                (0..theta.len())
-                    .map(|i| {
-                        let inside = theta[i].abs() < CLAMP;
-                        let pull = prior.map_or(0.0, |pr| pr.precision * (theta[i] - pr.center[i]));
-                        if inside { -p[i] * dp[i] + pull } else { pull }
-                    })
-                    .collect()
-            }
-            None => optimize::gradient(&objective, theta),
-        }
+    let with_gradient = |theta: &[f64]| -> (f64, Vec<f64>) {
+        let p = natural(theta);
+        let (ll, dp) = (lik.gradient)(&p);
+        let g = (0..theta.len())
+            .map(|i| {
+                let inside = theta[i].abs() < CLAMP;
+                let pull = prior.map_or(0.0, |pr| pr.precision * (theta[i] - pr.center[i]));
+                if inside { -p[i] * dp[i] + pull } else { pull }
+            })
+            .collect();
+        (-ll + penalty(theta), g)
     };
     let mut best: Option<optimize::Minimum> = None;
     for start in starts {
         let theta0: Vec<f64> = start.iter().map(|v| v.ln()).collect();
-        let m = optimize::minimize(&objective, &gradient, &theta0, 1e-9);
+        let m = optimize::minimize(&objective, &with_gradient, &theta0, 1e-9);
         if best.as_ref().is_none_or(|b| m.f < b.f) {
             best = Some(m);
         }
@@ -176,10 +173,7 @@ pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit 
         names.iter().zip(&m.x).filter(|(_, t)| t.abs() > BOUNDARY).map(|(n, _)| *n).collect();
     // At the optimum the gradient is zero, so the natural-scale covariance is J^-1 H^-1 J^-T with
     // J = diag(1/p): se(p_i) = p_i * sqrt((H_theta^-1)_ii).
-    let h = match lik.gradient {
-        Some(_) => optimize::hessian_from_gradient(&gradient, &m.x),
-        None => optimize::hessian(&objective, &m.x),
-    };
+    let h = optimize::hessian_from_gradient(&|theta| with_gradient(theta).1, &m.x, &m.g);
     let se = match optimize::invert(&h) {
         Some(inv) => (0..names.len())
             .map(|i| (inv[i][i] > 0.0 && at_boundary.is_empty()).then(|| params[i] * inv[i][i].sqrt()))

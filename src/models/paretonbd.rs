@@ -92,7 +92,7 @@ pub fn start(d: &Rfm, bgnbd: &Fit) -> Vec<f64> {
 pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);
-    super::fit(&Likelihood { names: NAMES, value: &value, gradient: Some(&gradient) }, starts, prior)
+    super::fit(&Likelihood { names: NAMES, value: &value, gradient: &gradient }, starts, prior)
 }
 
 pub fn p_alive(p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
