@@ -5,7 +5,7 @@
 //! shrinkage), and say so.
 
 use crate::config::{ClvSpec, ModelChoice};
-use crate::models::{Fit, Prior, Rfm, bgnbd, gammagamma, paretonbd};
+use crate::models::{Fit, Prior, Rfm, Start, bgnbd, gammagamma, paretonbd};
 use crate::summarize::{Customer, Market, Summary};
 use rayon::prelude::*;
 
@@ -26,7 +26,7 @@ impl Kind {
             Kind::ParetoNbd => "pareto_nbd",
         }
     }
-    fn fit(self, d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+    fn fit(self, d: &Rfm, starts: &[Start], prior: Option<&Prior>) -> Fit {
         match self {
             Kind::BgNbd => bgnbd::fit(d, starts, prior),
             Kind::ParetoNbd => paretonbd::fit(d, starts, prior),
@@ -100,7 +100,8 @@ fn kinds(choice: ModelChoice) -> Vec<Kind> {
 
 /// Fits every model of `kinds` (and Gamma-Gamma) to `d`. `pooled`: the all-markets fits and the
 /// prior precision for a small market. `warm`: fits of the same market on less data (the holdout
-/// calibration), whose optima start these fits: they lie close, so BFGS needs a few steps.
+/// calibration), whose optima and curvatures start these fits: they lie close, so BFGS needs a
+/// few steps.
 fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<&Fits>) -> Fits {
     let rfm = Rfm::compress(&d.x, &d.t_x, &d.t);
     let prior_for = |fit: Option<&Fit>| {
@@ -110,10 +111,10 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<
     };
     // A warm fit starts from the earlier optimum, a pooled one from the prior's centre, a free
     // one from the model's own starts.
-    fn start(warm: Option<&Fit>, prior: Option<&Prior>, free: impl FnOnce() -> Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    fn start(warm: Option<&Fit>, prior: Option<&Prior>, free: impl FnOnce() -> Vec<Start>) -> Vec<Start> {
         match (warm, prior) {
-            (Some(w), _) => vec![w.params.clone()],
-            (None, Some(p)) => vec![p.center.iter().map(|c| c.exp()).collect()],
+            (Some(w), _) => vec![w.warm_start()],
+            (None, Some(p)) => vec![p.center.iter().map(|c| c.exp()).collect::<Vec<f64>>().into()],
             (None, None) => free(),
         }
     }

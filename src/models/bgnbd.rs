@@ -3,7 +3,7 @@
 //! probability ~ Beta(a, b).
 
 use super::special::{digamma, hyp2f1, ln_beta, ln_gamma, log_add_exp};
-use super::{Fit, Likelihood, Prior, Rfm, chunked};
+use super::{Fit, Likelihood, Prior, Rfm, Start, chunked};
 
 pub const NAMES: &[&str] = &["r", "alpha", "a", "b"];
 
@@ -96,7 +96,7 @@ pub fn ll_gradient(p: &[f64], d: &Rfm) -> (f64, Vec<f64>) {
 /// Where a free fit starts: from ones (lifetimes' start), and from a point read off the data,
 /// because from ones alone BFGS can drift along the ridge where a and b grow together with
 /// a / (a + b) fixed and stop there, short of the optimum (seen on real-sized markets).
-pub fn starts(d: &Rfm) -> Vec<Vec<f64>> {
+pub fn starts(d: &Rfm) -> Vec<Start> {
     let n: f64 = d.w.iter().sum();
     let purchases: f64 = d.x.iter().zip(&d.w).map(|(x, w)| x * w).sum();
     let time: f64 = d.t.iter().zip(&d.w).map(|(t, w)| t * w).sum();
@@ -104,11 +104,11 @@ pub fn starts(d: &Rfm) -> Vec<Vec<f64>> {
     // Repeat purchases per unit of time, and the share never seen again as the dropout odds.
     let rate = (purchases / time.max(1e-9)).max(1e-6);
     let once = (1.0 - repeaters / n.max(1.0)).clamp(0.05, 0.95);
-    vec![vec![1.0; 4], vec![0.5, 0.5 / rate, 1.0, (1.0 - once) / once * 4.0]]
+    vec![vec![1.0; 4].into(), vec![0.5, 0.5 / rate, 1.0, (1.0 - once) / once * 4.0].into()]
 }
 
 /// Maximum-likelihood fit (analytic gradient); the best optimum over `starts`.
-pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+pub fn fit(d: &Rfm, starts: &[Start], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);
     super::fit(&Likelihood { names: NAMES, value: &value, gradient: &gradient }, starts, prior)

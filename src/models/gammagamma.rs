@@ -3,7 +3,7 @@
 //! repeat spend m_x.
 
 use super::special::{digamma, ln_gamma};
-use super::{Fit, Likelihood, Prior, chunked};
+use super::{Fit, Likelihood, Prior, Start, chunked};
 
 pub const NAMES: &[&str] = &["p", "q", "gamma"];
 
@@ -101,15 +101,15 @@ pub fn ll_gradient(params: &[f64], d: &Spend) -> (f64, Vec<f64>) {
 /// Where a free fit starts: from ones (lifetimes' start), and from a typical shape (p 5, q 10)
 /// scaled so the population mean spend p γ / (q - 1) matches the data's: from ones alone the
 /// fit can run along the ridge p -> infinity, γ -> 0 and stop short of the optimum.
-pub fn starts(d: &Spend) -> Vec<Vec<f64>> {
+pub fn starts(d: &Spend) -> Vec<Start> {
     let n: f64 = d.w.iter().sum();
     let mean = d.m.iter().zip(&d.w).map(|(m, w)| m * w).sum::<f64>() / n.max(1e-9);
     let (p, q) = (5.0, 10.0);
-    vec![vec![1.0; 3], vec![p, q, (mean * (q - 1.0) / p).max(1e-6)]]
+    vec![vec![1.0; 3].into(), vec![p, q, (mean * (q - 1.0) / p).max(1e-6)].into()]
 }
 
 /// Maximum-likelihood fit (analytic gradient); the best optimum over `starts`.
-pub fn fit(d: &Spend, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+pub fn fit(d: &Spend, starts: &[Start], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);
     super::fit(&Likelihood { names: NAMES, value: &value, gradient: &gradient }, starts, prior)

@@ -104,11 +104,36 @@ pub struct Fit {
     /// Parameters that ran to the edge of the space (e.g. BG/NBD a -> 0, b -> inf when nobody
     /// shows any dropout): the fit is usable but those values are limits, not estimates.
     pub at_boundary: Vec<&'static str>,
+    /// The inverse Hessian of the objective in log-parameters at the optimum (`None` if
+    /// singular): the curvature a later fit of the same model on similar data starts from.
+    pub curvature: Option<Vec<Vec<f64>>>,
 }
 
 impl Fit {
     pub fn get(&self, name: &str) -> f64 {
         self.params[self.names.iter().position(|n| *n == name).expect("known parameter")]
+    }
+
+    /// A start for the same model on similar data (the same market with more days): from this
+    /// optimum and its curvature. From the optimum alone, BFGS's first step (along the raw
+    /// gradient) left for regions where Pareto/NBD's series are slow; from both, each
+    /// full-data fit at 3M lines took a third less time.
+    pub fn warm_start(&self) -> Start {
+        Start { params: self.params.clone(), curvature: self.curvature.clone() }
+    }
+}
+
+/// Where an optimisation starts: natural parameters and, when known, the curvature there
+/// (otherwise BFGS starts from the identity).
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub params: Vec<f64>,
+    pub curvature: Option<Vec<Vec<f64>>>,
+}
+
+impl From<Vec<f64>> for Start {
+    fn from(params: Vec<f64>) -> Self {
+        Start { params, curvature: None }
     }
 }
 
@@ -138,7 +163,7 @@ pub struct Likelihood<'a> {
 }
 
 /// Maximises the likelihood from each start (natural parameters), keeping the best.
-pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+pub fn fit(lik: &Likelihood, starts: &[Start], prior: Option<&Prior>) -> Fit {
     let names = lik.names;
     let natural = |theta: &[f64]| -> Vec<f64> { theta.iter().map(|t| t.clamp(-CLAMP, CLAMP).exp()).collect() };
     let penalty = |theta: &[f64]| -> f64 {
@@ -161,8 +186,8 @@ pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit 
     };
     let mut best: Option<optimize::Minimum> = None;
     for start in starts {
-        let theta0: Vec<f64> = start.iter().map(|v| v.ln()).collect();
-        let m = optimize::minimize(&objective, &with_gradient, &theta0, 1e-9);
+        let theta0: Vec<f64> = start.params.iter().map(|v| v.ln()).collect();
+        let m = optimize::minimize(&objective, &with_gradient, &theta0, start.curvature.as_deref(), 1e-9);
         if best.as_ref().is_none_or(|b| m.f < b.f) {
             best = Some(m);
         }
@@ -174,13 +199,23 @@ pub fn fit(lik: &Likelihood, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit 
     // At the optimum the gradient is zero, so the natural-scale covariance is J^-1 H^-1 J^-T with
     // J = diag(1/p): se(p_i) = p_i * sqrt((H_theta^-1)_ii).
     let h = optimize::hessian_from_gradient(&|theta| with_gradient(theta).1, &m.x, &m.g);
-    let se = match optimize::invert(&h) {
+    let curvature = optimize::invert(&h);
+    let se = match &curvature {
         Some(inv) => (0..names.len())
             .map(|i| (inv[i][i] > 0.0 && at_boundary.is_empty()).then(|| params[i] * inv[i][i].sqrt()))
             .collect(),
         None => vec![None; names.len()],
     };
-    Fit { names, ll: (lik.value)(&params), params, se, converged: m.converged, iterations: m.iterations, at_boundary }
+    Fit {
+        names,
+        ll: (lik.value)(&params),
+        params,
+        se,
+        converged: m.converged,
+        iterations: m.iterations,
+        at_boundary,
+        curvature,
+    }
 }
 
 /// Test helper: an analytic gradient against central finite differences of the likelihood.

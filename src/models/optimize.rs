@@ -23,15 +23,22 @@ pub type ValueGradient<'a> = &'a dyn Fn(&[f64]) -> (f64, Vec<f64>);
 
 /// Minimises `f` (value and gradient from `fg`) from `x0`. Converged: the largest gradient
 /// component is below `gtol` (scaled by the function's magnitude) or the objective stopped
-/// changing at machine precision. Each step first tries the full quasi-Newton step with value and
+/// changing at machine precision. `curvature`: an inverse Hessian to start from (else the
+/// identity). Each step first tries the full quasi-Newton step with value and
 /// gradient together (nearly always taken); only when that fails does the line search backtrack
 /// on values alone.
-pub fn minimize(f: &dyn Fn(&[f64]) -> f64, fg: ValueGradient, x0: &[f64], gtol: f64) -> Minimum {
+pub fn minimize(
+    f: &dyn Fn(&[f64]) -> f64,
+    fg: ValueGradient,
+    x0: &[f64],
+    curvature: Option<&[Vec<f64>]>,
+    gtol: f64,
+) -> Minimum {
     let n = x0.len();
     let mut x = x0.to_vec();
     let (fx0, mut g) = fg(&x);
     let mut fx = finite(fx0);
-    let mut h = identity(n);
+    let mut h = curvature.map_or_else(|| identity(n), <[_]>::to_vec);
     let mut stalled = 0;
     for iter in 0..MAX_ITER {
         let scale = fx.abs().max(1.0);
@@ -152,8 +159,9 @@ mod tests {
     #[test]
     fn rosenbrock() {
         let f = |x: &[f64]| (1.0 - x[0]).powi(2) + 100.0 * (x[1] - x[0] * x[0]).powi(2);
-        let g = |x: &[f64]| vec![-2.0 * (1.0 - x[0]) - 400.0 * x[0] * (x[1] - x[0] * x[0]), 200.0 * (x[1] - x[0] * x[0])];
-        let m = minimize(&f, &|x| (f(x), g(x)), &[-1.2, 1.0], 1e-9);
+        let g =
+            |x: &[f64]| vec![-2.0 * (1.0 - x[0]) - 400.0 * x[0] * (x[1] - x[0] * x[0]), 200.0 * (x[1] - x[0] * x[0])];
+        let m = minimize(&f, &|x| (f(x), g(x)), &[-1.2, 1.0], None, 1e-9);
         assert!(m.converged);
         assert!((m.x[0] - 1.0).abs() < 1e-5 && (m.x[1] - 1.0).abs() < 1e-5, "{:?}", m.x);
         assert_eq!(m.g, g(&m.x));

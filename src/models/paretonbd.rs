@@ -9,7 +9,7 @@
 use super::bgnbd::logistic;
 use super::dual::{Dual, Real};
 use super::special::{ln_hyp2f1_a_b_a1, log_add_exp, log_sub_exp};
-use super::{Fit, Likelihood, Prior, Rfm, chunked};
+use super::{Fit, Likelihood, Prior, Rfm, Start, chunked};
 
 pub const NAMES: &[&str] = &["r", "alpha", "s", "beta"];
 
@@ -83,13 +83,13 @@ pub fn ll_gradient(p: &[f64], d: &Rfm) -> (f64, Vec<f64>) {
 /// A starting point near the optimum: the purchase process's (r, alpha) from a BG/NBD fit, s = 1
 /// and beta = the mean tenure. Starting far away sends the optimizer through regions where
 /// max(alpha, beta) >> min(alpha, beta) + t and the 2F1 series needs thousands of terms.
-pub fn start(d: &Rfm, bgnbd: &Fit) -> Vec<f64> {
+pub fn start(d: &Rfm, bgnbd: &Fit) -> Start {
     let mean_t = d.t.iter().zip(&d.w).map(|(t, w)| t * w).sum::<f64>() / d.customers().max(1.0);
-    vec![bgnbd.params[0], bgnbd.params[1], 1.0, mean_t.max(1e-3)]
+    vec![bgnbd.params[0], bgnbd.params[1], 1.0, mean_t.max(1e-3)].into()
 }
 
 /// Maximum-likelihood fit, the gradient by dual numbers.
-pub fn fit(d: &Rfm, starts: &[Vec<f64>], prior: Option<&Prior>) -> Fit {
+pub fn fit(d: &Rfm, starts: &[Start], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);
     super::fit(&Likelihood { names: NAMES, value: &value, gradient: &gradient }, starts, prior)

@@ -25,7 +25,7 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
     assert_eq!(x.len(), 2357);
     let d = Rfm::compress(&x, &t_x, &t);
 
-    let fit = bgnbd::fit(&d, &[vec![1.0; 4]], None);
+    let fit = bgnbd::fit(&d, &[vec![1.0; 4].into()], None);
     assert!(fit.converged && fit.at_boundary.is_empty());
     for (got, want, name) in
         fit.params.iter().zip([0.2426, 4.4135, 0.7929, 2.4258]).zip(bgnbd::NAMES).map(|((g, w), n)| (*g, w, n))
@@ -38,7 +38,7 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
         assert_rel(se.unwrap(), want, 1e-3, "BG/NBD standard error");
     }
 
-    let fit = paretonbd::fit(&d, &[vec![1.0; 4]], None);
+    let fit = paretonbd::fit(&d, &[vec![1.0; 4].into()], None);
     assert!(fit.converged);
     for (got, want, name) in
         fit.params.iter().zip([0.5533, 10.5776, 0.6062, 11.6679]).zip(paretonbd::NAMES).map(|((g, w), n)| (*g, w, n))
@@ -49,7 +49,7 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
 
     let s = gammagamma::Spend::new(&x, &zbar);
     assert_eq!(s.customers(), 946.0);
-    let fit = gammagamma::fit(&s, &[vec![1.0; 3]], None);
+    let fit = gammagamma::fit(&s, &[vec![1.0; 3].into()], None);
     assert!(fit.converged);
     for (got, want, name) in
         fit.params.iter().zip([6.2488, 3.7446, 15.4478]).zip(gammagamma::NAMES).map(|((g, w), n)| (*g, w, n))
@@ -90,7 +90,7 @@ fn bgnbd_recovers_known_parameters_from_simulated_data() {
     let truth = [0.25, 4.0, 0.8, 2.5];
     for (seed, n) in [(1, 20_000), (2, 50_000), (3, 50_000)] {
         let d = simulate_bgnbd(truth, n, seed, 52.0);
-        let fit = bgnbd::fit(&d, &[vec![1.0; 4]], None);
+        let fit = bgnbd::fit(&d, &[vec![1.0; 4].into()], None);
         assert!(fit.converged, "seed {seed}");
         for (i, want) in truth.iter().enumerate() {
             // Within 3 standard errors of the truth (a ~0.3% chance per parameter to fail by luck;
@@ -112,7 +112,7 @@ fn no_dropout_evidence_ends_at_the_boundary_with_a_diagnostic() {
     let x: Vec<f64> = (0..n).map(|i| (i % 7 + 1) as f64).collect();
     let t: Vec<f64> = (0..n).map(|i| 30.0 + (i % 10) as f64).collect();
     let d = Rfm::compress(&x, &t, &t);
-    let fit = bgnbd::fit(&d, &[vec![1.0; 4]], None);
+    let fit = bgnbd::fit(&d, &[vec![1.0; 4].into()], None);
     assert!(fit.ll.is_finite() && fit.params.iter().all(|p| p.is_finite()));
     assert!(!fit.at_boundary.is_empty(), "{:?}", fit.params);
     assert!(fit.se.iter().all(Option::is_none), "no standard errors at a boundary");
@@ -129,7 +129,7 @@ fn stress_cases_return_finite_numbers() {
     ];
     for (x, t_x, t) in cases {
         let d = Rfm::compress(&x, &t_x, &t);
-        for fit in [bgnbd::fit(&d, &[vec![1.0; 4]], None), paretonbd::fit(&d, &[vec![1.0; 4]], None)] {
+        for fit in [bgnbd::fit(&d, &[vec![1.0; 4].into()], None), paretonbd::fit(&d, &[vec![1.0; 4].into()], None)] {
             assert!(
                 fit.ll.is_finite() && fit.params.iter().all(|p| p.is_finite() && *p > 0.0),
                 "{x:?}: {:?}",
