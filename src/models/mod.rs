@@ -101,6 +101,8 @@ pub struct Fit {
     pub ll: f64,
     pub converged: bool,
     pub iterations: usize,
+    /// Likelihood evaluations the optimisation took, over all starts.
+    pub evaluations: usize,
     /// Parameters that ran to the edge of the space (e.g. BG/NBD a -> 0, b -> inf when nobody
     /// shows any dropout): the fit is usable but those values are limits, not estimates.
     pub at_boundary: Vec<&'static str>,
@@ -185,9 +187,11 @@ pub fn fit(lik: &Likelihood, starts: &[Start], prior: Option<&Prior>) -> Fit {
         (-ll + penalty(theta), g)
     };
     let mut best: Option<optimize::Minimum> = None;
+    let mut evaluations = 0;
     for start in starts {
         let theta0: Vec<f64> = start.params.iter().map(|v| v.ln()).collect();
         let m = optimize::minimize(&objective, &with_gradient, &theta0, start.curvature.as_deref(), 1e-9);
+        evaluations += m.evaluations;
         if best.as_ref().is_none_or(|b| m.f < b.f) {
             best = Some(m);
         }
@@ -213,6 +217,7 @@ pub fn fit(lik: &Likelihood, starts: &[Start], prior: Option<&Prior>) -> Fit {
         se,
         converged: m.converged,
         iterations: m.iterations,
+        evaluations,
         at_boundary,
         curvature,
     }
