@@ -117,16 +117,15 @@ impl Fit {
     }
 
     /// A start for the same model on similar data (the same market with more days): from this
-    /// optimum and its curvature. From the optimum alone, BFGS's first step (along the raw
-    /// gradient) left for regions where Pareto/NBD's series are slow; from both, each
-    /// full-data fit at 3M lines took a third less time.
+    /// optimum and its curvature, which the optimizer would otherwise estimate at the start and
+    /// then correct step by step (a traced Pareto/NBD fit: 12 evaluations instead of 24).
     pub fn warm_start(&self) -> Start {
         Start { params: self.params.clone(), curvature: self.curvature.clone() }
     }
 }
 
-/// Where an optimisation starts: natural parameters and, when known, the curvature there
-/// (otherwise BFGS starts from the identity).
+/// Where an optimisation starts: natural parameters and, when known, the curvature there (the
+/// inverse Hessian in log-parameters; otherwise the optimizer estimates it).
 #[derive(Debug, Clone)]
 pub struct Start {
     pub params: Vec<f64>,

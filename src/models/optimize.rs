@@ -1,6 +1,7 @@
 //! Maximum likelihood: BFGS on the logs of the parameters (so they stay positive), with analytic
-//! gradients and a backtracking Armijo line search; then the observed information (differences of
-//! the gradient) for standard errors. Small, dependency-free and deterministic.
+//! gradients, a starting curvature (given, or estimated where it starts) and a backtracking
+//! Armijo line search; then the observed information (differences of the gradient) for standard
+//! errors. Small, dependency-free and deterministic.
 
 pub struct Minimum {
     pub x: Vec<f64>,
@@ -37,13 +38,13 @@ pub fn minimize(
     gtol: f64,
 ) -> Minimum {
     let evaluations = std::cell::Cell::new(0);
-    let counted = |calls: usize| evaluations.set(evaluations.get() + calls);
+    let count = || evaluations.set(evaluations.get() + 1);
     let f = |x: &[f64]| {
-        counted(1);
+        count();
         f(x)
     };
     let fg = |x: &[f64]| {
-        counted(1);
+        count();
         fg(x)
     };
     let done =
