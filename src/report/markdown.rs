@@ -24,44 +24,69 @@ pub struct SourceFigures {
     pub revenue: f64,
 }
 
+/// One pass over a market's lines (a Polars group-by with two `n_unique` over text took ~0.2 s per
+/// million lines). Customers are counted once per run of their lines and source (the published
+/// lines of a customer are consecutive; any order counts right), orders once per run of an order.
 pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
-    let status = col(schema::STATUS).cast(DataType::String);
-    let live = orders.clone().lazy().filter(status.neq(lit(schema::status::CANCELLED)));
-    let customers_and_revenue =
-        [col(schema::CUSTOMER_ID).n_unique().alias("customers"), col(schema::NET_BASE).sum().alias("revenue")];
-    // Order ids are unique within a source: orders are counted per source and summed, with no
-    // (source, order) key built for every line.
-    let mut by_source_aggs = vec![col(schema::ORDER_ID).n_unique().alias("orders")];
-    by_source_aggs.extend(customers_and_revenue.clone());
-    let by_source = frame::collect(
-        live.clone()
-            .group_by([col(schema::SOURCE).cast(DataType::String)])
-            .agg(by_source_aggs)
-            .sort([schema::SOURCE], Default::default()),
-        "report figures",
-    )?;
-    let total = frame::collect(live.select(customers_and_revenue), "report totals")?;
-    let sources = frame::strings(&by_source, schema::SOURCE)?;
-    let (orders, customers, revenue) = (
-        frame::floats(&by_source, "orders")?,
-        frame::floats(&by_source, "customers")?,
-        frame::floats(&by_source, "revenue")?,
-    );
-    let per_source: Vec<SourceFigures> = (0..by_source.height())
-        .map(|i| SourceFigures {
-            source: sources[i].clone().unwrap_or_default(),
-            orders: orders[i].unwrap_or(0.0) as u64,
-            customers: customers[i].unwrap_or(0.0) as u64,
-            revenue: revenue[i].unwrap_or(0.0),
+    struct Source<'a> {
+        name: &'a str,
+        orders: PlHashSet<Option<&'a str>>,
+        customers: PlHashSet<Option<&'a str>>,
+        revenue: f64,
+        /// The customer run and order this source last counted.
+        last: (usize, Option<&'a str>),
+    }
+    let text = |name: &str| frame::texts(orders, name);
+    let (sources, order_ids, customer_ids, statuses) =
+        (text(schema::SOURCE)?, text(schema::ORDER_ID)?, text(schema::CUSTOMER_ID)?, text(schema::STATUS)?);
+    let net = frame::f64_column(orders, schema::NET_BASE)?;
+    let mut by_source: Vec<Source> = Vec::new();
+    let mut customers = PlHashSet::new();
+    let (mut run, mut current, mut revenue) = (0, None, 0.0);
+    let lines = sources.zip(order_ids).zip(customer_ids.zip(statuses)).zip(net.iter());
+    for (((source, order), (customer, status)), net) in lines {
+        if status.is_none_or(|s| s == schema::status::CANCELLED) {
+            continue;
+        }
+        if run == 0 || current != customer {
+            (run, current) = (run + 1, customer);
+            customers.insert(customer);
+        }
+        let name = source.unwrap_or_default();
+        let i = match by_source.iter().position(|s| s.name == name) {
+            Some(i) => i,
+            None => {
+                let (orders, customers) = (PlHashSet::new(), PlHashSet::new());
+                by_source.push(Source { name, orders, customers, revenue: 0.0, last: (0, None) });
+                by_source.len() - 1
+            }
+        };
+        let s = &mut by_source[i];
+        if s.last.0 != run {
+            s.customers.insert(customer);
+        }
+        if s.last != (run, order) {
+            s.orders.insert(order);
+        }
+        s.last = (run, order);
+        s.revenue += net.unwrap_or(0.0);
+        revenue += net.unwrap_or(0.0);
+    }
+    by_source.sort_by_key(|s| s.name);
+    let per_source: Vec<SourceFigures> = by_source
+        .iter()
+        .map(|s| SourceFigures {
+            source: s.name.to_string(),
+            orders: s.orders.len() as u64,
+            customers: s.customers.len() as u64,
+            revenue: s.revenue,
         })
         .collect();
-    let first =
-        |name: &str| -> Result<f64> { Ok(frame::floats(&total, name)?.first().copied().flatten().unwrap_or(0.0)) };
     let total = SourceFigures {
         source: "all".into(),
         orders: per_source.iter().map(|f| f.orders).sum(),
-        customers: first("customers")? as u64,
-        revenue: first("revenue")?,
+        customers: customers.len() as u64,
+        revenue,
     };
     Ok((per_source, total))
 }
@@ -301,23 +326,24 @@ mod tests {
     use super::*;
 
     /// Orders and customers counted distinct per source and customers over all, without the
-    /// cancelled lines; a customer buying from two sources counts once in the total.
+    /// cancelled lines; a customer buying from two sources counts once in the total, and a
+    /// customer or order met again after others (lines not grouped) is not counted twice.
     #[test]
     fn figures_count_distinct_orders_and_customers_without_cancelled_lines() {
         let (c, d) = (schema::status::COMPLETED, schema::status::CANCELLED);
         let orders = df!(
-            schema::SOURCE => ["shop", "shop", "shop", "amazon", "amazon", "shop", "amazon"],
-            schema::ORDER_ID => ["1", "1", "2", "A", "B", "3", "C"],
-            schema::CUSTOMER_ID => ["ann", "ann", "bob", "ann", "cy", "dee", "eve"],
-            schema::STATUS => [c, c, c, c, c, d, d],
-            schema::NET_BASE => [10.0, 5.0, 7.0, 3.0, 4.0, 0.0, 0.0],
+            schema::SOURCE => ["shop", "shop", "shop", "amazon", "amazon", "shop", "amazon", "shop"],
+            schema::ORDER_ID => ["1", "1", "2", "A", "B", "3", "C", "1"],
+            schema::CUSTOMER_ID => ["ann", "ann", "bob", "ann", "cy", "dee", "eve", "ann"],
+            schema::STATUS => [c, c, c, c, c, d, d, c],
+            schema::NET_BASE => [10.0, 5.0, 7.0, 3.0, 4.0, 0.0, 0.0, 1.0],
         )
         .unwrap();
         let (by_source, total) = figures(&orders).unwrap();
         let got: Vec<(&str, u64, u64, f64)> =
             by_source.iter().map(|f| (f.source.as_str(), f.orders, f.customers, f.revenue)).collect();
-        assert_eq!(got, [("amazon", 2, 2, 7.0), ("shop", 2, 2, 22.0)]);
-        assert_eq!((total.orders, total.customers, total.revenue), (4, 3, 29.0));
+        assert_eq!(got, [("amazon", 2, 2, 7.0), ("shop", 2, 2, 23.0)]);
+        assert_eq!((total.orders, total.customers, total.revenue), (4, 3, 30.0));
     }
 
     #[test]
