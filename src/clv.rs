@@ -109,7 +109,7 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<
             fit.map(|f| Prior { center: f.params.iter().map(|p| p.ln()).collect(), precision })
         })
     };
-    // A warm fit starts from the earlier optimum, a pooled one from the prior's centre, a free
+    // A warm fit starts from the earlier optimum and its curvature, a pooled one from the prior's centre, a free
     // one from the model's own starts.
     fn start(warm: Option<&Fit>, prior: Option<&Prior>, free: impl FnOnce() -> Vec<Start>) -> Vec<Start> {
         match (warm, prior) {

@@ -128,11 +128,15 @@ pub fn minimize(
 fn initial_curvature(grad: &dyn Fn(&[f64]) -> Vec<f64>, x: &[f64], g: &[f64]) -> Vec<Vec<f64>> {
     let n = x.len();
     let h = hessian_from_gradient(grad, x, g);
-    let diagonal = (0..n).all(|i| h[i][i] > 0.0 && h[i][i].is_finite());
-    match invert(&h) {
-        Some(inv) if diagonal && positive_definite(&h) => inv,
-        _ if diagonal => (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 / h[i][i] } else { 0.0 }).collect()).collect(),
-        _ => identity(n),
+    if h.iter().flatten().all(|v| v.is_finite())
+        && positive_definite(&h)
+        && let Some(inverse) = invert(&h)
+    {
+        return inverse;
+    }
+    match (0..n).all(|i| h[i][i] > 0.0 && h[i][i].is_finite()) {
+        true => (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 / h[i][i] } else { 0.0 }).collect()).collect(),
+        false => identity(n),
     }
 }
 
