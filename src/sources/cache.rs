@@ -266,8 +266,8 @@ fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
     std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
     let parquet = |df: &DataFrame| -> Result<Vec<u8>> {
         let mut buf = Vec::new();
-        // No statistics: entries are read whole, never filtered; computing them (a min and max
-        // over every string) was ~15% of encoding an entry.
+        // No statistics: entries are read whole, never filtered; a min and max over every column
+        // was 5-25% of encoding an entry (bench/RESULTS.md, twelfth round).
         ParquetWriter::new(&mut buf)
             .with_compression(ParquetCompression::Lz4Raw)
             .with_statistics(StatisticsOptions::empty())
