@@ -92,66 +92,86 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let mut staged: Option<Staged> = None;
     let mut publish_ms = 0;
     let mut analyses = Analyses::default();
-    for stage in &p.stages {
-        let started = Instant::now();
-        let bar = progress::stage(stage.id());
-        match stage {
-            Stage::Load(spec) => {
-                let ctx = LoadCtx { cache: cache.as_ref(), ..LoadCtx::new(spec, &fx, p.timezone) };
-                let mut l = sources::load(&ctx)?;
-                tracing::info!(stage = %spec.id, records = l.rows_read, lines = l.lines.height(), rejected = l.rejects.height(), "loaded");
-                if unify_spec.inputs.contains(&spec.id) {
-                    prepared.insert(spec.id.clone(), unify::prepare(&rules, &spec.id, spec.kind, &mut l)?);
+    // A source's preparation for unify runs on its own thread beside the next source's load: a
+    // preparation keeps about one core busy, and the load beside it takes the other.
+    std::thread::scope(|scope| -> Result<()> {
+        let mut preparing: Option<std::thread::ScopedJoinHandle<Result<LoadDone>>> = None;
+        for stage in &p.stages {
+            let started = Instant::now();
+            let bar = progress::stage(stage.id());
+            if !matches!(stage, Stage::Load(_)) {
+                finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;
+            }
+            match stage {
+                Stage::Load(spec) => {
+                    let ctx = LoadCtx { cache: cache.as_ref(), ..LoadCtx::new(spec, &fx, p.timezone) };
+                    let l = sources::load(&ctx);
+                    // The earlier source's error, if any, comes first.
+                    finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;
+                    let mut l = l?;
+                    tracing::info!(stage = %spec.id, records = l.rows_read, lines = l.lines.height(), rejected = l.rejects.height(), "loaded");
+                    let for_unify = unify_spec.inputs.contains(&spec.id);
+                    let rules = &rules;
+                    preparing = Some(scope.spawn(move || {
+                        let prepared =
+                            if for_unify { Some(unify::prepare(rules, &spec.id, spec.kind, &mut l)?) } else { None };
+                        bar.finish_and_clear();
+                        Ok(LoadDone { spec, loaded: l, prepared, started })
+                    }));
+                    continue;
                 }
-                loaded.insert(spec.id.clone(), (spec.kind, l, spec.max_reject_rate));
+                Stage::Unify(spec) => {
+                    let inputs = spec.inputs.iter().map(|id| prepared.remove(id).expect("validated: loaded above"));
+                    let mut u = unify::unify(&rules, inputs.collect())?;
+                    tracing::info!(stage = %spec.id, rows = u.orders.height(), "unified");
+                    // The orders partitions are staged now: the analyses and reports read a few of
+                    // the table's columns, and the rest (60% of its bytes) is freed.
+                    check_reject_rates(&loaded)?;
+                    let started = Instant::now();
+                    let s = Staged::new(p, &out, as_of, &opts.markets, &loaded, &u.orders)?;
+                    u.orders = u.orders.select(schema::ANALYSED_COLUMNS).ctx(|| "the analysed columns")?;
+                    publish_ms += started.elapsed().as_millis();
+                    staged = Some(s);
+                    unified = Some(u);
+                }
+                Stage::Summarize(spec) => {
+                    let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
+                    let end = spec.calibration_end.unwrap_or(as_of);
+                    let s = summarize::summarize(orders, end, days_per_unit(p.time_unit))?;
+                    tracing::info!(stage = %spec.id, markets = s.markets.len(), calibration_end = %end, "summarized");
+                    analyses.summary = Some(s);
+                }
+                Stage::Clv(spec) => {
+                    let s = analyses.summary.as_ref().expect("validated: input is the summarize stage");
+                    let r = clv::run(spec, s);
+                    tracing::info!(stage = %spec.id, markets = r.markets.len(), "fitted");
+                    analyses.clv = Some(r);
+                }
+                Stage::Segment(spec) => {
+                    let s = analyses.summary.as_ref().expect("validated: a summarize stage precedes clv");
+                    let r = analyses.clv.as_ref().expect("validated: input is the clv stage");
+                    // Plain Rust, no Polars: markets side by side on rayon's pool.
+                    use rayon::prelude::*;
+                    let segments = s
+                        .markets
+                        .par_iter()
+                        .zip(&r.markets)
+                        .map(|(m, r)| segment::segment(spec, m, r, s.calibration_end));
+                    analyses.segments = Some(segments.collect());
+                }
+                Stage::Cohorts(spec) => {
+                    let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
+                    analyses.cohorts = Some(cohort::cohorts(spec, orders, as_of)?);
+                }
+                Stage::Spend(spec) => {
+                    analyses.spend = Some(cac::load(&spec.path, &fx)?);
+                }
             }
-            Stage::Unify(spec) => {
-                let inputs = spec.inputs.iter().map(|id| prepared.remove(id).expect("validated: loaded above"));
-                let mut u = unify::unify(&rules, inputs.collect())?;
-                tracing::info!(stage = %spec.id, rows = u.orders.height(), "unified");
-                // The orders partitions are staged now: the analyses and reports read a few of
-                // the table's columns, and the rest (60% of its bytes) is freed.
-                check_reject_rates(&loaded)?;
-                let started = Instant::now();
-                let s = Staged::new(p, &out, as_of, &opts.markets, &loaded, &u.orders)?;
-                u.orders = u.orders.select(schema::ANALYSED_COLUMNS).ctx(|| "the analysed columns")?;
-                publish_ms += started.elapsed().as_millis();
-                staged = Some(s);
-                unified = Some(u);
-            }
-            Stage::Summarize(spec) => {
-                let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
-                let end = spec.calibration_end.unwrap_or(as_of);
-                let s = summarize::summarize(orders, end, days_per_unit(p.time_unit))?;
-                tracing::info!(stage = %spec.id, markets = s.markets.len(), calibration_end = %end, "summarized");
-                analyses.summary = Some(s);
-            }
-            Stage::Clv(spec) => {
-                let s = analyses.summary.as_ref().expect("validated: input is the summarize stage");
-                let r = clv::run(spec, s);
-                tracing::info!(stage = %spec.id, markets = r.markets.len(), "fitted");
-                analyses.clv = Some(r);
-            }
-            Stage::Segment(spec) => {
-                let s = analyses.summary.as_ref().expect("validated: a summarize stage precedes clv");
-                let r = analyses.clv.as_ref().expect("validated: input is the clv stage");
-                // Plain Rust, no Polars: markets side by side on rayon's pool.
-                use rayon::prelude::*;
-                let segments =
-                    s.markets.par_iter().zip(&r.markets).map(|(m, r)| segment::segment(spec, m, r, s.calibration_end));
-                analyses.segments = Some(segments.collect());
-            }
-            Stage::Cohorts(spec) => {
-                let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
-                analyses.cohorts = Some(cohort::cohorts(spec, orders, as_of)?);
-            }
-            Stage::Spend(spec) => {
-                analyses.spend = Some(cac::load(&spec.path, &fx)?);
-            }
+            bar.finish_and_clear();
+            timings.insert(stage.id().to_string(), started.elapsed().as_millis());
         }
-        bar.finish_and_clear();
-        timings.insert(stage.id().to_string(), started.elapsed().as_millis());
-    }
+        finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)
+    })?;
     let unified = unified.expect("validation requires a unify stage");
     let staged = staged.expect("staged with the unify stage");
     let started = Instant::now();
@@ -160,6 +180,35 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     timings.insert("publish".into(), publish_ms + started.elapsed().as_millis());
     tracing::info!(run_id = %run_id, out = %out.display(), ms = timings["publish"], "published");
     Ok(RunSummary { run_id, out, as_of, markets, outputs })
+}
+
+/// A load stage's result once its source is prepared for unify.
+struct LoadDone<'p> {
+    spec: &'p crate::config::LoadSpec,
+    loaded: Loaded,
+    prepared: Option<unify::Prepared>,
+    started: Instant,
+}
+
+type LoadedSources = BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>;
+
+/// Waits for the source being prepared, if any, and files its results; its stage time runs from
+/// the start of its load to the end of its preparation.
+fn finish_load(
+    preparing: Option<std::thread::ScopedJoinHandle<Result<LoadDone>>>,
+    loaded: &mut LoadedSources,
+    prepared: &mut BTreeMap<String, unify::Prepared>,
+    timings: &mut BTreeMap<String, u128>,
+) -> Result<()> {
+    let Some(handle) = preparing else { return Ok(()) };
+    let done = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let id = &done.spec.id;
+    if let Some(p) = done.prepared {
+        prepared.insert(id.clone(), p);
+    }
+    loaded.insert(id.clone(), (done.spec.kind, done.loaded, done.spec.max_reject_rate));
+    timings.insert(id.clone(), done.started.elapsed().as_millis());
+    Ok(())
 }
 
 /// What is known and written once the orders table exists: the run's inputs and id, the markets
