@@ -51,6 +51,15 @@ fn quintiles(values: &[Option<f64>], higher_is_better: bool) -> Vec<u8> {
         .collect()
 }
 
+/// The first eight bytes of `id` as a big-endian number, zero-padded: two ids whose prefixes
+/// differ compare as their prefixes do.
+fn id_prefix(id: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = id.len().min(8);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(bytes)
+}
+
 /// The usual RFM segment names from recency and frequency scores.
 pub fn rfm_name(r: u8, f: u8) -> &'static str {
     match (r, f) {
@@ -69,10 +78,15 @@ pub fn rfm_name(r: u8, f: u8) -> &'static str {
 pub fn segment(spec: &SegmentSpec, m: &Market, r: &MarketResult, calibration_end: i32) -> Segments {
     let n = m.customers.len();
     let s = &r.scores;
-    // Tiers: by predicted CLV, highest first; customers without a score last; ties by id.
-    let mut order: Vec<usize> = (0..n).collect();
-    let clv = |i: usize| s.predicted_clv[i].unwrap_or(f64::NEG_INFINITY);
-    order.par_sort_unstable_by(|&a, &b| clv(b).total_cmp(&clv(a)).then(m.customers[a].id.cmp(&m.customers[b].id)));
+    // Tiers: by predicted CLV, highest first; customers without a score last; ties by id. Sorted
+    // as compact keys: comparing through the customers and their ids missed the cache on every
+    // comparison (0.8 s for a market of 650k customers).
+    let id = |i: u32| m.customers[i as usize].id.as_str();
+    let mut keyed: Vec<(f64, u64, u32)> = (0..n as u32)
+        .map(|i| (s.predicted_clv[i as usize].unwrap_or(f64::NEG_INFINITY), id_prefix(id(i)), i))
+        .collect();
+    keyed.par_sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then_with(|| id(a.2).cmp(id(b.2))));
+    let order: Vec<usize> = keyed.into_iter().map(|k| k.2 as usize).collect();
     let n_vip = (spec.vip * n as f64).round() as usize;
     let n_top = ((spec.vip + spec.mid) * n as f64).round() as usize;
     let mut tier = vec!["low"; n];
@@ -150,6 +164,20 @@ mod tests {
         assert_eq!(up[10], 1, "no purchase scores 1");
         let down = quintiles(&v, false);
         assert_eq!((down[0], down[9]), (5, 1), "for recency fewer days is better");
+    }
+
+    #[test]
+    fn id_prefixes_order_as_the_ids_do() {
+        let ids = ["", "a", "a0", "ab", "abcdefgh", "abcdefgh0", "abcdefgi", "b", "\u{e9}", "ffffffff"];
+        for x in ids {
+            for y in ids {
+                let (px, py) = (id_prefix(x), id_prefix(y));
+                if px != py {
+                    assert_eq!(px.cmp(&py), x.cmp(y), "{x:?} against {y:?}");
+                }
+            }
+        }
+        assert_eq!(id_prefix("abcdefgh"), id_prefix("abcdefgh0"), "equal prefixes leave it to the ids");
     }
 
     #[test]
