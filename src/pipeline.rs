@@ -93,7 +93,8 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let mut publish_ms = 0;
     let mut analyses = Analyses::default();
     // A source's preparation for unify runs on its own thread beside the next source's load: a
-    // preparation keeps about one core busy, and the load beside it takes the other.
+    // preparation keeps about one core busy, and the load beside it takes the other (one core
+    // idled through every preparation).
     std::thread::scope(|scope| -> Result<()> {
         let mut preparing: Option<std::thread::ScopedJoinHandle<Result<LoadDone>>> = None;
         for stage in &p.stages {
@@ -118,6 +119,10 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                         bar.finish_and_clear();
                         Ok(LoadDone { spec, loaded: l, prepared, started })
                     }));
+                    if frame::threads() < 2 {
+                        // `--threads 1` asks for one busy core: nothing beside the preparation.
+                        finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;
+                    }
                     continue;
                 }
                 Stage::Unify(spec) => {
