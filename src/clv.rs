@@ -240,22 +240,26 @@ pub struct ClvResult {
     pub margin: f64,
 }
 
-/// Runs the stage over every market of the summary.
-pub fn run(spec: &ClvSpec, summary: &Summary) -> ClvResult {
+/// Runs the stage over the markets of the summary named in `only` (every market when empty: a
+/// `--market` run fits only what it publishes). The all-markets fit that small markets are shrunk
+/// toward pools every market of the summary either way, so a market's results do not depend on
+/// which others the run publishes.
+pub fn run(spec: &ClvSpec, summary: &Summary, only: &[String]) -> ClvResult {
     let (cal, unit) = (summary.calibration_end, summary.unit_days);
     let kinds = kinds(spec.model);
+    let fitted: Vec<&Market> = summary.markets.iter().filter(|m| only.is_empty() || only.contains(&m.name)).collect();
     // As `market` counts them: customers with a purchase by the calibration end.
-    let small = |m: &Market| {
+    let small = |m: &&Market| {
         (m.customers.iter().filter(|c| c.events.first().is_some_and(|e| e.0 <= cal)).count() as u64)
             < spec.min_customers
     };
-    let all_markets = if summary.markets.iter().any(small) {
+    let all_markets = if fitted.iter().any(small) {
         let everyone: Vec<Customer> = summary.markets.iter().flat_map(|m| m.customers.iter().cloned()).collect();
         fit_all(&data(&everyone, cal, unit), &kinds, None, None)
     } else {
         Fits::default()
     };
-    let markets = summary.markets.par_iter().map(|m| market(spec, m, cal, unit, &kinds, &all_markets)).collect();
+    let markets = fitted.par_iter().map(|m| market(spec, m, cal, unit, &kinds, &all_markets)).collect();
     ClvResult { markets, all_markets, margin: spec.margin }
 }
 
@@ -569,7 +573,7 @@ mod tests {
             margin: 0.3,
             min_customers: 200,
         };
-        let r = run(&spec, &summary);
+        let r = run(&spec, &summary, &[]);
         let (big, tiny) = (&r.markets[0], &r.markets[1]);
         assert!(!big.pooled && tiny.pooled);
         assert!(
@@ -588,6 +592,16 @@ mod tests {
         assert!(distance(pooled) < 0.5 * distance(&free), "pooled {pooled:?} free {free:?} all {all:?}");
         // The big market stands on its own: its fit is not the all-markets fit's.
         assert!(big.fits.bgnbd.as_ref().unwrap().params.iter().all(|p| p.is_finite()));
+
+        // A run restricted to the tiny market fits only it, still shrunk toward every market.
+        let alone = run(&spec, &summary, &["tiny".to_string()]);
+        assert_eq!(alone.markets.iter().map(|m| m.market.as_str()).collect::<Vec<_>>(), ["tiny"]);
+        assert_eq!(alone.markets[0].fits.bgnbd.as_ref().unwrap().params, *pooled);
+        assert_eq!(alone.markets[0].scores.predicted_clv, tiny.scores.predicted_clv);
+        // Restricted to the big market, nothing needs the all-markets fit.
+        let big_alone = run(&spec, &summary, &["big".to_string()]);
+        assert!(big_alone.all_markets.bgnbd.is_none());
+        assert_eq!(big_alone.markets[0].scores.predicted_clv, big.scores.predicted_clv);
     }
 
     #[test]
@@ -610,7 +624,7 @@ mod tests {
             margin: 0.3,
             min_customers: 200,
         };
-        let r = run(&spec, &summary);
+        let r = run(&spec, &summary, &[]);
         let m = &r.markets[0];
         let (p, gg) = (&m.fits.pnbd.as_ref().unwrap().params, m.fits.gg.as_ref());
         let d = data(&summary.markets[0].customers, 365, 7.0);

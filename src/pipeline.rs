@@ -147,9 +147,12 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                     analyses.summary = Some(s);
                 }
                 Stage::Clv(spec) => {
-                    let s = analyses.summary.as_ref().expect("validated: input is the summarize stage");
-                    let r = clv::run(spec, s);
+                    let s = analyses.summary.as_mut().expect("validated: input is the summarize stage");
+                    let r = clv::run(spec, s, &opts.markets);
                     tracing::info!(stage = %spec.id, markets = r.markets.len(), "fitted");
+                    // The summary keeps the fitted markets only, aligned with the results: the
+                    // other markets of a `--market` run were needed for the all-markets fit alone.
+                    s.markets.retain(|m| r.markets.iter().any(|f| f.market == m.name));
                     analyses.clv = Some(r);
                 }
                 Stage::Segment(spec) => {
@@ -166,7 +169,7 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                 }
                 Stage::Cohorts(spec) => {
                     let orders = &unified.as_ref().expect("validated: input is the unify stage").orders;
-                    analyses.cohorts = Some(cohort::cohorts(spec, orders, as_of)?);
+                    analyses.cohorts = Some(cohort::cohorts(spec, &rows_of_markets(orders, &opts.markets)?, as_of)?);
                 }
                 Stage::Spend(spec) => {
                     analyses.spend = Some(cac::load(&spec.path, &fx)?);
@@ -265,6 +268,19 @@ impl Staged {
         let orders = frame::on_threads_largest_first(&markets, rows, one).into_iter().collect::<Result<_>>()?;
         Ok(Staged { inputs, run_id, markets, publisher, orders })
     }
+}
+
+/// The rows of `orders` (sorted by market) in the markets named in `only`; all of them when empty.
+fn rows_of_markets(orders: &DataFrame, only: &[String]) -> Result<DataFrame> {
+    if only.is_empty() {
+        return Ok(orders.clone());
+    }
+    let ranges = market_ranges(orders)?;
+    let mut rows = orders.clear();
+    for &(first, len) in only.iter().filter_map(|m| ranges.get(m)) {
+        rows.vstack_mut(&orders.slice(first as i64, len)).ctx(|| "the published markets' rows")?;
+    }
+    Ok(rows)
 }
 
 /// What the analysis stages computed, for publication.
