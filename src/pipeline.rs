@@ -98,11 +98,11 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     std::thread::scope(|scope| -> Result<()> {
         let mut preparing: Option<std::thread::ScopedJoinHandle<Result<LoadDone>>> = None;
         for stage in &p.stages {
-            let started = Instant::now();
-            let bar = progress::stage(stage.id());
             if !matches!(stage, Stage::Load(_)) {
                 finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;
             }
+            let started = Instant::now();
+            let bar = progress::stage(stage.id());
             match stage {
                 Stage::Load(spec) => {
                     let ctx = LoadCtx { cache: cache.as_ref(), ..LoadCtx::new(spec, &fx, p.timezone) };
