@@ -44,6 +44,15 @@ pub struct RunSummary {
 }
 
 pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
+    // A market named twice (`--market uk --market uk`) is one market: twice, the run would wait
+    // for its own lock on it.
+    let mut markets: Vec<String> = Vec::new();
+    for m in &opts.markets {
+        if !markets.contains(m) {
+            markets.push(m.clone());
+        }
+    }
+    let opts = &RunOptions { markets, ..opts.clone() };
     let as_of = opts.as_of.unwrap_or_else(|| p.as_of.resolve(p.timezone));
     let out = opts.out.clone().unwrap_or_else(|| p.output.clone());
     for m in &opts.markets {
@@ -275,9 +284,8 @@ fn rows_of_markets(orders: &DataFrame, only: &[String]) -> Result<DataFrame> {
     if only.is_empty() {
         return Ok(orders.clone());
     }
-    let ranges = market_ranges(orders)?;
     let mut rows = orders.clear();
-    for &(first, len) in only.iter().filter_map(|m| ranges.get(m)) {
+    for (_, &(first, len)) in market_ranges(orders)?.iter().filter(|(m, _)| only.contains(m)) {
         rows.vstack_mut(&orders.slice(first as i64, len)).ctx(|| "the published markets' rows")?;
     }
     Ok(rows)

@@ -137,6 +137,19 @@ fn concurrent_runs_on_different_markets_equal_one_run_over_all() {
     }
 }
 
+/// A market named twice is published once, as when named once (it used to wait for its own lock).
+#[test]
+fn a_market_named_twice_is_one_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let nightly = Path::new("pipelines/nightly.yaml");
+    let (once, twice) = (dir.path().join("once"), dir.path().join("twice"));
+    for (out, args) in [(&once, &["--market", "uk"][..]), (&twice, &["--market", "uk", "--market", "uk"][..])] {
+        let o = command(nightly, out, "2026-01-01").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(snapshot(&once), snapshot(&twice));
+}
+
 /// The `run_id` of every Parquet file in the directory behind `dir`, each opened through that
 /// directory handle (as a reader that lists a partition and then reads it does), or None when the
 /// directory vanished under the reader (a swapped-out partition is deleted: the reader retries).
