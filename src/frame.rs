@@ -138,6 +138,20 @@ pub fn category_type() -> DataType {
     DataType::from_categories(Categories::new("clv".into(), "clv".into(), CategoricalPhysical::U16))
 }
 
+/// A [`category_type`] column whose row `i` holds `values[index[i]]`: each value is looked up
+/// among the categories once, where a cast from text hashed every row's string.
+pub fn categories_of(name: &str, values: &[&str], index: impl Iterator<Item = usize>) -> Result<Column> {
+    // One dtype for the lookup and the column: the categories live only while something holds them.
+    let dtype = category_type();
+    let DataType::Categorical(_, mapping) = &dtype else { unreachable!("category_type is categorical") };
+    let codes: Vec<u16> = values
+        .iter()
+        .map(|v| Ok(mapping.insert_cat(v).ctx(|| format!("{v} as a category"))? as u16))
+        .collect::<Result<_>>()?;
+    let rows = UInt16Chunked::from_iter_values(name.into(), index.map(|i| codes[i]));
+    Ok(Categorical16Chunked::from_cats_and_dtype(rows, dtype).into_series().into_column())
+}
+
 /// `e` as a [`category_type`] column.
 pub fn category(e: Expr) -> Expr {
     e.cast(category_type())

@@ -214,9 +214,7 @@ pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
     }
     let df = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
     let mut df = frame::rechunk(df)?;
-    let market = first_market(&df, &customers, &rules.market_of)?;
-    let market = market.into_series().cast(&frame::category_type()).ctx(|| "markets")?;
-    df.with_column(market.with_name(schema::MARKET.into()).into_column()).ctx(|| "markets")?;
+    df.with_column(first_market(&df, &customers, &rules.market_of)?).ctx(|| "markets")?;
     let orders = sorted(df, &customers)?.select(schema::ORDER_LINE_COLUMNS).ctx(|| "order lines")?;
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
@@ -333,13 +331,14 @@ impl Customers {
     /// `slots`: each line's key, as a slot among `keys` (from 1; 0 for none).
     fn of(slots: Vec<u32>, keys: &[&str], hasher: &Hasher) -> Customers {
         use rayon::prelude::*;
-        let ids: Vec<String> = keys.par_iter().map(|k| hasher.customer_id(k)).collect();
-        let mut order: Vec<u32> = (0..ids.len() as u32).collect();
-        order.par_sort_unstable_by_key(|&i| ids[i as usize].as_str());
-        let mut ranks = vec![0u32; ids.len() + 1];
-        for (r, &i) in order.iter().enumerate() {
+        let digests: Vec<u128> = keys.par_iter().map(|k| hasher.customer_digest(k)).collect();
+        let mut order: Vec<(u128, u32)> = digests.iter().zip(0..).map(|(&d, i)| (d, i)).collect();
+        order.par_sort_unstable();
+        let mut ranks = vec![0u32; digests.len() + 1];
+        for (r, &(_, i)) in order.iter().enumerate() {
             ranks[i as usize + 1] = r as u32 + 1;
         }
+        let ids = digests.par_iter().map(|d| crate::sources::hex(&d.to_be_bytes())).collect();
         Customers { slots, ids, ranks }
     }
 }
@@ -347,7 +346,7 @@ impl Customers {
 /// Each line's market: the market of its customer's first line (earliest `ordered_at`, then
 /// `order_id`, then file order): the market listing that line's country, else `other`. One pass
 /// over the customer slots; a sorted window per customer cost a second per million lines.
-fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<StringChunked> {
+fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<Column> {
     // Per customer slot: (ordered_at, order_id, country) of the first line. Rows in spans side by
     // side, then merged in row order: a later span's line wins only if strictly earlier, as in one
     // pass.
@@ -381,11 +380,16 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
             }
         }
     }
-    let markets: Vec<&str> = first
-        .iter()
-        .map(|f| f.and_then(|f| f.2).and_then(|c| market_of.get(c)).map_or(OTHER_MARKET, String::as_str))
-        .collect();
-    Ok(customers.slots.iter().map(|&c| Some(markets[c as usize])).collect())
+    // Each customer's market as an index among the market names, found once per customer.
+    let mut names: Vec<&str> = market_of.values().map(String::as_str).chain([OTHER_MARKET]).collect();
+    names.sort_unstable();
+    names.dedup();
+    let index = |m: &str| names.binary_search(&m).expect("listed above");
+    let of_country: HashMap<&str, usize> = market_of.iter().map(|(c, m)| (c.as_str(), index(m))).collect();
+    let other = index(OTHER_MARKET);
+    let markets: Vec<usize> =
+        first.iter().map(|f| f.and_then(|f| f.2).and_then(|c| of_country.get(c).copied()).unwrap_or(other)).collect();
+    frame::categories_of(schema::MARKET, &names, customers.slots.iter().map(|&c| markets[c as usize]))
 }
 
 /// The published order: market, customer, time, source, order, line. Text keys are replaced by
@@ -494,7 +498,8 @@ mod tests {
         let market_of: HashMap<String, String> =
             [("US", "us"), ("GB", "uk"), ("DE", "eu"), ("FR", "eu")].map(|(c, m)| (c.into(), m.into())).into();
         let markets = first_market(&df, &customers, &market_of).unwrap();
-        assert_eq!(markets.iter().collect::<Vec<_>>(), [Some("uk"), Some("us"), Some("uk"), Some("us")]);
+        let got: Vec<Option<&str>> = markets.cat16().unwrap().iter_str().collect();
+        assert_eq!(got, [Some("uk"), Some("us"), Some("uk"), Some("us")]);
     }
 
     fn accounting(read: f64, kept: f64, dropped: f64) -> BTreeMap<String, Accounting> {
@@ -543,7 +548,8 @@ mod tests {
         let market_of: HashMap<String, String> =
             [("US", "us"), ("FR", "eu"), ("DE", "eu")].map(|(c, m)| (c.to_string(), m.to_string())).into();
         let markets = first_market(&df, &customers, &market_of).unwrap();
-        let got: Vec<Option<&str>> = markets.iter().collect();
+        assert_eq!(markets.name().as_str(), schema::MARKET);
+        let got: Vec<Option<&str>> = markets.cat16().unwrap().iter_str().collect();
         let want = ["eu", "eu", "eu", "us", OTHER_MARKET];
         assert_eq!(got, want.map(Some));
     }
