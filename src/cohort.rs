@@ -143,7 +143,7 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
     let mut month_of = (i64::MIN, 0);
     let rows = markets.zip(ids).zip(sources.zip(statuses).zip(net.iter().zip(days.iter())));
     for ((market, id), ((source, status), (net, day))) in rows {
-        if who != Some((market, id)) {
+        if !who.is_some_and(|(m, c)| frame::same_text(m, market) && frame::same_text(c, id)) {
             if let Some((m, _)) = who {
                 add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
             }

@@ -201,6 +201,17 @@ pub fn put_first_category_mapped(
     Ok(unmapped)
 }
 
+/// `a == b`, without reading the text when both are the same stored string: after unify every
+/// line of a customer refers to one copy of the id, and a category's text is stored once. The
+/// passes over the sorted table compare each line's customer and market with the previous line's.
+#[inline]
+pub fn same_text(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+        (a, b) => a.is_none() && b.is_none(),
+    }
+}
+
 /// The values of a text column, String or Categorical, row by row.
 pub fn texts<'a>(df: &'a DataFrame, name: &str) -> Result<Box<dyn Iterator<Item = Option<&'a str>> + 'a>> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;
@@ -580,7 +591,7 @@ pub fn by_runs<R: Send>(df: &DataFrame, name: &str, f: impl Fn(&DataFrame) -> R 
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut current = None;
     for (i, value) in texts(df, name)?.enumerate() {
-        if current != Some(value) {
+        if !current.is_some_and(|c| same_text(c, value)) {
             runs.push((i, 0));
             current = Some(value);
         }
@@ -646,6 +657,13 @@ pub fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_text_compares_text_not_addresses() {
+        let (a, b) = (String::from("c0ffee"), String::from("c0ffee"));
+        assert!(same_text(Some(&a), Some(&a)) && same_text(Some(&a), Some(&b)) && same_text(None, None));
+        assert!(!same_text(Some(&a), Some(&a[..3])) && !same_text(Some(&a), Some("tea")) && !same_text(None, Some("")));
+    }
 
     #[test]
     fn a_plan_in_parts_equals_the_plan_whole() {

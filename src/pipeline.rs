@@ -415,7 +415,7 @@ fn market_ranges(orders: &DataFrame) -> Result<BTreeMap<String, (usize, usize)>>
     let mut previous: Option<&str> = None;
     for (i, m) in frame::texts(orders, schema::MARKET)?.enumerate() {
         let m = m.unwrap_or_default();
-        if previous == Some(m) {
+        if previous.is_some_and(|p| frame::same_text(Some(p), Some(m))) {
             ranges.get_mut(m).expect("seen on the previous row").1 += 1;
         } else if ranges.insert(m.to_string(), (i, 1)).is_some() {
             return Err(Error::Data(format!("internal: the orders table is not sorted by market ({m} recurs)")));

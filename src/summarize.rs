@@ -111,7 +111,7 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
     let mut current = Building::default();
     let lines = markets.zip(ids).zip(sources.zip(order_ids)).zip(statuses.zip(net.iter()).zip(days.iter()));
     for ((who, order), ((status, net), day)) in lines {
-        if current.who != Some(who) {
+        if !current.who.is_some_and(|(m, c)| frame::same_text(m, who.0) && frame::same_text(c, who.1)) {
             current.finish(&mut out);
             current.who = Some(who);
         }

@@ -48,12 +48,12 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
         if status.is_none_or(|s| s == schema::status::CANCELLED) {
             continue;
         }
-        if run == 0 || current != customer {
+        if run == 0 || !frame::same_text(current, customer) {
             (run, current) = (run + 1, customer);
             customers.add(customer);
         }
         let name = source.unwrap_or_default();
-        let i = match by_source.iter().position(|s| s.name == name) {
+        let i = match by_source.iter().position(|s| frame::same_text(Some(s.name), Some(name))) {
             Some(i) => i,
             None => {
                 let (orders, customers) = (PlHashSet::new(), Distinct::default());
