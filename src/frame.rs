@@ -215,9 +215,14 @@ pub fn same_text(a: Option<&str>, b: Option<&str>) -> bool {
 /// The values of a text column, String or Categorical, row by row.
 pub fn texts<'a>(df: &'a DataFrame, name: &str) -> Result<Box<dyn Iterator<Item = Option<&'a str>> + 'a>> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;
+    column_texts(c).ctx(|| format!("column {name} as text"))
+}
+
+/// [`texts`] of a column: categories are read through their codes, not cast to one string a row.
+fn column_texts(c: &Column) -> PolarsResult<Box<dyn Iterator<Item = Option<&str>> + '_>> {
     Ok(match c.dtype() {
-        DataType::Categorical(..) => Box::new(c.cat16().ctx(|| format!("column {name} as categories"))?.iter_str()),
-        _ => Box::new(c.str().ctx(|| format!("column {name} as text"))?.iter()),
+        DataType::Categorical(..) => Box::new(c.cat16()?.iter_str()),
+        _ => Box::new(c.str()?.iter()),
     })
 }
 
@@ -500,14 +505,13 @@ where
     C: FromIterator<Option<T>> + IntoColumn + NamedFrom,
 {
     let out2 = out.clone();
-    text.cast(DataType::String).map_many(
+    text.map_many(
         move |cols: &mut [Column]| {
-            let t = cols[0].str()?.clone();
             let d = cols[1].cast(&DataType::Int32)?;
             let d = d.i32()?;
             let n = cols[2].cast(&DataType::Float64)?;
             let n = n.f64()?;
-            let out: C = t.iter().zip(d.iter()).zip(n.iter()).map(|((t, d), n)| f(t, d, n)).collect();
+            let out: C = column_texts(&cols[0])?.zip(d.iter()).zip(n.iter()).map(|((t, d), n)| f(t, d, n)).collect();
             Ok(out.named(cols[0].name().clone()).into_column())
         },
         &[day, number],

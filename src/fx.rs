@@ -4,14 +4,15 @@
 
 use crate::error::{Error, Result};
 use chrono::NaiveDate;
-use std::collections::HashMap;
+use polars::prelude::PlHashMap;
 use std::path::Path;
 
 #[derive(Debug, Clone, Default)]
 pub struct FxRates {
     base: String,
     /// currency -> (days since 1970-01-01, rate), sorted by day.
-    rates: HashMap<String, Vec<(i32, f64)>>,
+    /// Looked up for every order line: a fast hash, not the standard library's SipHash.
+    rates: PlHashMap<String, Vec<(i32, f64)>>,
 }
 
 pub fn epoch_days(d: NaiveDate) -> i32 {
@@ -25,7 +26,7 @@ pub fn from_epoch_days(days: i32) -> NaiveDate {
 impl FxRates {
     /// Rates for the base currency only (no file configured).
     pub fn base_only(base: &str) -> Self {
-        FxRates { base: base.to_string(), rates: HashMap::new() }
+        FxRates { base: base.to_string(), rates: PlHashMap::default() }
     }
 
     pub fn load(path: &Path, base: &str) -> Result<Self> {
