@@ -451,7 +451,7 @@ struct Distinct {
 
 impl Distinct {
     fn of(d: &Data) -> Distinct {
-        let mut index: std::collections::HashMap<(u64, u64, u64), u32> = std::collections::HashMap::new();
+        let mut index: foldhash::HashMap<(u64, u64, u64), u32> = foldhash::HashMap::default();
         let mut triples = Vec::new();
         let triple_of = (0..d.x.len())
             .map(|j| {

@@ -26,7 +26,7 @@ impl Spend {
     /// Keeps customers with x > 0 and m > 0.
     pub fn new(x: &[f64], m: &[f64]) -> Spend {
         let mut s = Spend::default();
-        let mut distinct = std::collections::HashMap::new();
+        let mut distinct = foldhash::HashMap::default();
         for (&x, &m) in x.iter().zip(m) {
             if x > 0.0 && m > 0.0 {
                 s.x.push(x);
