@@ -124,7 +124,7 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
         // CDNOW has eight) is a purchase; a refunded one is not; a day whose returns outweigh its
         // purchases is not an event.
         let value = net.unwrap_or(0.0);
-        let e = current.days.entry(day.unwrap_or(0) as i32).or_insert((0.0, false));
+        let e = current.day(day.unwrap_or(0) as i32);
         e.0 += value;
         e.1 |= status != Some(REFUNDED) && value >= 0.0;
     }
@@ -139,11 +139,32 @@ struct Building<'a> {
     revenue: f64,
     /// Distinct (source, order id) of non-cancelled lines.
     orders: PlHashSet<(Option<&'a str>, Option<&'a str>)>,
-    /// Per day: (value, has a purchase line).
-    days: std::collections::BTreeMap<i32, (f64, bool)>,
+    /// Per day, ascending: (day, (value, has a purchase line)). A vector, reused from customer to
+    /// customer: lines come by time, so a day is nearly always the last one or a new last one
+    /// (local dates of sources in different zones can step back).
+    days: Vec<(i32, (f64, bool))>,
 }
 
 impl Building<'_> {
+    /// The running (value, has a purchase line) of `day`.
+    fn day(&mut self, day: i32) -> &mut (f64, bool) {
+        let i = match self.days.last() {
+            Some(&(last, _)) if last == day => self.days.len() - 1,
+            Some(&(last, _)) if last > day => match self.days.binary_search_by_key(&day, |d| d.0) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.days.insert(i, (day, (0.0, false)));
+                    i
+                }
+            },
+            _ => {
+                self.days.push((day, (0.0, false)));
+                self.days.len() - 1
+            }
+        };
+        &mut self.days[i].1
+    }
+
     fn finish(&mut self, out: &mut Vec<Market>) {
         let Some((market, id)) = self.who.take() else { return };
         let market = market.unwrap_or_default();
@@ -200,6 +221,27 @@ mod tests {
         assert_eq!(a.events, [(100, 15.0), (103, 0.0)]);
         assert_eq!((b.id.as_str(), b.orders, b.revenue), ("b", 2, 0.0));
         assert_eq!(b.events, [(100, 20.0)]);
+    }
+
+    /// Local dates can step back between lines sorted by time (sources in different zones): a
+    /// day met again after a later one still adds to its own event.
+    #[test]
+    fn days_out_of_order_add_to_their_own_event() {
+        let days = [100, 102, 101, 102, 100, 99];
+        let orders = df!(
+            schema::MARKET => vec!["eu"; days.len()],
+            schema::CUSTOMER_ID => vec!["a"; days.len()],
+            schema::SOURCE => vec!["shop"; days.len()],
+            schema::ORDER_ID => ["1", "2", "3", "4", "5", "6"],
+            schema::STATUS => vec![schema::status::COMPLETED; days.len()],
+            schema::NET_BASE => [1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+            schema::ORDER_DATE => days.to_vec(),
+        )
+        .unwrap();
+        let s = summarize(&orders, NaiveDate::from_ymd_opt(1970, 12, 31).unwrap(), 1.0).unwrap();
+        let a = &s.markets[0].customers[0];
+        assert_eq!(a.events, [(99, 32.0), (100, 17.0), (101, 4.0), (102, 10.0)]);
+        assert_eq!((a.orders, a.revenue), (6, 63.0));
     }
 
     #[test]
