@@ -244,7 +244,8 @@ fn drop_reasons(df: &DataFrame, older: &BooleanChunked, as_of: NaiveDate) -> Res
 /// from a channel whose own export is loaded, a test order, no customer. (Ordered after `as_of`
 /// and older copies come first; they are decided on the combined table.)
 fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]) -> Expr {
-    let tests = tests.clone();
+    let email_patterns: Vec<parse::Wildcard> = tests.emails.iter().map(|p| parse::Wildcard::new(p)).collect();
+    let tag_patterns: Vec<parse::Wildcard> = tests.tags.iter().map(|p| parse::Wildcard::new(p)).collect();
     let is_test = frame::two_texts_to_str(col(aux::EMAIL), col(aux::TAGS), move |email, tags| {
         let email = email.unwrap_or_default().trim();
         // Addresses are nearly always lower case already: no copy for those.
@@ -252,9 +253,8 @@ fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]
             true => std::borrow::Cow::Owned(email.to_lowercase()),
             false => std::borrow::Cow::Borrowed(email),
         };
-        let by_email = !email.is_empty() && tests.emails.iter().any(|p| parse::wildcard(p, &email));
-        let by_tag =
-            tags.unwrap_or_default().split(',').any(|t| tests.tags.iter().any(|p| parse::wildcard(p, t.trim())));
+        let by_email = !email.is_empty() && email_patterns.iter().any(|p| p.matches(&email));
+        let by_tag = tags.unwrap_or_default().split(',').any(|t| tag_patterns.iter().any(|p| p.matches(t.trim())));
         (by_email || by_tag).then(|| "test order".to_string())
     });
     let no_customer = when(col(aux::CUSTOMER_KEY).is_null())
