@@ -407,9 +407,14 @@ fn column_by_column(df: DataFrame, f: impl Fn(Column) -> Result<Column> + Sync) 
 
 /// Values of a string column, for reports and tests.
 pub fn strings(df: &DataFrame, name: &str) -> Result<Vec<Option<String>>> {
+    Ok(as_text(df, name)?.iter().map(|v| v.map(str::to_string)).collect())
+}
+
+/// A column as text (numbers as Polars writes them), without a `String` per value.
+pub fn as_text(df: &DataFrame, name: &str) -> Result<StringChunked> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;
     let c = c.cast(&DataType::String).ctx(|| format!("column {name} as text"))?;
-    Ok(c.str().ctx(|| format!("column {name}"))?.iter().map(|v| v.map(str::to_string)).collect())
+    Ok(c.str().ctx(|| format!("column {name}"))?.clone())
 }
 
 /// Values of a numeric column as f64, for reports and tests.

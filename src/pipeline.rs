@@ -386,8 +386,7 @@ fn markets_to_publish(p: &Pipeline, orders: &DataFrame, only: &[String]) -> Resu
         return Ok(only.to_vec());
     }
     let mut markets: Vec<String> = p.markets.keys().cloned().collect();
-    let present = frame::strings(orders, schema::MARKET)?;
-    if present.iter().flatten().any(|m| m == OTHER_MARKET) {
+    if frame::texts(orders, schema::MARKET)?.any(|m| m == Some(OTHER_MARKET)) {
         markets.push(OTHER_MARKET.to_string());
     }
     Ok(markets)

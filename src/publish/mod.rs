@@ -16,7 +16,20 @@ use std::path::{Path, PathBuf};
 
 /// One CSV field, quoted when it must be (RFC 4180).
 pub fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    let mut out = String::with_capacity(s.len());
+    push_csv_cell(&mut out, s);
+    out
+}
+
+/// [`csv_cell`] appended to `out`.
+pub fn push_csv_cell(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
 }
 
 pub struct Publisher {

@@ -78,15 +78,24 @@ pub fn actions(m: &Market, r: &MarketResult, seg: &Segments, list: &str) -> Resu
 /// A small frame as CSV text (header, then one line per row), for people who open Excel.
 pub fn csv(df: &DataFrame) -> Result<String> {
     let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
-    let columns: Vec<Vec<Option<String>>> = names.iter().map(|n| frame::strings(df, n)).collect::<Result<_>>()?;
-    let mut out = names.iter().map(|n| crate::publish::csv_cell(n)).collect::<Vec<_>>().join(",") + "\n";
-    for i in 0..df.height() {
-        let line: Vec<String> =
-            columns.iter().map(|c| crate::publish::csv_cell(c[i].as_deref().unwrap_or(""))).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
+    let columns: Vec<StringChunked> = names.iter().map(|n| frame::as_text(df, n)).collect::<Result<_>>()?;
+    let mut cells: Vec<_> = columns.iter().map(|c| c.iter()).collect();
+    let mut out = String::new();
+    csv_line(&mut out, names.iter().map(String::as_str));
+    for _ in 0..df.height() {
+        csv_line(&mut out, cells.iter_mut().map(|c| c.next().flatten().unwrap_or("")));
     }
     Ok(out)
+}
+
+fn csv_line<'a>(out: &mut String, values: impl Iterator<Item = &'a str>) {
+    for (k, v) in values.enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        crate::publish::push_csv_cell(out, v);
+    }
+    out.push('\n');
 }
 
 /// Money columns of the CAC table.
