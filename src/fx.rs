@@ -4,7 +4,6 @@
 
 use crate::error::{Error, Result};
 use chrono::NaiveDate;
-use polars::prelude::PlHashMap;
 use std::path::Path;
 
 #[derive(Debug, Clone, Default)]
@@ -12,7 +11,7 @@ pub struct FxRates {
     base: String,
     /// currency -> (days since 1970-01-01, rate), sorted by day.
     /// Looked up for every order line: a fast hash, not the standard library's SipHash.
-    rates: PlHashMap<String, Vec<(i32, f64)>>,
+    rates: foldhash::HashMap<String, Vec<(i32, f64)>>,
 }
 
 pub fn epoch_days(d: NaiveDate) -> i32 {
@@ -26,7 +25,7 @@ pub fn from_epoch_days(days: i32) -> NaiveDate {
 impl FxRates {
     /// Rates for the base currency only (no file configured).
     pub fn base_only(base: &str) -> Self {
-        FxRates { base: base.to_string(), rates: PlHashMap::default() }
+        FxRates { base: base.to_string(), rates: foldhash::HashMap::default() }
     }
 
     pub fn load(path: &Path, base: &str) -> Result<Self> {

@@ -385,7 +385,7 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
     names.sort_unstable();
     names.dedup();
     let index = |m: &str| names.binary_search(&m).expect("listed above");
-    let of_country: HashMap<&str, usize> = market_of.iter().map(|(c, m)| (c.as_str(), index(m))).collect();
+    let of_country: foldhash::HashMap<&str, usize> = market_of.iter().map(|(c, m)| (c.as_str(), index(m))).collect();
     let other = index(OTHER_MARKET);
     let markets: Vec<usize> =
         first.iter().map(|f| f.and_then(|f| f.2).and_then(|c| of_country.get(c).copied()).unwrap_or(other)).collect();
