@@ -11,6 +11,9 @@ use chrono_tz::Tz;
 /// plain `3.5` still reads as 3.5 (files mix both). Without it, a comma is only accepted as a
 /// thousands separator (`1,234.50`), so `57,10` is an error rather than 5710.
 pub fn amount(raw: &str, decimal_comma: bool) -> Option<f64> {
+    if let Some(v) = plain_decimal(raw) {
+        return Some(v);
+    }
     let s = raw.trim().trim_start_matches('\'').trim();
     let (negative, s) = match s.strip_prefix('(').and_then(|s| s.strip_suffix(')')) {
         Some(inner) => (true, inner.trim()),
@@ -37,6 +40,37 @@ pub fn amount(raw: &str, decimal_comma: bool) -> Option<f64> {
     };
     let v: f64 = cleaned.parse().ok()?;
     v.is_finite().then_some(if negative { -v } else { v })
+}
+
+/// `[-]digits[.digits]`, the form nearly every export writes, read without the general parser: a
+/// whole-number mantissa of at most 2^53 divided by an exact power of ten is rounded once, so it
+/// is the same number `str::parse` returns. Anything else is `None` (left to the general path).
+fn plain_decimal(raw: &str) -> Option<f64> {
+    const POWERS: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+    let bytes = raw.as_bytes();
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    if digits.len() > POWERS.len() {
+        return None;
+    }
+    let (mut mantissa, mut decimals, mut seen_digit) = (0u64, None, false);
+    for (i, &c) in digits.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                seen_digit = true;
+            }
+            b'.' if decimals.is_none() => decimals = Some(digits.len() - i - 1),
+            _ => return None,
+        }
+    }
+    if !seen_digit || mantissa > 1 << 53 {
+        return None;
+    }
+    let v = mantissa as f64 / POWERS[decimals.unwrap_or(0)];
+    Some(if negative { -v } else { v })
 }
 
 /// `1,234` / `-12,345,678.90`: groups of three after the first comma, before any decimal point.
@@ -228,6 +262,57 @@ impl Wildcard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path returns exactly what the general parser does, or leaves the text to it.
+    #[test]
+    fn plain_decimals_read_as_str_parse_does() {
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "5.",
+            ".5",
+            "-.5",
+            ".",
+            "-",
+            "",
+            "1.2.3",
+            "+5",
+            "1e3",
+            "12.345678901234",
+            "9007199254740993",
+            "900719925474099.3",
+            "0.1",
+            "-0.30",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 10u64.pow(1 + (x >> 60) as u32 % 16)).to_string();
+            let point = (x >> 8) as usize % (digits.len() + 2);
+            let mut t =
+                if point <= digits.len() { format!("{}.{}", &digits[..point], &digits[point..]) } else { digits };
+            if x & 1 == 1 {
+                t.insert(0, '-');
+            }
+            texts.push(t);
+        }
+        let mut fast = 0;
+        for t in &texts {
+            if let Some(v) = plain_decimal(t) {
+                fast += 1;
+                let general: f64 = t.parse().expect("a plain decimal parses");
+                assert_eq!(v.to_bits(), general.to_bits(), "{t}");
+            }
+        }
+        assert!(fast > texts.len() / 2, "the fast path took only {fast} texts");
+        for t in [".", "-", "", "1.2.3", "+5", "1e3", "9007199254740993"] {
+            assert_eq!(plain_decimal(t), None, "{t}");
+        }
+    }
 
     #[test]
     fn amounts() {
