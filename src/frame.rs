@@ -231,6 +231,11 @@ pub fn f64_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Float64Chunke
     df.column(name).ctx(|| format!("column {name}"))?.f64().ctx(|| format!("column {name} as numbers"))
 }
 
+/// A UInt32 column by name (an error naming it when absent or of another type).
+pub fn u32_values<'a>(df: &'a DataFrame, name: &str) -> Result<&'a UInt32Chunked> {
+    df.column(name).ctx(|| format!("column {name}"))?.u32().ctx(|| format!("column {name} as counts"))
+}
+
 /// An integer-like column (integers, dates, datetimes) as i64 values.
 pub fn i64_column(df: &DataFrame, name: &str) -> Result<Int64Chunked> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;

@@ -97,19 +97,14 @@ pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64)
 fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
     use schema::status::{CANCELLED, REFUNDED};
     let text = |name: &str| frame::texts(orders, name);
-    let (markets, ids, sources, order_ids, statuses) = (
-        text(schema::MARKET)?,
-        text(schema::CUSTOMER_ID)?,
-        text(schema::SOURCE)?,
-        text(schema::ORDER_ID)?,
-        text(schema::STATUS)?,
-    );
+    let (markets, ids, statuses) = (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::STATUS)?);
+    let order_keys = frame::u32_values(orders, schema::aux::ORDER_KEY)?.into_no_null_iter();
     let net = frame::f64_column(orders, schema::NET_BASE)?;
     let days = frame::i64_column(orders, schema::ORDER_DATE)?;
 
     let mut out: Vec<Market> = Vec::new();
     let mut current = Building::default();
-    let lines = markets.zip(ids).zip(sources.zip(order_ids)).zip(statuses.zip(net.iter()).zip(days.iter()));
+    let lines = markets.zip(ids).zip(order_keys).zip(statuses.zip(net.iter()).zip(days.iter()));
     for ((who, order), ((status, net), day)) in lines {
         if !current.who.is_some_and(|(m, c)| frame::same_text(m, who.0) && frame::same_text(c, who.1)) {
             current.finish(&mut out);
@@ -119,7 +114,9 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
         if status.is_none_or(|s| s == CANCELLED) {
             continue;
         }
-        current.orders.insert(order);
+        if current.orders.last() != Some(&order) {
+            current.orders.push(order);
+        }
         // A purchase line: not cancelled, not refunded, not a return (net >= 0). A free order (net 0,
         // CDNOW has eight) is a purchase; a refunded one is not; a day whose returns outweigh its
         // purchases is not an event.
@@ -137,8 +134,9 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
 struct Building<'a> {
     who: Option<(Option<&'a str>, Option<&'a str>)>,
     revenue: f64,
-    /// Distinct (source, order id) of non-cancelled lines.
-    orders: PlHashSet<(Option<&'a str>, Option<&'a str>)>,
+    /// Order keys of non-cancelled lines (`aux::ORDER_KEY`: one per source and order id), a
+    /// line's key skipped when it repeats the one before; made distinct when the customer ends.
+    orders: Vec<u32>,
     /// Per day, ascending: (day, (value, has a purchase line)). A vector, reused from customer to
     /// customer: lines come by time, so a day is nearly always the last one or a new last one
     /// (local dates of sources in different zones can step back).
@@ -171,6 +169,8 @@ impl Building<'_> {
         if out.last().is_none_or(|last| last.name != market) {
             out.push(Market { name: market.to_string(), customers: Vec::new() });
         }
+        self.orders.sort_unstable();
+        self.orders.dedup();
         let events = self.days.iter().filter(|(_, (v, p))| *p && *v >= 0.0).map(|(d, (v, _))| (*d, *v)).collect();
         out.last_mut().expect("pushed").customers.push(Customer {
             id: id.unwrap_or_default().to_string(),
@@ -208,7 +208,8 @@ mod tests {
             schema::MARKET => col(|l| l.0),
             schema::CUSTOMER_ID => col(|l| l.1),
             schema::SOURCE => vec!["shop"; lines.len()],
-            schema::ORDER_ID => col(|l| l.2),
+            // One source: the order ids are the keys.
+            schema::aux::ORDER_KEY => lines.iter().map(|l| l.2.parse::<u32>().unwrap()).collect::<Vec<_>>(),
             schema::STATUS => col(|l| l.3),
             schema::NET_BASE => lines.iter().map(|l| l.4).collect::<Vec<_>>(),
             schema::ORDER_DATE => lines.iter().map(|l| l.5).collect::<Vec<_>>(),
@@ -232,7 +233,7 @@ mod tests {
             schema::MARKET => vec!["eu"; days.len()],
             schema::CUSTOMER_ID => vec!["a"; days.len()],
             schema::SOURCE => vec!["shop"; days.len()],
-            schema::ORDER_ID => ["1", "2", "3", "4", "5", "6"],
+            schema::aux::ORDER_KEY => [1u32, 2, 3, 4, 5, 6],
             schema::STATUS => vec![schema::status::COMPLETED; days.len()],
             schema::NET_BASE => [1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
             schema::ORDER_DATE => days.to_vec(),

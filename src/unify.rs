@@ -46,8 +46,9 @@ impl Accounting {
 }
 
 pub struct Unified {
-    /// The canonical order lines (schema::ORDER_LINE_COLUMNS), sorted; the pipeline keeps only
-    /// `schema::ANALYSED_COLUMNS` once it has staged the orders partitions.
+    /// The canonical order lines (schema::ORDER_LINE_COLUMNS) and each line's
+    /// `aux::ORDER_KEY`, sorted; the pipeline keeps only `schema::ANALYSED_COLUMNS` once it has
+    /// staged the orders partitions.
     pub orders: DataFrame,
     pub accounting: BTreeMap<String, Accounting>,
 }
@@ -83,6 +84,8 @@ pub struct Prepared {
     pub accounting: Accounting,
     lines: DataFrame,
     keys: Vec<String>,
+    /// Lines carry `aux::ORDER_KEY` below this: a slot among the source's distinct order ids.
+    order_count: u32,
 }
 
 const DROP: &str = "_drop";
@@ -112,19 +115,21 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let own = frame::category(own).alias(OWN_DROP);
     let plan = |lf: LazyFrame| lf.with_column(own.clone()).drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
     let mut all = frame::collect_in_parts(std::mem::take(&mut loaded.lines), plan, &format!("lines of {id}"))?;
-    let (older, records) = older_copies(&all)?;
+    let Copies { older, records, orders, order_count } = older_copies(&all)?;
     let drops = drop_reasons(&all, &older, rules.as_of)?;
     for used in [aux::FILE, aux::LINE, aux::UPDATED_AT, OWN_DROP] {
         all.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
     }
     frame::put_column(&mut all, DROP, drops)?;
     frame::put_column(&mut all, RECORD, records)?;
+    frame::put_column(&mut all, aux::ORDER_KEY, orders)?;
     count_records(&all, &mut acc)?;
     let kept_rows = all.column(DROP).ctx(|| "drops")?.is_null();
 
     let derived = [schema::SOURCE, schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
     let needed = schema::ORDER_LINE_COLUMNS.into_iter().filter(|c| !derived.contains(c));
-    let needed: Vec<&str> = needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY]).collect();
+    let needed: Vec<&str> =
+        needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY, aux::ORDER_KEY]).collect();
     let needed = all.select(needed).ctx(|| "kept columns")?;
     std::mem::drop(all);
     let kept = frame::filter_rows(needed, &kept_rows)?;
@@ -154,7 +159,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     // One contiguous chunk per column (a chunk per export file otherwise): the final gather
     // over many chunks cost more than this copy.
     let lines = frame::rechunk(kept)?;
-    Ok(Prepared { id: id.to_string(), accounting: acc, lines, keys })
+    Ok(Prepared { id: id.to_string(), accounting: acc, lines, keys, order_count })
 }
 
 /// Kept and dropped records and revenue of one source, by reason. Accounting is in records
@@ -208,14 +213,19 @@ pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
     }
     std::mem::drop(slot_of);
     let customers = Customers::of(slots, &keys, &Hasher::from_env());
+    // Order slots become unique across sources: each source's after the ones before it.
+    let mut first_order = 0u32;
     for p in prepared {
         accounting.insert(p.id, p.accounting);
-        frames.push(p.lines.lazy().drop(cols([CUSTOMER])));
+        let key = (col(aux::ORDER_KEY) + lit(first_order)).alias(aux::ORDER_KEY);
+        frames.push(p.lines.lazy().drop(cols([CUSTOMER])).with_column(key));
+        first_order += p.order_count;
     }
     let df = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
     let mut df = frame::rechunk(df)?;
     df.with_column(first_market(&df, &customers, &rules.market_of)?).ctx(|| "markets")?;
-    let orders = sorted(df, &customers)?.select(schema::ORDER_LINE_COLUMNS).ctx(|| "order lines")?;
+    let columns = schema::ORDER_LINE_COLUMNS.into_iter().chain([aux::ORDER_KEY]);
+    let orders = sorted(df, &customers)?.select(columns).ctx(|| "order lines")?;
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
 }
@@ -273,11 +283,23 @@ fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]
     coalesce(&reasons)
 }
 
-/// Lines of an order that a newer export file of the same source also holds, and each line's
-/// record as one integer (file rank, line). The newest copy of an order across overlapping exports
-/// is the file with the highest last-updated date (null lowest), then the file that sorts last:
-/// the file of the greatest (updated, file) over the order's lines.
-fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
+/// What [`older_copies`] finds of each line of a source.
+struct Copies {
+    /// The line is of an order that a newer export file also holds.
+    older: BooleanChunked,
+    /// The line's record as one integer (file rank, line).
+    records: UInt64Chunked,
+    /// The line's order as a slot among the source's distinct order ids (`aux::ORDER_KEY`), from
+    /// 0 to `order_count`: later passes count orders in a bit set instead of hashing their text.
+    orders: UInt32Chunked,
+    order_count: u32,
+}
+
+/// Lines of an order that a newer export file of the same source also holds, each line's record
+/// and its order's slot. The newest copy of an order across overlapping exports is the file with
+/// the highest last-updated date (null lowest), then the file that sorts last: the file of the
+/// greatest (updated, file) over the order's lines.
+fn older_copies(df: &DataFrame) -> Result<Copies> {
     let files = frame::column_ranks(df, aux::FILE)?;
     let orders = frame::text_columns(df, &[schema::ORDER_ID])?.remove(0);
     let orders = frame::Texts::of(&orders);
@@ -315,7 +337,12 @@ fn older_copies(df: &DataFrame) -> Result<(BooleanChunked, UInt64Chunked)> {
     let older = row_slots.iter().zip(&files).map(|(&slot, &f)| newest[slot as usize].1 != f).collect();
     let lines = frame::i64_column(df, aux::LINE)?;
     let records = files.iter().zip(lines.iter()).map(|(&f, l)| (f as u64) << 32 | l.unwrap_or(0) as u64).collect();
-    Ok((older, UInt64Chunked::from_vec(RECORD.into(), records)))
+    Ok(Copies {
+        older,
+        records: UInt64Chunked::from_vec(RECORD.into(), records),
+        order_count: newest.len() as u32,
+        orders: UInt32Chunked::from_vec(aux::ORDER_KEY.into(), row_slots),
+    })
 }
 
 /// The kept lines' customers: each line's slot among the distinct customer keys (from 1; 0 for

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::frame;
-use crate::schema;
+use crate::schema::{self, aux};
 use crate::unify::Accounting;
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -26,25 +26,28 @@ pub struct SourceFigures {
 
 /// One pass over a market's lines. Customers are counted once per run of their lines and source
 /// (the published lines of a customer are consecutive, in ascending id order: counting runs needs
-/// no set, see [`Distinct`]), orders once per run of an order; any order of lines counts right.
+/// no set, see [`Distinct`]), orders by their `aux::ORDER_KEY` in a bit set (a hash set of order
+/// ids was most of the pass); any order of lines counts right.
 pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
     struct Source<'a> {
         name: &'a str,
-        orders: PlHashSet<Option<&'a str>>,
+        orders: u64,
         customers: Distinct<'a>,
         revenue: f64,
-        /// The customer run and order this source last counted.
-        last: (usize, Option<&'a str>),
+        /// The customer run this source last counted.
+        last_run: usize,
     }
     let text = |name: &str| frame::texts(orders, name);
-    let (sources, order_ids, customer_ids, statuses) =
-        (text(schema::SOURCE)?, text(schema::ORDER_ID)?, text(schema::CUSTOMER_ID)?, text(schema::STATUS)?);
+    let (sources, customer_ids, statuses) = (text(schema::SOURCE)?, text(schema::CUSTOMER_ID)?, text(schema::STATUS)?);
+    let keys = frame::u32_values(orders, aux::ORDER_KEY)?;
     let net = frame::f64_column(orders, schema::NET_BASE)?;
     let mut by_source: Vec<Source> = Vec::new();
     let mut customers = Distinct::default();
+    // Order keys are unique across sources: one bit per key says the order was counted.
+    let mut counted = vec![0u64; keys.max().map_or(0, |m| m as usize / 64 + 1)];
     let (mut run, mut current, mut revenue) = (0, None, 0.0);
-    let lines = sources.zip(order_ids).zip(customer_ids.zip(statuses)).zip(net.iter());
-    for (((source, order), (customer, status)), net) in lines {
+    let lines = sources.zip(keys.into_no_null_iter()).zip(customer_ids.zip(statuses)).zip(net.iter());
+    for (((source, key), (customer, status)), net) in lines {
         if status.is_none_or(|s| s == schema::status::CANCELLED) {
             continue;
         }
@@ -56,19 +59,20 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
         let i = match by_source.iter().position(|s| frame::same_text(Some(s.name), Some(name))) {
             Some(i) => i,
             None => {
-                let (orders, customers) = (PlHashSet::new(), Distinct::default());
-                by_source.push(Source { name, orders, customers, revenue: 0.0, last: (0, None) });
+                by_source.push(Source { name, orders: 0, customers: Distinct::default(), revenue: 0.0, last_run: 0 });
                 by_source.len() - 1
             }
         };
         let s = &mut by_source[i];
-        if s.last.0 != run {
+        if s.last_run != run {
             s.customers.add(customer);
+            s.last_run = run;
         }
-        if s.last != (run, order) {
-            s.orders.insert(order);
+        let (word, bit) = (key as usize / 64, 1u64 << (key % 64));
+        if counted[word] & bit == 0 {
+            counted[word] |= bit;
+            s.orders += 1;
         }
-        s.last = (run, order);
         s.revenue += net.unwrap_or(0.0);
         revenue += net.unwrap_or(0.0);
     }
@@ -77,7 +81,7 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
         .iter()
         .map(|s| SourceFigures {
             source: s.name.to_string(),
-            orders: s.orders.len() as u64,
+            orders: s.orders,
             customers: s.customers.len(),
             revenue: s.revenue,
         })
@@ -354,15 +358,30 @@ pub fn cac_section(rows: &[&crate::cac::Cac], currency: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Order keys as unify gives them: one per distinct (source, order id), here spread out
+    /// (67 apart) so that keys fall in different words of the bit set.
+    fn order_keys(sources: &[&str], ids: &[&str]) -> Vec<u32> {
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        let mut key = |pair| match seen.iter().position(|p| *p == pair) {
+            Some(i) => i as u32 * 67,
+            None => {
+                seen.push(pair);
+                (seen.len() - 1) as u32 * 67
+            }
+        };
+        sources.iter().zip(ids).map(|(s, i)| key((*s, *i))).collect()
+    }
+
     /// Orders and customers counted distinct per source and customers over all, without the
     /// cancelled lines; a customer buying from two sources counts once in the total, and a
     /// customer or order met again after others (lines not grouped) is not counted twice.
     #[test]
     fn figures_count_distinct_orders_and_customers_without_cancelled_lines() {
         let (c, d) = (schema::status::COMPLETED, schema::status::CANCELLED);
+        let sources = ["shop", "shop", "shop", "amazon", "amazon", "shop", "amazon", "shop"];
         let orders = df!(
-            schema::SOURCE => ["shop", "shop", "shop", "amazon", "amazon", "shop", "amazon", "shop"],
-            schema::ORDER_ID => ["1", "1", "2", "A", "B", "3", "C", "1"],
+            schema::SOURCE => sources,
+            aux::ORDER_KEY => order_keys(&sources, &["1", "1", "2", "A", "B", "3", "C", "1"]),
             schema::CUSTOMER_ID => ["ann", "ann", "bob", "ann", "cy", "dee", "eve", "ann"],
             schema::STATUS => [c, c, c, c, c, d, d, c],
             schema::NET_BASE => [10.0, 5.0, 7.0, 3.0, 4.0, 0.0, 0.0, 1.0],
@@ -383,9 +402,10 @@ mod tests {
         let rows: Vec<(&str, &str, &str)> =
             vec![("shop", "1", "a"), ("shop", "2", "b"), ("amazon", "3", "b"), ("shop", "4", "c"), ("shop", "5", "d")];
         let frame = |rows: &[(&str, &str, &str)]| {
+            let (sources, ids): (Vec<&str>, Vec<&str>) = rows.iter().map(|r| (r.0, r.1)).unzip();
             df!(
-                schema::SOURCE => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                schema::ORDER_ID => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                schema::SOURCE => &sources,
+                aux::ORDER_KEY => order_keys(&sources, &ids),
                 schema::CUSTOMER_ID => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
                 schema::STATUS => vec![c; rows.len()],
                 schema::NET_BASE => vec![1.0; rows.len()],
