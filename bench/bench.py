@@ -186,12 +186,13 @@ def write_results(label, results):
         rss = med([x["rss"] for x in r["runs"]["clv"]])
         lines.append(f"| {r['records']:,} | {clv / floor:.1f} | {py / clv:.1f} | {rss / 1024:.2f} GB | {inc / clv:.2f} | "
                      f"{clv / (r['records'] / 1e6):.1f} |")
-    lines += ["", "clv's time per stage (ms, median; from manifest.json):", ""]
-    stages = sorted({s for r in results for x in r["runs"]["clv"] for s in x["stages"]})
-    lines += ["| order lines | " + " | ".join(stages) + " |", "|---:|" + "---:|" * len(stages)]
+    lines += ["", "clv's time per stage (ms, median; from manifest.json), full runs and reruns with one new file:", ""]
+    stages = sorted({s for r in results for x in r["runs"]["clv"] + r["incremental"] for s in x["stages"]})
+    lines += ["| order lines | run | " + " | ".join(stages) + " |", "|---:|---|" + "---:|" * len(stages)]
     for r in results:
-        cells = [f"{med([x['stages'].get(s, 0) for x in r['runs']['clv']]):,.0f}" for s in stages]
-        lines.append(f"| {r['records']:,} | " + " | ".join(cells) + " |")
+        for run, xs in (("full", r["runs"]["clv"]), ("rerun", r["incremental"])):
+            cells = [f"{med([x['stages'].get(s, 0) for x in xs]):,.0f}" for s in stages]
+            lines.append(f"| {r['records']:,} | {run} | " + " | ".join(cells) + " |")
     lines += ["", "Fairness: clv's published figures against the reference's (relative difference, largest over the "
               "parameters). Customers are those with a purchase event (modelled).", "",
               "| order lines | market | customers clv / python | revenue diff | BG/NBD diff | Gamma-Gamma diff |",
