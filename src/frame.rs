@@ -233,7 +233,7 @@ pub fn f64_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Float64Chunke
 
 /// A UInt32 column by name (an error naming it when absent or of another type).
 pub fn u32_values<'a>(df: &'a DataFrame, name: &str) -> Result<&'a UInt32Chunked> {
-    df.column(name).ctx(|| format!("column {name}"))?.u32().ctx(|| format!("column {name} as counts"))
+    df.column(name).ctx(|| format!("column {name}"))?.u32().ctx(|| format!("column {name} as unsigned integers"))
 }
 
 /// An integer-like column (integers, dates, datetimes) as i64 values.
