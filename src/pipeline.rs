@@ -235,8 +235,8 @@ struct Staged {
     run_id: String,
     markets: Vec<String>,
     publisher: Publisher,
-    /// Each market's orders partition as written, a file per month.
-    orders: BTreeMap<String, Vec<manifest::Output>>,
+    /// Each market's orders partition as written.
+    orders: BTreeMap<String, manifest::Output>,
 }
 
 impl Staged {
@@ -258,16 +258,18 @@ impl Staged {
         let markets = markets_to_publish(p, orders, only)?;
         let publisher = Publisher::new(out, &run_id, &markets)?;
         let as_of_s = as_of.to_string();
-        let meta =
-            parquet::Meta { run_id: &run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd, content_hash: None };
+        let meta = parquet::Meta { run_id: &run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
         let ranges = market_ranges(orders)?;
-        let one = |market: &String| -> Result<(String, Vec<manifest::Output>)> {
+        let one = |market: &String| -> Result<(String, manifest::Output)> {
             let part = match ranges.get(market) {
                 Some(&(first, rows)) => orders.slice(first as i64, rows),
                 None => orders.clear(),
             };
             let file = part.drop_many([schema::MARKET, schema::aux::ORDER_KEY]);
-            Ok((market.clone(), crate::publish::orders::stage(&publisher, out, market, &file, &meta)?))
+            let entry = PathBuf::from(format!("orders/market={market}"));
+            let rel = entry.join("part-0.parquet");
+            let rows = parquet::write(&file, &publisher.stage(entry, &rel)?, &schema::MONEY_COLUMNS, &meta)?;
+            Ok((market.clone(), manifest::Output { path: rel.display().to_string(), rows }))
         };
         // The largest partitions first: each is encoded on one thread, and a large one taken last
         // leaves the other core idle.
@@ -403,7 +405,7 @@ struct MarketCtx<'a> {
     /// Each market's rows of `orders`: (first row, rows); unify sorts the table by market.
     ranges: BTreeMap<String, (usize, usize)>,
     /// Each market's orders partition, staged with the unify stage.
-    staged_orders: &'a BTreeMap<String, Vec<manifest::Output>>,
+    staged_orders: &'a BTreeMap<String, manifest::Output>,
 }
 
 /// (first row, rows) of each market in `orders`, whose markets are consecutive.
@@ -438,7 +440,7 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
         let rows = parquet::write(df, &publisher.stage(entry, &rel)?, money, meta)?;
         Ok(manifest::Output { path: rel.display().to_string(), rows })
     };
-    outputs.extend(c.staged_orders[market].iter().cloned());
+    outputs.push(c.staged_orders[market].clone());
 
     let (by_source, total) = markdown::figures(&part)?;
     let mut report = markdown::render(market, &by_source, &total, c.report);
@@ -545,7 +547,7 @@ fn publish(
     let Staged { inputs, run_id, markets, publisher, orders: staged_orders } = staged;
     let (run_id, markets) = (run_id.as_str(), markets.as_slice());
     let as_of_s = as_of.to_string();
-    let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd, content_hash: None };
+    let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
     let report_ctx = markdown::Context {
         pipeline: &p.name,
         as_of: &as_of_s,

@@ -11,11 +11,9 @@ use crate::error::{Context, Result};
 use ::parquet::arrow::arrow_writer::compute_leaves;
 use ::parquet::arrow::parquet_to_arrow_schema;
 use ::parquet::column::writer::ColumnCloseResult;
-use ::parquet::file::metadata::ColumnChunkMetaData;
 use ::parquet::file::properties::ReaderProperties;
 use ::parquet::file::reader::FileReader;
 use ::parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
-use ::parquet::file::writer::SerializedRowGroupWriter;
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::fs::File;
@@ -32,114 +30,40 @@ pub const TABLES: [(&str, &str); 6] = [
     ("rejects", "source"),
 ];
 
-/// Partition values of `table` under `root` (`<table>/<key>=<value>/`), each with its files in
-/// name order (a month's orders after the month before).
-fn partitions(root: &Path, table: &str, key: &str) -> Vec<(String, Vec<PathBuf>)> {
+/// Partition values of `table` under `root` (`<table>/<key>=<value>/part-0.parquet`).
+fn partitions(root: &Path, table: &str, key: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(root.join(table)) else { return Vec::new() };
-    let prefix = format!("{key}=");
     entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| {
-            let value = e.file_name().to_str()?.strip_prefix(&prefix)?.to_string();
-            Some((value, parquet_files(&e.path())))
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix(&format!("{key}=")).map(str::to_string)))
+        .filter(|v| root.join(table).join(format!("{key}={v}")).join("part-0.parquet").is_file())
         .collect()
 }
 
-/// The `.parquet` files directly in `dir`, in name order.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet") && p.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
-/// A published Parquet file opened for copying its column chunks: the footer with page indexes
-/// and bloom filters, and the file again to read the chunks from.
-pub struct Chunks {
-    pub reader: SerializedFileReader<File>,
-    file: File,
-    path: PathBuf,
-}
-
-impl Chunks {
-    pub fn open(path: &Path) -> Result<Chunks> {
-        let open = || File::open(path).ctx(|| format!("opening {}", path.display()));
-        // arrow-rs reads a chunk's page encoding stats as a bit mask by default, and a mask is
-        // not written back: the copy's footer would lack them.
-        let options = ReadOptionsBuilder::new()
-            .with_page_index()
-            .with_encoding_stats_as_mask(false)
-            .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
-            .build();
-        let reader =
-            SerializedFileReader::new_with_options(open()?, options).ctx(|| format!("reading {}", path.display()))?;
-        Ok(Chunks { reader, file: open()?, path: path.to_path_buf() })
-    }
-
-    /// Appends every column chunk of row group `g` to `out` as it is (pages, statistics, page
-    /// indexes, bloom filter).
-    pub fn append_row_group(&self, g: usize, out: &mut SerializedRowGroupWriter<'_, File>) -> Result<()> {
-        let fail = || format!("copying row group {g} of {}", self.path.display());
-        let group = self.reader.get_row_group(g).ctx(fail)?;
-        let rows = group.metadata().num_rows() as u64;
-        let index = self.reader.metadata().page_index_for_row_group(g);
-        for (j, chunk) in group.metadata().columns().iter().enumerate() {
-            let copied = ColumnCloseResult {
-                bytes_written: chunk.compressed_size() as u64,
-                rows_written: rows,
-                metadata: as_written(chunk.clone()),
-                bloom_filter: group.get_column_bloom_filter(j).cloned(),
-                column_index: index.column_index(j).cloned(),
-                offset_index: index.offset_index(j).cloned(),
-            };
-            out.append_column(&self.file, copied).ctx(fail)?;
-        }
-        Ok(())
-    }
-}
-
-/// A chunk's metadata as the writer gave it: on reading, arrow-rs drops the flag that has the
-/// writer repeat min and max in the deprecated fields (where the sort order is signed), so a
-/// copy's footer would differ from the original's.
-fn as_written(chunk: ColumnChunkMetaData) -> ColumnChunkMetaData {
-    use ::parquet::file::statistics::Statistics as S;
-    let Some(stats) = chunk.statistics().filter(|_| chunk.column_descr().sort_order().is_signed()).cloned() else {
-        return chunk;
-    };
-    let stats = match stats {
-        S::Boolean(v) => S::Boolean(v.with_backwards_compatible_min_max(true)),
-        S::Int32(v) => S::Int32(v.with_backwards_compatible_min_max(true)),
-        S::Int64(v) => S::Int64(v.with_backwards_compatible_min_max(true)),
-        S::Int96(v) => S::Int96(v.with_backwards_compatible_min_max(true)),
-        S::Float(v) => S::Float(v.with_backwards_compatible_min_max(true)),
-        S::Double(v) => S::Double(v.with_backwards_compatible_min_max(true)),
-        S::ByteArray(v) => S::ByteArray(v.with_backwards_compatible_min_max(true)),
-        S::FixedLenByteArray(v) => S::FixedLenByteArray(v.with_backwards_compatible_min_max(true)),
-    };
-    chunk.into_builder().set_statistics(stats).build().expect("only the statistics changed")
-}
-
-/// A partition file opened for copying, with the flat table's schema as it gives it: the key
-/// column, then the partition's.
+/// A partition file opened for copying: its footer with page indexes and bloom filters, and the
+/// file again to read column chunks from.
 struct Partition {
     value: String,
-    chunks: Chunks,
+    reader: SerializedFileReader<File>,
+    file: File,
+    /// The flat table's schema as this partition gives it: the key column, then the partition's.
     schema: SchemaRef,
 }
 
 fn open(key: &str, value: &str, path: &Path) -> Result<Partition> {
-    let chunks = Chunks::open(path)?;
-    let footer = chunks.reader.metadata().file_metadata();
+    let open = || File::open(path).ctx(|| format!("opening {}", path.display()));
+    let options = ReadOptionsBuilder::new()
+        .with_page_index()
+        .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
+        .build();
+    let reader =
+        SerializedFileReader::new_with_options(open()?, options).ctx(|| format!("reading {}", path.display()))?;
+    let footer = reader.metadata().file_metadata();
     let columns = parquet_to_arrow_schema(footer.schema_descr(), footer.key_value_metadata())
         .ctx(|| format!("reading the schema of {}", path.display()))?;
     let mut fields = vec![Arc::new(Field::new(key, DataType::Utf8, false))];
     fields.extend(columns.fields().iter().cloned());
-    Ok(Partition { value: value.to_string(), chunks, schema: Arc::new(Schema::new(fields)) })
+    Ok(Partition { value: value.to_string(), reader, file: open()?, schema: Arc::new(Schema::new(fields)) })
 }
 
 /// Stages `bi/<table>.parquet` for every table with partitions; returns (path, rows). The tables
@@ -148,13 +72,18 @@ pub fn stage(publisher: &Publisher, out: &Path, meta: &Meta) -> Result<Vec<(Stri
     let staging = publisher.staging().to_path_buf();
     let mut jobs = Vec::new();
     for (table, key) in TABLES {
-        // A partition this run stages replaces the published one, even when it has no files.
         let mut values = partitions(&staging, table, key);
-        let staged: Vec<String> = values.iter().map(|(v, _)| v.clone()).collect();
-        values.extend(partitions(out, table, key).into_iter().filter(|(v, _)| !staged.contains(v)));
+        let staged = values.clone();
+        values.extend(partitions(out, table, key).into_iter().filter(|v| !staged.contains(v)));
         values.sort();
-        let sources: Vec<(String, PathBuf)> =
-            values.into_iter().flat_map(|(v, files)| files.into_iter().map(move |f| (v.clone(), f))).collect();
+        let sources: Vec<(String, PathBuf)> = values
+            .into_iter()
+            .map(|v| {
+                let rel = PathBuf::from(table).join(format!("{key}={v}")).join("part-0.parquet");
+                let path = if staged.contains(&v) { staging.join(&rel) } else { out.join(&rel) };
+                (v, path)
+            })
+            .collect();
         if !sources.is_empty() {
             jobs.push((table, key, sources));
         }
@@ -197,8 +126,9 @@ fn flat_table(
         parquet::writer(schema.clone(), &path, meta)?.into_serialized_writer().ctx(|| fail("starting"))?;
     let (mut rows, mut groups) = (0, 0);
     for part in &parts {
-        for g in 0..part.chunks.reader.num_row_groups() {
-            let n = part.chunks.reader.metadata().row_group(g).num_rows();
+        for g in 0..part.reader.num_row_groups() {
+            let group = part.reader.get_row_group(g).ctx(|| fail("reading a partition for"))?;
+            let n = group.metadata().num_rows();
             if n == 0 {
                 continue;
             }
@@ -210,7 +140,18 @@ fn flat_table(
                 key_column.write(&leaf).ctx(|| fail("encoding"))?;
             }
             key_column.close().and_then(|c| c.append_to_row_group(&mut out)).ctx(|| fail("writing"))?;
-            part.chunks.append_row_group(g, &mut out)?;
+            let index = part.reader.metadata().page_index_for_row_group(g);
+            for (j, chunk) in group.metadata().columns().iter().enumerate() {
+                let copied = ColumnCloseResult {
+                    bytes_written: chunk.compressed_size() as u64,
+                    rows_written: n as u64,
+                    metadata: chunk.clone(),
+                    bloom_filter: group.get_column_bloom_filter(j).cloned(),
+                    column_index: index.column_index(j).cloned(),
+                    offset_index: index.offset_index(j).cloned(),
+                };
+                out.append_column(&part.file, copied).ctx(|| fail("copying a column chunk into"))?;
+            }
             out.close().ctx(|| fail("writing"))?;
             rows += n as u64;
         }

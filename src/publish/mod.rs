@@ -8,7 +8,6 @@
 pub mod flat;
 pub mod lock;
 pub mod manifest;
-pub mod orders;
 pub mod parquet;
 pub mod tables;
 
@@ -100,15 +99,6 @@ impl Publisher {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
         }
-        Ok(path)
-    }
-
-    /// [`stage`](Self::stage) for a partition directory itself, created even if nothing is
-    /// written into it (a market without order lines replaces its old files with none).
-    pub fn stage_dir(&self, entry: impl Into<PathBuf>) -> Result<PathBuf> {
-        let entry = entry.into();
-        let path = self.stage(entry.clone(), &entry)?;
-        std::fs::create_dir_all(&path).ctx(|| format!("creating {}", path.display()))?;
         Ok(path)
     }
 

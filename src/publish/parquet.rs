@@ -19,30 +19,17 @@ use std::sync::Arc;
 /// Version of the output tables' schemas; bumped on any change (changes are additive only).
 pub const SCHEMA_VERSION: &str = "1";
 
-#[derive(Clone, Copy)]
 pub struct Meta<'a> {
     pub run_id: &'a str,
     pub as_of: &'a str,
     pub pipeline: &'a str,
     pub zstd: bool,
-    /// A hash of the rows as written, for files a later run may copy instead of encoding
-    /// (`publish::orders`).
-    pub content_hash: Option<&'a str>,
 }
-
-/// The key-value metadata key of [`Meta::content_hash`].
-pub const CONTENT_HASH: &str = "content_hash";
 
 /// Rows handed to the writer at a time. The writer encodes as it goes, so a table is converted
 /// slice by slice: converted whole, a market's orders (text re-laid as offsets, money widened to
 /// 16-byte decimals) were a gigabyte beside the table itself at 10M lines.
 const SLICE_ROWS: usize = 1 << 16;
-
-/// The Arrow schema [`write`] hands the writer for `df`: a file copied with [`writer`] under this
-/// schema gets the footer a fresh encoding of the same rows would.
-pub fn schema_of(df: &DataFrame, money: &[&str]) -> Result<arrow::datatypes::SchemaRef> {
-    Ok(bi_types(frame::to_record_batch(&df.slice(0, 0))?, money)?.schema())
-}
 
 /// Writes `df` to `path`; `money` columns become DECIMAL(18,2).
 pub fn write(df: &DataFrame, path: &Path, money: &[&str], meta: &Meta) -> Result<u64> {
@@ -64,18 +51,12 @@ pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> 
     let mut props = WriterProperties::builder()
         .set_compression(compression)
         .set_created_by(format!("clv {}", env!("CARGO_PKG_VERSION")))
-        .set_key_value_metadata(Some(
-            [
-                ("schema_version", Some(SCHEMA_VERSION)),
-                ("run_id", Some(meta.run_id)),
-                ("as_of", Some(meta.as_of)),
-                ("pipeline", Some(meta.pipeline)),
-                (CONTENT_HASH, meta.content_hash),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| Some(KeyValue::new(k.into(), v?.to_string())))
-            .collect(),
-        ));
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("schema_version".into(), SCHEMA_VERSION.to_string()),
+            KeyValue::new("run_id".into(), meta.run_id.to_string()),
+            KeyValue::new("as_of".into(), meta.as_of.to_string()),
+            KeyValue::new("pipeline".into(), meta.pipeline.to_string()),
+        ]));
     if has_customer {
         props = props.set_column_bloom_filter_enabled(crate::schema::CUSTOMER_ID.into(), true);
     }

@@ -85,7 +85,7 @@ for table, columns in tables.items():
 # Flat copies for Power BI: the partition column first, then the documented columns; the same rows.
 for table, columns in tables.items():
     flat = os.path.join(out, "bi", f"{table}.parquet")
-    parts = sorted(glob.glob(os.path.join(out, table, "*", "part-*.parquet")))
+    parts = sorted(glob.glob(os.path.join(out, table, "*", "part-0.parquet")))
     if not parts:
         continue
     if not os.path.exists(flat):

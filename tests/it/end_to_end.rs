@@ -31,9 +31,7 @@ fn nightly_pipeline_for_one_market() {
     assert!(!out.join("reports/eu.md").exists());
 
     // The BI contract, read back by arrow-rs' own Parquet reader.
-    let months = crate::support::parquet_files(&out.join("orders/market=us"));
-    assert!(months.len() > 1, "a file per month: {months:?}");
-    let file = std::fs::File::open(&months[0]).unwrap();
+    let file = std::fs::File::open(out.join("orders/market=us/part-0.parquet")).unwrap();
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let schema = reader.schema().clone();
     use arrow::datatypes::{DataType as A, TimeUnit};
@@ -52,7 +50,7 @@ fn nightly_pipeline_for_one_market() {
     assert_eq!(meta("pipeline").as_deref(), Some("nightly"));
 
     // The report's revenue is the Parquet's revenue (cancelled lines carry net 0).
-    let df = Table::read_dir(&out.join("orders/market=us"));
+    let df = Table::read(&out.join("orders/market=us/part-0.parquet"));
     let revenue: f64 = df.numbers("net_base").iter().sum();
     let shown = clv::report::markdown::money(revenue);
     assert!(report.contains(&format!("| {shown} |")), "revenue {shown} not in report:\n{report}");
@@ -166,11 +164,9 @@ fn rerun_is_byte_identical() {
     for out in [&a, &b] {
         run_nightly(out, "eu");
     }
-    for rel in ["reports/eu.md", "rejects/source=shopify/part-0.parquet"] {
+    for rel in ["orders/market=eu/part-0.parquet", "reports/eu.md", "rejects/source=shopify/part-0.parquet"] {
         assert_eq!(std::fs::read(a.join(rel)).unwrap(), std::fs::read(b.join(rel)).unwrap(), "{rel}");
     }
-    let orders = |root: &std::path::Path| crate::support::dir_bytes(&root.join("orders/market=eu"));
-    assert!(orders(&a) == orders(&b), "orders/market=eu");
 }
 
 #[test]
@@ -214,9 +210,12 @@ fn results_do_not_depend_on_the_thread_count() {
     }
     for table in ["orders", "customers", "markets"] {
         for market in ["us", "uk", "eu", "other"] {
-            let rel = format!("{table}/market={market}");
-            let files = |root: &std::path::PathBuf| crate::support::dir_bytes(&root.join(&rel));
-            assert!(!files(&outputs[0]).is_empty() && files(&outputs[0]) == files(&outputs[1]), "{rel}");
+            let rel = format!("{table}/market={market}/part-0.parquet");
+            assert_eq!(
+                std::fs::read(outputs[0].join(&rel)).unwrap(),
+                std::fs::read(outputs[1].join(&rel)).unwrap(),
+                "{rel}"
+            );
         }
     }
 }
@@ -238,12 +237,11 @@ fn zstd_compression_option() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let first_month = crate::support::parquet_files(&out.join("orders/market=uk")).remove(0);
-    for file in [first_month, out.join("bi/orders.parquet")] {
-        let f = std::fs::File::open(&file).unwrap();
+    for file in ["orders/market=uk/part-0.parquet", "bi/orders.parquet"] {
+        let f = std::fs::File::open(out.join(file)).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
         let codec = reader.metadata().row_group(0).column(0).compression();
-        assert!(matches!(codec, parquet::basic::Compression::ZSTD(_)), "{}: {codec:?}", file.display());
+        assert!(matches!(codec, parquet::basic::Compression::ZSTD(_)), "{file}: {codec:?}");
     }
 }
 
@@ -261,7 +259,7 @@ fn clv_id_key_changes_every_customer_id_and_nothing_else() {
         let o = c.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let read = |root: &std::path::Path| Table::read_dir(&root.join("orders/market=uk"));
+    let read = |root: &std::path::Path| Table::read(&root.join("orders/market=uk/part-0.parquet"));
     let (a, b) = (read(&plain), read(&keyed));
     let (ids_a, ids_b) = (a.texts("customer_id"), b.texts("customer_id"));
     let set_a: std::collections::BTreeSet<_> = ids_a.iter().collect();
@@ -293,13 +291,12 @@ fn flat_orders_are_the_partitions_with_their_indexes() {
     assert!(markets.len() >= 3, "{markets:?}");
     let mut at = 0;
     for m in &markets {
-        let part = Table::read_dir(&out.join(format!("orders/market={m}")));
+        let part = Table::read(&out.join(format!("orders/market={m}/part-0.parquet")));
         let rows = flat.batch.slice(at, part.rows());
         let key = rows.column_by_name("market").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
         assert!(key.iter().all(|v| v == Some(m.as_str())), "rows of {m} carry their market");
         let columns = rows.project(&(1..rows.num_columns()).collect::<Vec<_>>()).unwrap();
-        // Columns only: the month files' footers also carry their content hashes.
-        assert_eq!(columns.columns(), part.batch.columns(), "the {m} rows are the partition's");
+        assert_eq!(columns, part.batch, "the {m} rows are the partition's");
         at += part.rows();
     }
     assert_eq!(at, flat.rows(), "nothing but the partitions' rows");
@@ -326,38 +323,4 @@ fn flat_orders_are_the_partitions_with_their_indexes() {
         assert!(bloom.check(&ids[row].as_str()), "the bloom filter knows the group's first customer");
         row += group.metadata().num_rows() as usize;
     }
-}
-
-/// A rerun copies the months whose rows did not change from the published files and encodes the
-/// rest; every file comes out as a run into an empty root writes it, and an unreadable published
-/// month is encoded again.
-#[test]
-fn unchanged_months_are_copied_and_identical_to_a_fresh_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (root, fresh) = (dir.path().join("root"), dir.path().join("fresh"));
-    let run = |out: &std::path::Path, as_of: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_clv"))
-            .args(["run", "pipelines/nightly.yaml", "--market", "us", "--as-of", as_of, "--log-level", "debug"])
-            .arg("--out")
-            .arg(out)
-            .env_remove("RUST_LOG")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stderr).into_owned()
-    };
-    run(&root, "2026-01-01");
-    let months = crate::support::parquet_files(&root.join("orders/market=us"));
-    assert!(months.len() > 3, "{months:?}");
-    // A damaged published month (its footer unreadable) is encoded again, not copied.
-    std::fs::write(&months[1], b"not parquet").unwrap();
-    // Ten days earlier: December loses its last lines, every other month is as it was.
-    let log = run(&root, "2025-12-22");
-    let reused = log.lines().find(|l| l.contains("staged the orders partition")).expect("the debug line");
-    assert!(reused.contains(&format!("reused={}", months.len() - 2)), "{reused}");
-    run(&fresh, "2025-12-22");
-    let orders = |out: &std::path::Path| crate::support::dir_bytes(&out.join("orders/market=us"));
-    assert!(orders(&root) == orders(&fresh), "the rerun's month files are a fresh run's, byte for byte");
-    let flat = |out: &std::path::Path| std::fs::read(out.join("bi/orders.parquet")).unwrap();
-    assert!(flat(&root) == flat(&fresh), "bi/orders.parquet");
 }

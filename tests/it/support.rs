@@ -131,17 +131,6 @@ impl Table {
         Table { batch: arrow::compute::concat_batches(&schema, &batches).unwrap() }
     }
 
-    /// Every `.parquet` file of a partition directory (an orders partition has one per month),
-    /// in name order, as one table.
-    pub fn read_dir(dir: &Path) -> Table {
-        let files = parquet_files(dir);
-        assert!(!files.is_empty(), "no Parquet files in {}", dir.display());
-        let tables: Vec<Table> = files.iter().map(|f| Table::read(f)).collect();
-        let schema = tables[0].batch.schema();
-        let batches: Vec<_> = tables.into_iter().map(|t| t.batch).collect();
-        Table { batch: arrow::compute::concat_batches(&schema, &batches).unwrap() }
-    }
-
     pub fn rows(&self) -> usize {
         self.batch.num_rows()
     }
@@ -182,24 +171,4 @@ pub fn snapshot(out: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
         }
     }
     files
-}
-
-/// The `.parquet` files directly in `dir`, in name order.
-pub fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect();
-    files.sort();
-    files
-}
-
-/// Each file of `dir` (by name) with its bytes.
-pub fn dir_bytes(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect()
 }
