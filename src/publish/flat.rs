@@ -52,8 +52,12 @@ struct Partition {
 
 fn open(key: &str, value: &str, path: &Path) -> Result<Partition> {
     let open = || File::open(path).ctx(|| format!("opening {}", path.display()));
+    // arrow-rs reads a chunk's page encoding stats as a bit mask by default, and writes no mask
+    // back: copied chunks would lose them (readers use them to see that every page of a chunk is
+    // dictionary-encoded).
     let options = ReadOptionsBuilder::new()
         .with_page_index()
+        .with_encoding_stats_as_mask(false)
         .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
         .build();
     let reader =

@@ -303,6 +303,7 @@ fn flat_orders_are_the_partitions_with_their_indexes() {
 
     let options = ReadOptionsBuilder::new()
         .with_page_index()
+        .with_encoding_stats_as_mask(false)
         .with_reader_properties(ReaderProperties::builder().set_read_bloom_filter(true).build())
         .build();
     let file = std::fs::File::open(out.join("bi/orders.parquet")).unwrap();
@@ -316,8 +317,10 @@ fn flat_orders_are_the_partitions_with_their_indexes() {
         let group = reader.get_row_group(g).unwrap();
         let index = reader.metadata().page_index_for_row_group(g);
         for j in 0..group.metadata().num_columns() {
+            let chunk = group.metadata().column(j);
             assert!(index.offset_index(j).is_some(), "row group {g} column {j} has an offset index");
-            assert!(group.metadata().column(j).statistics().is_some(), "row group {g} column {j} has statistics");
+            assert!(chunk.statistics().is_some(), "row group {g} column {j} has statistics");
+            assert!(chunk.page_encoding_stats().is_some_and(|s| !s.is_empty()), "row group {g} column {j} encodings");
         }
         let bloom = group.get_column_bloom_filter(customer).expect("a customer bloom filter");
         assert!(bloom.check(&ids[row].as_str()), "the bloom filter knows the group's first customer");
