@@ -1,6 +1,7 @@
 """`make bench` / `make bench-quick`: clv end to end against the floor (a minimal Polars scan of
 the same files) and against the Python alternative (bench/reference.py), side by side on the same
-data, alternating and repeated; then clv's incremental rerun with one new file. Writes a section
+data, alternating and repeated; then clv's nightly rerun with one new file (yesterday's parse
+cache and yesterday's output root, as a cron job finds them). Writes a section
 of bench/RESULTS.md and checks that the race was fair (clv and the reference agree on customers,
 revenue and parameters).
 
@@ -64,8 +65,11 @@ def count_lines(data):
     return counts["order_rows"], counts["rows"], size
 
 
-def clv_run(data, out, cache):
+def clv_run(data, out, cache, previous=None):
+    """One `clv run` into `out`: an empty root, or a copy of the `previous` run's root."""
     shutil.rmtree(out, ignore_errors=True)
+    if previous:
+        shutil.copytree(previous, out)
     r = timed([CLV, "run", os.path.join(data, "pipeline.yaml"), "--out", out, "--as-of", AS_OF, "--cache-dir", cache])
     with open(os.path.join(out, "manifest.json")) as f:
         r["stages"] = json.load(f)["timings_ms"]
@@ -131,17 +135,18 @@ def main():
         # The summary is the last line: lifetimes prints scipy's result when a fit complains.
         reference = json.loads(runs["python"][-1]["stdout"].strip().splitlines()[-1])
         fairness = compare(out, reference)
-        # Incremental: a cache warmed without today's file, then the run that finds it.
+        # Incremental: yesterday's run (without today's file) leaves its cache and its output
+        # root; today's run finds both.
         held = os.path.join(work, "held.csv")
         shutil.move(os.path.join(data, NEW_FILE), held)
-        warm = os.path.join(work, "warm-cache")
-        clv_run(data, out, warm)
+        warm, yesterday = os.path.join(work, "warm-cache"), os.path.join(work, "yesterday")
+        clv_run(data, yesterday, warm)
         shutil.move(held, os.path.join(data, NEW_FILE))
         incremental = []
         for rep in range(args.repeats):
             cache = os.path.join(work, f"cache-{rep}")
             shutil.copytree(warm, cache)
-            incremental.append(clv_run(data, out, cache))
+            incremental.append(clv_run(data, out, cache, previous=yesterday))
             print(f"  clv incremental run {rep + 1}: {incremental[-1]['wall']:.1f} s", flush=True)
         results.append({"lines": lines, "records": records, "all_records": all_records, "bytes": size, "runs": runs,
                         "incremental": incremental, "fairness": fairness})
