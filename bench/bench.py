@@ -137,11 +137,14 @@ def main():
         fairness = compare(out, reference)
         # Incremental: yesterday's run (without today's file) leaves its cache and its output
         # root; today's run finds both.
+        # The held file goes back even if that run fails: the data set is reused by later benches.
         held = os.path.join(work, "held.csv")
         shutil.move(os.path.join(data, NEW_FILE), held)
         warm, yesterday = os.path.join(work, "warm-cache"), os.path.join(work, "yesterday")
-        clv_run(data, yesterday, warm)
-        shutil.move(held, os.path.join(data, NEW_FILE))
+        try:
+            clv_run(data, yesterday, warm)
+        finally:
+            shutil.move(held, os.path.join(data, NEW_FILE))
         incremental = []
         for rep in range(args.repeats):
             cache = os.path.join(work, f"cache-{rep}")
