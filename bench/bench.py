@@ -139,8 +139,8 @@ def main():
         reference = json.loads(runs["python"][-1]["stdout"].strip().splitlines()[-1])
         fairness = compare(out, reference)
         # Incremental: yesterday's run (without today's file) leaves its cache and its output
-        # root; today's run finds both.
-        # The held file goes back even if that run fails: the data set is reused by later benches.
+        # root; today's run finds both. The held file goes back even if yesterday's run fails:
+        # later benches reuse the data set.
         held = os.path.join(work, "held.csv")
         shutil.move(os.path.join(data, NEW_FILE), held)
         warm, yesterday = os.path.join(work, "warm-cache"), os.path.join(work, "yesterday")
