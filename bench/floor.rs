@@ -1,7 +1,9 @@
 //! The floor of `make bench`: the least any pipeline must do with these exports. One minimal
-//! Polars scan per file (Polars' own multi-threaded CSV reader) of exactly the columns clv's
-//! loaders read, amounts parsed as numbers and order dates as datetimes, and one sum. Nothing
-//! is checked, joined or written. Usage: `bench_floor DATA_DIR` (a `clv sample` directory).
+//! Polars scan per file (Polars' own multi-threaded CSV reader, streaming engine) of exactly the
+//! columns clv's loaders read, amounts parsed as numbers and order dates as datetimes, a null
+//! count per column and one sum. Nothing is checked, joined or written. Usage: `bench_floor
+//! DATA_DIR` (a `clv sample` directory; `FLOOR_EXPLAIN=1` prints the optimized plans, whose
+//! `PROJECT k/n COLUMNS` lines show how many columns each scan parses).
 
 use polars::prelude::*;
 use std::path::Path;
@@ -108,7 +110,8 @@ const FORMATS: [Format; 4] = [
     },
 ];
 
-fn scan(path: &Path, f: &Format) -> PolarsResult<LazyFrame> {
+/// The scan of one file and the names of the columns it parses.
+fn scan(path: &Path, f: &Format) -> PolarsResult<(LazyFrame, Vec<PlSmallStr>)> {
     let mut schema = Schema::default();
     for c in f.numbers {
         schema.with_column((*c).into(), DataType::Float64);
@@ -121,13 +124,17 @@ fn scan(path: &Path, f: &Format) -> PolarsResult<LazyFrame> {
         .with_truncate_ragged_lines(true);
     let mut lf = reader.finish()?;
     let names = lf.collect_schema()?;
-    // WooCommerce's line items: one column per item slot, as many as the widest order.
-    let mut cols: Vec<Expr> = f.numbers.iter().chain(f.texts).filter(|c| names.contains(c)).map(|c| col(*c)).collect();
-    cols.extend(names.iter_names().filter(|n| n.starts_with("line_item_")).map(|n| col(n.clone())));
     let (date, format) = f.date;
+    let mut parsed: Vec<PlSmallStr> =
+        f.numbers.iter().chain(f.texts).chain([&date]).filter(|c| names.contains(c)).map(|c| (*c).into()).collect();
+    // WooCommerce's line items: one column per item slot, as many as the widest order.
+    parsed.extend(names.iter_names().filter(|n| n.starts_with("line_item_")).cloned());
     let opts = StrptimeOptions { format: Some(format.into()), strict: false, exact: true, cache: true };
-    cols.push(col(date).str().to_datetime(Some(TimeUnit::Microseconds), None, opts, lit("raise")));
-    Ok(lf.select(cols))
+    let cols = parsed.iter().map(|c| match c.as_str() == date {
+        true => col(date).str().to_datetime(Some(TimeUnit::Microseconds), None, opts.clone(), lit("raise")),
+        false => col(c.clone()),
+    });
+    Ok((lf.select(cols.collect::<Vec<_>>()), parsed))
 }
 
 fn main() -> PolarsResult<()> {
@@ -139,9 +146,22 @@ fn main() -> PolarsResult<()> {
             std::fs::read_dir(Path::new(&data).join(f.dir))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.retain(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(f.prefix)));
         files.sort();
-        let frames = files.iter().map(|p| scan(p, f)).collect::<PolarsResult<Vec<_>>>()?;
+        let scans = files.iter().map(|p| scan(p, f)).collect::<PolarsResult<Vec<_>>>()?;
+        // Every column a loader needs is parsed: a null count over each one keeps Polars'
+        // projection pushdown from pruning all but the summed column from the scans.
+        let mut parsed: Vec<PlSmallStr> = scans.iter().flat_map(|(_, names)| names.iter().cloned()).collect();
+        parsed.sort();
+        parsed.dedup();
+        let frames: Vec<_> = scans.into_iter().map(|(lf, _)| lf).collect();
         let all = concat(frames, UnionArgs { parallel: true, rechunk: false, ..Default::default() })?;
-        let out = all.select([col(f.sum).sum(), len().cast(DataType::Float64).alias("rows")]).collect()?;
+        let mut aggregates = vec![col(f.sum).sum(), len().cast(DataType::Float64).alias("rows")];
+        aggregates.extend(parsed.iter().map(|c| col(c.clone()).null_count().alias(format!("nulls {c}"))));
+        let query = all.select(aggregates);
+        if std::env::var_os("FLOOR_EXPLAIN").is_some() {
+            eprintln!("{}", query.clone().explain(true)?);
+        }
+        // The streaming engine: faster here than the in-memory one and a third of its memory.
+        let out = query.collect_with_engine(Engine::Streaming)?.unwrap_single();
         total += out.column(f.sum)?.f64()?.get(0).unwrap_or(0.0);
         let n = out.column("rows")?.f64()?.get(0).unwrap_or(0.0) as u64;
         rows += n;
