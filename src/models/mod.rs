@@ -193,6 +193,7 @@ pub fn fit(lik: &Likelihood, starts: &[Start], prior: Option<&Prior>) -> Fit {
             .collect();
         (-ll + penalty(theta), g)
     };
+    let started = std::time::Instant::now();
     let mut best: Option<optimize::Minimum> = None;
     let mut evaluations = 0;
     for start in starts {
@@ -217,6 +218,15 @@ pub fn fit(lik: &Likelihood, starts: &[Start], prior: Option<&Prior>) -> Fit {
             .collect(),
         None => vec![None; names.len()],
     };
+    tracing::debug!(
+        parameters = names.join(","),
+        starts = starts.len(),
+        warm = starts.iter().any(|s| s.curvature.is_some()),
+        iterations = m.iterations,
+        evaluations,
+        ms = started.elapsed().as_millis() as u64,
+        "fitted"
+    );
     Fit {
         names,
         ll: (lik.value)(&params),
