@@ -58,6 +58,12 @@ pub enum Command {
         /// Parse every file; neither read nor write the cache (wins over --cache-dir).
         #[arg(long)]
         no_cache: bool,
+        /// Soft memory target, e.g. 2.75GiB or 4096MiB: below it freed memory is kept for reuse
+        /// (each page handed back to the kernel costs a page fault to take again), above it it is
+        /// handed back [default: 2.75GiB, or half of the machine's or cgroup's memory if less]. It
+        /// bounds the allocator's spare memory, not the data a run holds.
+        #[arg(long, env = "CLV_MEMORY_TARGET", value_name = "SIZE", value_parser = crate::memory::parse_size)]
+        memory_target: Option<u64>,
     },
     /// Check pipeline files without reading data: every problem at once, with line and caret.
     #[command(after_help = EXIT_CODES)]

@@ -12,6 +12,7 @@ pub mod error; // error type and exit codes
 pub mod frame; // the thin wrapper around Polars' API
 pub mod fx; // exchange rates
 pub mod identity; // pseudonymous customer ids
+pub mod memory; // the soft memory target: when freed memory goes back to the kernel
 pub mod models; // BG/NBD, Pareto/NBD, Gamma-Gamma
 pub mod pipeline; // runs the stages and publishes
 pub mod progress; // progress spinners on terminals

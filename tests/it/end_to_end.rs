@@ -1,6 +1,6 @@
 //! `clv run` on the committed sample data, as `make report MARKET=us` runs it.
 
-use crate::support::Table;
+use crate::support::{Table, snapshot};
 use std::process::Command;
 
 /// `clv run pipelines/nightly.yaml` for one market as of 2026-01-01 into `out`; must succeed.
@@ -218,6 +218,34 @@ fn results_do_not_depend_on_the_thread_count() {
             );
         }
     }
+}
+
+#[test]
+fn the_memory_target_changes_no_output_and_a_bad_one_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut snapshots = Vec::new();
+    // 1 MiB: the watcher hands freed memory back every time it may; the default: never here.
+    for (name, target) in [("tiny", Some("1MiB")), ("default", None)] {
+        let out = dir.path().join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clv"));
+        cmd.args(["run", "pipelines/nightly.yaml", "--as-of", "2026-01-01", "--no-cache", "--out"]).arg(&out);
+        cmd.env_remove("CLV_MEMORY_TARGET").env_remove("MIMALLOC_PURGE_DELAY");
+        if let Some(t) = target {
+            cmd.env("CLV_MEMORY_TARGET", t);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        snapshots.push(snapshot(&out));
+    }
+    assert!(snapshots[0].len() > 40, "{} files", snapshots[0].len());
+    assert!(snapshots[0] == snapshots[1], "outputs differ with the memory target");
+    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", "pipelines/nightly.yaml", "--memory-target", "3 parsecs"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--memory-target") && stderr.contains("expected a size"), "{stderr}");
 }
 
 #[test]
