@@ -56,9 +56,9 @@ fn without_huge_pages() {
 const TIMED_PURGE_MS: i64 = 500;
 
 /// A run purges only while it is above its memory target (`clv::memory`): freed memory is kept
-/// for reuse below it. At 10M order lines: 41 s and 2.8 GiB against 51 s and 2.6 GiB with the
-/// 500 ms timer. Where resident memory cannot be read, the timer. A `MIMALLOC_PURGE_DELAY` in
-/// the environment wins over both.
+/// for reuse below it. At 10M order lines: ~40% fewer page faults and ~7% fewer CPU-seconds, at
+/// 2.8 GiB instead of 2.6 GiB (bench/RESULTS.md, nineteenth round). Where resident memory cannot
+/// be read, the timer. A `MIMALLOC_PURGE_DELAY` in the environment wins over both.
 fn purge_above(target: u64) {
     unsafe extern "C" {
         fn mi_collect(force: bool);
