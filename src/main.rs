@@ -15,14 +15,17 @@ fn main() -> ExitCode {
     without_huge_pages();
     let cli = Cli::parse();
     init_logging(&cli);
-    match &cli.command {
-        Command::Run { threads, memory_target, .. } => {
-            if let Some(n) = threads {
-                set_threads(*n);
+    if let Command::Run { threads: Some(n), .. } = &cli.command {
+        set_threads(*n);
+    }
+    // A `MIMALLOC_PURGE_DELAY` in the environment wins: mimalloc reads it itself.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        match &cli.command {
+            Command::Run { memory_target, .. } => {
+                purge_above(memory_target.unwrap_or_else(clv::memory::default_target))
             }
-            purge_above(memory_target.unwrap_or_else(clv::memory::default_target));
+            _ => purge_after(TIMED_PURGE_MS),
         }
-        _ => purge_after(TIMED_PURGE_MS),
     }
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,13 +61,10 @@ const TIMED_PURGE_MS: i64 = 500;
 /// A run purges only while it is above its memory target (`clv::memory`): freed memory is kept
 /// for reuse below it. At 10M order lines: ~40% fewer page faults and ~7% fewer CPU-seconds, at
 /// 2.8 GiB instead of 2.6 GiB (bench/RESULTS.md, nineteenth round). Where resident memory cannot
-/// be read, the timer. A `MIMALLOC_PURGE_DELAY` in the environment wins over both.
+/// be read, the timer.
 fn purge_above(target: u64) {
     unsafe extern "C" {
         fn mi_collect(force: bool);
-    }
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
     }
     // Purges are still scheduled (a forced collect purges what is scheduled), but only after
     // a minute on their own.
@@ -75,7 +75,7 @@ fn purge_above(target: u64) {
     }
 }
 
-/// Sets mimalloc's purge delay unless `MIMALLOC_PURGE_DELAY` is set.
+/// Sets mimalloc's purge delay.
 fn purge_after(ms: i64) {
     // `mi_option_purge_delay` in mimalloc v3's include/mimalloc.h (libmimalloc-sys has no
     // binding for it).
@@ -83,10 +83,8 @@ fn purge_after(ms: i64) {
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one integer option of the allocator this binary links; no pointers.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms as std::ffi::c_long) };
-    }
+    // SAFETY: sets one integer option of the allocator this binary links; no pointers.
+    unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, ms as std::ffi::c_long) };
 }
 
 fn execute(command: Command) -> clv::error::Result<()> {

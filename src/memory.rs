@@ -129,6 +129,21 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
+    fn the_watcher_gives_memory_back_above_the_target_and_not_below() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (above, below) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, b) = (above.clone(), below.clone());
+        assert!(watch(1, move || _ = a.fetch_add(1, Ordering::Relaxed)));
+        assert!(watch(u64::MAX, move || _ = b.fetch_add(1, Ordering::Relaxed)));
+        std::thread::sleep(SPACING + EVERY * 10);
+        // Once at once, then at most once per spacing.
+        assert!((1..=3).contains(&above.load(Ordering::Relaxed)), "{}", above.load(Ordering::Relaxed));
+        assert_eq!(below.load(Ordering::Relaxed), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
     fn resident_memory_is_read_and_grows_with_touched_memory() {
         let before = resident().expect("Linux reports resident memory");
         let touched = std::hint::black_box(vec![1u8; 128 << 20]);
