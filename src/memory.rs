@@ -80,9 +80,13 @@ fn page_size() -> u64 {
     if size > 0 { size as u64 } else { 4096 }
 }
 
-/// The cgroup (v2) memory limit, when one is set.
+/// This process's cgroup memory limit, when one is set: v2's `memory.max` (`max` when unlimited),
+/// else v1's `memory.limit_in_bytes` (older Docker and Kubernetes nodes; unlimited is a number
+/// near 2^63, which the machine's memory undercuts).
 fn cgroup_limit() -> Option<u64> {
-    std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?.trim().parse().ok()
+    ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .into_iter()
+        .find_map(|path| std::fs::read_to_string(path).ok()?.trim().parse().ok())
 }
 
 fn machine_memory() -> Option<u64> {
@@ -119,11 +123,11 @@ mod tests {
     }
 
     #[test]
-    fn the_default_target_is_at_most_the_cap_and_half_of_the_machine() {
+    fn the_default_target_is_at_most_the_cap_and_half_of_the_machine_and_the_cgroup_limit() {
         let t = default_target();
         assert!(t > 0 && t <= DEFAULT_CAP);
-        if let Some(m) = machine_memory() {
-            assert!(t <= m / 2, "{t} > half of {m}");
+        for limit in [machine_memory(), cgroup_limit()].into_iter().flatten() {
+            assert!(t <= limit / 2, "{t} > half of {limit}");
         }
     }
 
