@@ -284,12 +284,12 @@ pub fn conform(df: DataFrame, schema: &[(&str, DataType)]) -> Result<DataFrame> 
     collect(df.lazy().with_columns(casts), "typed columns")
 }
 
-/// [`dense_ranks`] of a text column; for categories, ranked once per category code instead of
+/// [`crate::slots::dense_ranks`] of a text column; for categories, ranked once per category code instead of
 /// reading each row's text.
 pub fn column_ranks(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;
     if !matches!(c.dtype(), DataType::Categorical(..)) {
-        return Ok(dense_ranks(texts(df, name)?));
+        return Ok(crate::slots::dense_ranks(texts(df, name)?));
     }
     let c = c.cat16().ctx(|| format!("column {name} as categories"))?;
     let mut present = vec![false; 1 << 16];
@@ -304,45 +304,6 @@ pub fn column_ranks(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
         rank[code as usize] = r as u32 + 1;
     }
     Ok(c.physical().iter().map(|code| code.map_or(0, |code| rank[code as usize])).collect())
-}
-
-/// Each value's rank among the distinct values in byte order, from 1; nulls rank 0 (they sort
-/// first). Sorting on these compares integers instead of strings.
-pub fn dense_ranks<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u32> {
-    let (slots, distinct) = slots(values);
-    let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| distinct[i as usize]);
-    let mut rank = vec![0u32; distinct.len() + 1];
-    for (r, &i) in order.iter().enumerate() {
-        rank[i as usize + 1] = r as u32 + 1;
-    }
-    slots.iter().map(|&s| rank[s as usize]).collect()
-}
-
-/// Each value's slot among the distinct values in order of first appearance, from 1 (nulls 0),
-/// and the distinct values. One hash lookup per row, none within a run of equal values (a
-/// source's or a file's rows come in runs).
-pub fn slots<'a>(values: impl Iterator<Item = Option<&'a str>>) -> (Vec<u32>, Vec<&'a str>) {
-    let mut ids: PlHashMap<&str, u32> = PlHashMap::new();
-    let mut distinct: Vec<&str> = Vec::new();
-    let mut previous: Option<(&str, u32)> = None;
-    let slots = values
-        .map(|v| {
-            let Some(v) = v else { return 0 };
-            match previous {
-                Some((p, id)) if p == v => id,
-                _ => {
-                    let id = *ids.entry(v).or_insert_with(|| {
-                        distinct.push(v);
-                        distinct.len() as u32
-                    });
-                    previous = Some((v, id));
-                    id
-                }
-            }
-        })
-        .collect();
-    (slots, distinct)
 }
 
 /// `values[slot - 1]` for each slot (0: null), as text in which every row refers to one stored
@@ -534,27 +495,27 @@ impl<T: PolarsDataType> NamedFrom for ChunkedArray<T> {
 
 /// Calls `f(a, b)` row by row over two text columns: no per-row key is built to pass both to a
 /// one-column map (a `concat_str` of e-mail and tags was a full text column per source).
-pub fn two_texts_to_str(
+pub fn two_texts_to_bool(
     a: Expr,
     b: Expr,
-    f: impl Fn(Option<&str>, Option<&str>) -> Option<String> + Send + Sync + 'static,
+    f: impl Fn(Option<&str>, Option<&str>) -> bool + Send + Sync + 'static,
 ) -> Expr {
     a.cast(DataType::String).map_many(
         move |cols: &mut [Column]| {
             let b = cols[1].cast(&DataType::String)?;
             // Rows come in runs (an order's lines): `f` once per run of equal pairs.
             type Pair<'a> = (Option<&'a str>, Option<&'a str>);
-            let mut last: Option<(Pair, Option<String>)> = None;
-            let out: StringChunked = (cols[0].str()?.iter().zip(b.str()?.iter()))
-                .map(|pair| match &last {
-                    Some((seen, value)) if *seen == pair => value.clone(),
-                    _ => last.insert((pair, f(pair.0, pair.1))).1.clone(),
+            let mut last: Option<(Pair, bool)> = None;
+            let out: BooleanChunked = (cols[0].str()?.iter().zip(b.str()?.iter()))
+                .map(|pair| match last {
+                    Some((seen, value)) if seen == pair => value,
+                    _ => last.insert((pair, f(pair.0, pair.1))).1,
                 })
                 .collect();
             Ok(out.with_name(cols[0].name().clone()).into_column())
         },
         &[b],
-        |_, fields| Ok(Field::new(fields[0].name().clone(), DataType::String)),
+        |_, fields| Ok(Field::new(fields[0].name().clone(), DataType::Boolean)),
     )
 }
 
@@ -754,29 +715,17 @@ mod tests {
         }
     }
 
-    /// Ranks follow byte order with nulls first, slots follow first appearance, runs or not; a
-    /// sort by rank gives the order a sort by the strings gives.
+    /// Category columns rank as their text does.
     #[test]
-    fn ranks_and_slots() {
+    fn column_ranks_of_text_and_categories() {
         let values: StringChunked =
             [Some("b"), Some("b"), None, Some("a"), Some("c"), Some("b"), Some("a"), Some("a")].into_iter().collect();
-        assert_eq!(dense_ranks(values.iter()), [2, 2, 0, 1, 3, 2, 1, 1]);
         let categories = values.clone().into_series().cast(&category_type()).unwrap();
         let as_text = DataFrame::new(values.len(), vec![values.clone().into_series().into_column()]).unwrap();
         let as_categories = DataFrame::new(values.len(), vec![categories.into_column()]).unwrap();
         for df in [as_text, as_categories] {
             assert_eq!(column_ranks(&df, values.name()).unwrap(), [2, 2, 0, 1, 3, 2, 1, 1]);
         }
-        let (slots, distinct) = slots(values.iter());
-        assert_eq!(slots, [1, 1, 0, 2, 3, 1, 2, 2]);
-        assert_eq!(distinct, ["b", "a", "c"]);
-        let many: StringChunked = (0..5000).map(|i| Some(format!("k{}", (i * 7919) % 1234))).collect();
-        let ranks = dense_ranks(many.iter());
-        let mut by_rank: Vec<usize> = (0..many.len()).collect();
-        by_rank.sort_by_key(|&i| (ranks[i], i));
-        let mut by_text: Vec<usize> = (0..many.len()).collect();
-        by_text.sort_by_key(|&i| (many.get(i), i));
-        assert_eq!(by_rank, by_text);
     }
 
     /// A computed column takes the frame's chunks, so Polars has nothing to copy.

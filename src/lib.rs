@@ -21,6 +21,7 @@ pub mod report; // reports people read
 pub mod sample; // synthetic exports in the real formats
 pub mod schema; // canonical column names
 pub mod segment; // value tiers, RFM, lifecycle, action lists
+pub mod slots; // numbering text keys by sorting their hashes
 pub mod sources; // one loader per platform + the generic CSV source
 pub mod summarize; // order lines -> purchase events per customer
 pub mod unify; // one order-line table from many sources

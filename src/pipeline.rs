@@ -114,7 +114,8 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             let bar = progress::stage(stage.id());
             match stage {
                 Stage::Load(spec) => {
-                    let ctx = LoadCtx { cache: cache.as_ref(), ..LoadCtx::new(spec, &fx, p.timezone) };
+                    let tests = unify_spec.test_orders.clone();
+                    let ctx = LoadCtx { cache: cache.as_ref(), tests, ..LoadCtx::new(spec, &fx, p.timezone) };
                     let l = sources::load(&ctx);
                     // The earlier source's error, if any, comes first.
                     finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;

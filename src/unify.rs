@@ -4,16 +4,15 @@
 //! Each customer belongs to the market of their first order. Two steps: [`prepare`] each source
 //! as soon as it is loaded (every drop rule reads one source), then [`unify`] the prepared ones.
 
-use crate::config::{Pipeline, SourceKind, TestOrders, UnifySpec};
+use crate::config::{Pipeline, SourceKind, UnifySpec};
 use crate::countries;
 use crate::error::{Context, Error, Result};
 use crate::frame::{self, null_str};
 use crate::fx::epoch_days;
 use crate::identity::Hasher;
 use crate::schema::{self, OTHER_MARKET, aux};
-use crate::sources::{Loaded, parse};
+use crate::sources::Loaded;
 use chrono::NaiveDate;
-use polars::prelude::PlHashMap;
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
@@ -55,7 +54,6 @@ pub struct Unified {
 
 /// What unify applies to every source, fixed before the first one is loaded.
 pub struct Rules {
-    test_orders: TestOrders,
     duplicate_channels: Vec<String>,
     /// Country (alpha-2) -> market.
     market_of: HashMap<String, String>,
@@ -72,7 +70,7 @@ impl Rules {
         });
         let market_of =
             pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
-        Rules { test_orders: spec.test_orders.clone(), duplicate_channels, market_of, as_of }
+        Rules { duplicate_channels, market_of, as_of }
     }
 }
 
@@ -111,9 +109,9 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     for reason in frame::strings(&loaded.rejects, schema::rejects::REASON)?.into_iter().flatten() {
         *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
     }
-    let own = own_drops(kind, &rules.test_orders, &rules.duplicate_channels);
+    let own = own_drops(kind, &rules.duplicate_channels);
     let own = frame::category(own).alias(OWN_DROP);
-    let plan = |lf: LazyFrame| lf.with_column(own.clone()).drop(cols([aux::EMAIL, aux::TAGS, aux::CHANNEL]));
+    let plan = |lf: LazyFrame| lf.with_column(own.clone()).drop(cols([aux::TEST_ORDER, aux::CHANNEL]));
     let mut all = frame::collect_in_parts(std::mem::take(&mut loaded.lines), plan, &format!("lines of {id}"))?;
     let Copies { older, records, orders, order_count } = older_copies(&all)?;
     let drops = drop_reasons(&all, &older, rules.as_of)?;
@@ -150,7 +148,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let raw = [aux::SHIP_COUNTRY, aux::BILL_COUNTRY];
     acc.unknown_country =
         frame::put_first_category_mapped(&mut kept, schema::COUNTRY, raw, countries::to_alpha2)? as u64;
-    let (customers, keys) = frame::slots(frame::str_column(&kept, aux::CUSTOMER_KEY)?.iter());
+    let (customers, keys) = crate::slots::slots(frame::str_column(&kept, aux::CUSTOMER_KEY)?.iter());
     let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
     for used in [aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY] {
         kept.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
@@ -196,22 +194,16 @@ pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
     let mut accounting = BTreeMap::new();
     let mut frames = Vec::new();
     // Each source's customer slots become slots among all sources' distinct keys.
-    let mut slot_of: PlHashMap<&str, u32> = PlHashMap::new();
-    let mut keys: Vec<&str> = Vec::new();
+    let all_keys = prepared.iter().flat_map(|p| p.keys.iter().map(|k| Some(k.as_str())));
+    let (global, keys) = crate::slots::slots(all_keys);
+    let mut global = global.as_slice();
     let mut slots: Vec<u32> = Vec::with_capacity(prepared.iter().map(|p| p.lines.height()).sum());
     for p in &prepared {
-        let global: Vec<u32> = std::iter::once(0)
-            .chain(p.keys.iter().map(|k| {
-                *slot_of.entry(k.as_str()).or_insert_with(|| {
-                    keys.push(k);
-                    keys.len() as u32
-                })
-            }))
-            .collect();
+        let (source, rest) = global.split_at(p.keys.len());
+        global = rest;
         let local = p.lines.column(CUSTOMER).ctx(|| "customers")?.u32().ctx(|| "customers")?;
-        slots.extend(local.into_no_null_iter().map(|s| global[s as usize]));
+        slots.extend(local.into_no_null_iter().map(|s| s.checked_sub(1).map_or(0, |s| source[s as usize])));
     }
-    std::mem::drop(slot_of);
     let customers = Customers::of(slots, &keys, &Hasher::from_env());
     // Order slots become unique across sources: each source's after the ones before it.
     let mut first_order = 0u32;
@@ -253,20 +245,8 @@ fn drop_reasons(df: &DataFrame, older: &BooleanChunked, as_of: NaiveDate) -> Res
 /// The drop reasons a line of a `kind` source meets on its own, first one wins: a Shopify order
 /// from a channel whose own export is loaded, a test order, no customer. (Ordered after `as_of`
 /// and older copies come first; they are decided on the combined table.)
-fn own_drops(kind: SourceKind, tests: &TestOrders, duplicate_channels: &[String]) -> Expr {
-    let email_patterns: Vec<parse::Wildcard> = tests.emails.iter().map(|p| parse::Wildcard::new(p)).collect();
-    let tag_patterns: Vec<parse::Wildcard> = tests.tags.iter().map(|p| parse::Wildcard::new(p)).collect();
-    let is_test = frame::two_texts_to_str(col(aux::EMAIL), col(aux::TAGS), move |email, tags| {
-        let email = email.unwrap_or_default().trim();
-        // Addresses are nearly always lower case already: no copy for those.
-        let email = match email.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
-            true => std::borrow::Cow::Owned(email.to_lowercase()),
-            false => std::borrow::Cow::Borrowed(email),
-        };
-        let by_email = !email.is_empty() && email_patterns.iter().any(|p| p.matches(&email));
-        let by_tag = tags.unwrap_or_default().split(',').any(|t| tag_patterns.iter().any(|p| p.matches(t.trim())));
-        (by_email || by_tag).then(|| "test order".to_string())
-    });
+fn own_drops(kind: SourceKind, duplicate_channels: &[String]) -> Expr {
+    let is_test = when(col(aux::TEST_ORDER)).then(lit("test order")).otherwise(null_str());
     let no_customer = when(col(aux::CUSTOMER_KEY).is_null())
         .then(lit("no customer (no e-mail or customer id)"))
         .otherwise(null_str());
@@ -301,39 +281,16 @@ struct Copies {
 /// greatest (updated, file) over the order's lines.
 fn older_copies(df: &DataFrame) -> Result<Copies> {
     let files = frame::column_ranks(df, aux::FILE)?;
-    let orders = frame::text_columns(df, &[schema::ORDER_ID])?.remove(0);
-    let orders = frame::Texts::of(&orders);
-    let updated = frame::i64_column(df, aux::UPDATED_AT)?.rechunk().into_owned();
-    let updated = updated.downcast_as_array();
-    // order -> slot of its newest (updated, file) so far; each row remembers its slot, so the
-    // second pass needs no lookups. An order's lines come in a run within their file: one lookup
-    // per run.
-    let mut slot_of: PlHashMap<Option<&str>, u32> = PlHashMap::with_capacity(df.height() / 2);
-    let mut newest: Vec<(Option<i64>, u32)> = Vec::new();
-    let mut run: Option<(Option<&str>, u32, u32)> = None;
-    let row_slots: Vec<u32> = (0..df.height() as u32)
-        .zip(updated.iter())
-        .map(|(row, u)| {
-            let (o, f, u) = (orders.get(row), files[row as usize], u.copied());
-            let slot = match run {
-                Some((ro, rf, slot)) if rf == f && ro == o => slot,
-                _ => {
-                    let slot = *slot_of.entry(o).or_insert_with(|| {
-                        newest.push((u, f));
-                        newest.len() as u32 - 1
-                    });
-                    run = Some((o, f, slot));
-                    slot
-                }
-            };
-            let best = &mut newest[slot as usize];
-            if (u, f) > *best {
-                *best = (u, f);
-            }
-            slot
-        })
-        .collect();
-    std::mem::drop(slot_of);
+    // Slot 0: the lines without an order id, as one order.
+    let (row_slots, distinct) = crate::slots::slots(frame::str_column(df, schema::ORDER_ID)?.iter());
+    let mut newest: Vec<(Option<i64>, u32)> = vec![(None, 0); distinct.len() + 1];
+    let updated = frame::i64_column(df, aux::UPDATED_AT)?;
+    for ((&slot, &f), u) in row_slots.iter().zip(&files).zip(updated.iter()) {
+        let best = &mut newest[slot as usize];
+        if (u, f) > *best {
+            *best = (u, f);
+        }
+    }
     let older = row_slots.iter().zip(&files).map(|(&slot, &f)| newest[slot as usize].1 != f).collect();
     let lines = frame::i64_column(df, aux::LINE)?;
     let records = files.iter().zip(lines.iter()).map(|(&f, l)| (f as u64) << 32 | l.unwrap_or(0) as u64).collect();

@@ -268,26 +268,30 @@ pub fn attach_buyers(ctx: &LoadCtx, loaded: &mut Loaded, reports: Vec<Report>) -
     // A hash pass and one column each, not a group-by, a join and expressions: the join copied
     // every line column once more, and the expressions built both keys for every line. The lines
     // are looked up in parts side by side: each lookup misses the cache, each new column copies text.
-    let (keys, buyer, bills) = {
+    let tests = parse::TestPatterns::new(&ctx.tests);
+    let (keys, test_buyers, bills) = {
         let first = first_buyers(&reports)?;
         let lines = &loaded.lines;
         let parts = frame::on_threads(&frame::spans(lines.height(), frame::threads()), |&(offset, len)| {
-            buyer_columns(&id, &first, &lines.slice(offset as i64, len))
+            buyer_columns(&id, &first, &tests, &lines.slice(offset as i64, len))
         });
-        let (mut keys, mut buyer, mut bills) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut keys, mut test_buyers, mut bills) = (Vec::new(), Vec::new(), Vec::new());
         for part in parts {
-            let (k, b, c) = part?;
+            let (k, t, c) = part?;
             keys.push(k);
-            buyer.push(b);
+            test_buyers.push(t);
             bills.push(c);
         }
-        (frame::concat_strings(keys), frame::concat_strings(buyer), frame::concat_strings(bills))
+        (frame::concat_strings(keys), test_buyers.concat(), frame::concat_strings(bills))
     };
     std::mem::drop(reports);
-    let unmatched = buyer.null_count();
+    let unmatched = test_buyers.iter().filter(|t| t.is_none()).count();
     let lines = &mut loaded.lines;
+    let own = lines.column(aux::TEST_ORDER).and_then(|c| c.bool()).ctx(|| "test orders")?;
+    let tests = own.iter().zip(test_buyers).map(|(own, buyer)| own == Some(true) || buyer == Some(true));
+    let tests = BooleanChunked::from_iter_values(aux::TEST_ORDER.into(), tests);
+    frame::put_column(lines, aux::TEST_ORDER, tests)?;
     frame::put_column(lines, aux::CUSTOMER_KEY, keys.with_name(aux::CUSTOMER_KEY.into()))?;
-    frame::put_column(lines, aux::EMAIL, buyer)?;
     frame::put_categories(lines, aux::BILL_COUNTRY, bills)?;
     if unmatched > 0 {
         loaded.notes.push(format!(
@@ -328,23 +332,26 @@ fn first_buyers(reports: &[DataFrame]) -> Result<PlHashMap<&str, Buyer<'_>>> {
     Ok(first)
 }
 
-/// Customer keys, buyer e-mails and bill countries (the line's own, else the buyer's) of `lines`.
-/// An order's lines come in a run: one lookup and one key per run.
+/// Customer keys, whether the buyer's e-mail marks a test order (`None`: no buyer) and bill
+/// countries (the line's own, else the buyer's) of `lines`. An order's lines come in a run: one
+/// lookup and one key per run.
 fn buyer_columns(
     source: &str,
     first: &PlHashMap<&str, Buyer>,
+    tests: &parse::TestPatterns,
     lines: &DataFrame,
-) -> Result<(StringChunked, StringChunked, StringChunked)> {
+) -> Result<(StringChunked, Vec<Option<bool>>, StringChunked)> {
     let orders = frame::text_columns(lines, &[schema::ORDER_ID])?.remove(0);
     let orders = frame::Texts::of(&orders);
     let rows = lines.height();
     let column = || StringChunkedBuilder::new(PlSmallStr::EMPTY, rows);
-    let (mut keys, mut buyers, mut bills) = (column(), column(), column());
-    /// A run of one order's lines: the order, its customer key, buyer and buyer's bill country.
+    let (mut keys, mut test_buyers, mut bills) = (column(), Vec::with_capacity(rows), column());
+    /// A run of one order's lines: the order, its customer key, whether its buyer is a test
+    /// (`None`: no buyer) and the buyer's bill country.
     struct Run<'a> {
         order: Option<&'a str>,
         key: Option<String>,
-        buyer: Option<&'a str>,
+        test_buyer: Option<bool>,
         bill: Option<String>,
     }
     let mut run: Option<Run> = None;
@@ -356,14 +363,15 @@ fn buyer_columns(
                 let found = order.and_then(|o| first.get(o));
                 let buyer = found.map(|f| f.0);
                 let bill = found.and_then(|f| f.1).map(parse::country);
-                run.insert(Run { order, key: customer_key(source, order, buyer), buyer, bill })
+                let test_buyer = buyer.map(|b| tests.is_test(Some(b), None));
+                run.insert(Run { order, key: customer_key(source, order, buyer), test_buyer, bill })
             }
         };
         keys.append_option(r.key.as_deref());
-        buyers.append_option(r.buyer);
+        test_buyers.push(r.test_buyer);
         bills.append_option(own_bill.or(r.bill.as_deref()));
     }
-    Ok((keys.finish(), buyers.finish(), bills.finish()))
+    Ok((keys.finish(), test_buyers, bills.finish()))
 }
 
 #[cfg(test)]
@@ -404,13 +412,17 @@ mod tests {
         // What a report is reduced to when read (and cached) must not change any lookup.
         let reduced = [first_rows(one.clone()).unwrap(), first_rows(two.clone()).unwrap()];
         assert_eq!(reduced[0].height(), 2, "A's first row with an e-mail and B's");
+        // A test pattern that only C's buyer matches.
+        let tests = parse::TestPatterns::new(&crate::config::TestOrders { emails: vec!["c@*".into()], tags: vec![] });
         for reports in [[one, two], reduced] {
-            let (keys, buyer, bill) = buyer_columns("amz", &first_buyers(&reports).unwrap(), &lines).unwrap();
-            let (keys, buyer, bill): (Vec<_>, Vec<_>, Vec<_>) =
-                (keys.iter().collect(), buyer.iter().collect(), bill.iter().collect());
+            let (keys, test_buyer, bill) =
+                buyer_columns("amz", &first_buyers(&reports).unwrap(), &tests, &lines).unwrap();
+            let (keys, bill): (Vec<_>, Vec<_>) = (keys.iter().collect(), bill.iter().collect());
+            let (t, f) = (Some(true), Some(false));
             assert_eq!(
-                buyer,
-                [Some("c@x"), Some("a1@x"), Some("a1@x"), None, None, Some("b@x"), Some("c@x"), Some("b@x")]
+                test_buyer,
+                [t, f, f, None, None, f, t, f],
+                "a buyer for every line but Z's and the null order's"
             );
             assert_eq!(bill, [Some("ES"), Some("DE"), Some("NL"), None, None, None, Some("ES"), None]);
             let want = ["email:c@x", "email:a1@x", "email:a1@x", "amz:order:Z"].map(Some);

@@ -2,7 +2,8 @@
 //! new or changed: order files and Amazon buyer reports alike. An entry is keyed by everything that
 //! decides what parsing a file yields: what it is parsed as, its bytes (SHA-256), the path it is
 //! reported under, the load stage's settings, the pipeline's zone, the exchange rates
-//! (unconvertible rows are rejected while loading) and this program's version and source
+//! (unconvertible rows are rejected while loading), the test-order patterns (matched while
+//! loading) and this program's version and source
 //! fingerprint (build.rs: a rebuilt parser never reads an older parser's entries). Each entry
 //! records the SHA-256 of its Parquet files; an entry that fails that check or does not read back
 //! is parsed again and rewritten, never trusted. The cache holds parsed personal data, as the
@@ -218,6 +219,7 @@ fn key<T: Cached>(ctx: &LoadCtx, path: &Path, sha256: &str) -> String {
         &format!("{:?}", ctx.spec),
         ctx.zone.name(),
         &ctx.fx.digest(),
+        &format!("{:?}", ctx.tests),
     ] {
         h.update(part.as_bytes());
         h.update([0u8]);

@@ -15,7 +15,7 @@ pub mod shopify;
 pub mod text;
 pub mod woocommerce;
 
-use crate::config::{LoadSpec, SourceKind, TextFormat};
+use crate::config::{LoadSpec, SourceKind, TestOrders, TextFormat};
 use crate::error::{Context, Error, Result};
 use crate::frame::{self, null_f64, null_str};
 use crate::fx::FxRates;
@@ -26,19 +26,21 @@ use polars::prelude::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// What a loader gets: its stage, the rates (to reject unconvertible rows where they are read) and
-/// the pipeline's zone (order dates are reckoned there).
+/// What a loader gets: its stage, the rates (to reject unconvertible rows where they are read),
+/// the pipeline's zone (order dates are reckoned there) and its test-order patterns (e-mails and
+/// tags are matched where they are read, and only the verdict is kept).
 pub struct LoadCtx<'a> {
     pub spec: &'a LoadSpec,
     pub fx: &'a FxRates,
     pub zone: Tz,
+    pub tests: TestOrders,
     /// Where parsed files are kept between runs; `None` parses every file.
     pub cache: Option<&'a cache::Cache>,
 }
 
 impl<'a> LoadCtx<'a> {
     pub fn new(spec: &'a LoadSpec, fx: &'a FxRates, zone: Tz) -> Self {
-        LoadCtx { spec, fx, zone, cache: None }
+        LoadCtx { spec, fx, zone, tests: TestOrders::default(), cache: None }
     }
 }
 
@@ -397,6 +399,8 @@ pub struct LineExprs {
     /// Position of the line in its order; default: record order within the file.
     pub line_no: Option<Expr>,
     pub customer_key: Expr,
+    /// The e-mail as the platform gave it, and the comma-separated tags, lower-cased: for the
+    /// test-order patterns only ([`parse::TestPatterns`]).
     pub email: Expr,
     pub ordered_at: Expr,
     pub updated_at: Expr,
@@ -454,7 +458,7 @@ pub fn line_schema() -> Vec<(&'static str, DataType)> {
         (ORDER_ID, DataType::String),
         (LINE_NO, DataType::Int64),
         (aux::CUSTOMER_KEY, DataType::String),
-        (aux::EMAIL, DataType::String),
+        (aux::TEST_ORDER, DataType::Boolean),
         (ORDERED_AT, dt.clone()),
         (ORDER_DATE, DataType::Date),
         (aux::UPDATED_AT, dt),
@@ -470,7 +474,6 @@ pub fn line_schema() -> Vec<(&'static str, DataType)> {
         (NET, DataType::Float64),
         (STATUS, frame::category_type()),
         (aux::CHANNEL, DataType::String),
-        (aux::TAGS, DataType::String),
     ]
 }
 
@@ -625,6 +628,7 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
     use schema::*;
     let zone = ctx.zone;
     let fx = ctx.fx.clone();
+    let tests = parse::TestPatterns::new(&ctx.tests);
     let mut reasons = vec![col(PRE_REASON)];
     reasons.extend(e.checks);
     let selected = lf.select([
@@ -635,7 +639,7 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
         e.line_no.clone().unwrap_or_else(|| lit(NULL)).alias("_line_no"),
         e.order_id.cast(DataType::String).alias(ORDER_ID),
         e.customer_key.cast(DataType::String).alias(aux::CUSTOMER_KEY),
-        e.email.cast(DataType::String).alias(aux::EMAIL),
+        e.email.cast(DataType::String).alias("_email"),
         e.ordered_at.cast(frame::datetime_type()).alias(ORDERED_AT),
         e.updated_at.cast(frame::datetime_type()).alias(aux::UPDATED_AT),
         frame::category(e.ship_country.cast(DataType::String)).alias(aux::SHIP_COUNTRY),
@@ -650,11 +654,15 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
         e.net.cast(DataType::Float64).alias(NET),
         frame::category(e.status.cast(DataType::String)).alias(STATUS),
         e.channel.cast(DataType::String).alias(aux::CHANNEL),
-        e.tags.cast(DataType::String).alias(aux::TAGS),
+        e.tags.cast(DataType::String).alias("_tags"),
         coalesce(&reasons).alias(REASON),
     ]);
     let has_line_no = e.line_no.is_some();
-    let mut with_date = selected.with_column(frame::local_date(col(ORDERED_AT), zone).alias(ORDER_DATE));
+    let mut with_date = selected.with_columns([
+        frame::local_date(col(ORDERED_AT), zone).alias(ORDER_DATE),
+        frame::two_texts_to_bool(col("_email"), col("_tags"), move |email, tags| tests.is_test(email, tags))
+            .alias(aux::TEST_ORDER),
+    ]);
     if has_line_no {
         with_date = with_date.with_column(col("_line_no").cast(DataType::Int64).alias(LINE_NO));
     }

@@ -259,6 +259,31 @@ impl Wildcard {
     }
 }
 
+/// The pipeline's test-order patterns, compiled: an order is a test when its e-mail (trimmed,
+/// lower-cased) or one of its comma-separated tags matches one.
+pub struct TestPatterns {
+    emails: Vec<Wildcard>,
+    tags: Vec<Wildcard>,
+}
+
+impl TestPatterns {
+    pub fn new(tests: &crate::config::TestOrders) -> TestPatterns {
+        let compile = |patterns: &[String]| patterns.iter().map(|p| Wildcard::new(p)).collect();
+        TestPatterns { emails: compile(&tests.emails), tags: compile(&tests.tags) }
+    }
+
+    pub fn is_test(&self, email: Option<&str>, tags: Option<&str>) -> bool {
+        let email = email.unwrap_or_default().trim();
+        // Addresses are nearly always lower case already: no copy for those.
+        let email = match email.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+            true => std::borrow::Cow::Owned(email.to_lowercase()),
+            false => std::borrow::Cow::Borrowed(email),
+        };
+        let by_email = !email.is_empty() && self.emails.iter().any(|p| p.matches(&email));
+        by_email || tags.unwrap_or_default().split(',').any(|t| self.tags.iter().any(|p| p.matches(t.trim())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +449,15 @@ mod tests {
         assert!(wildcard("a*b*c", "axxbyyc") && !wildcard("a*b*c", "acb") && wildcard("a**c", "ac"));
         assert!(!wildcard("ab*ba", "aba"), "the ends may not overlap");
         assert!(wildcard("*", "") && wildcard("", "") && !wildcard("", "x") && !wildcard("x", "xy"));
+    }
+
+    #[test]
+    fn test_orders_by_email_or_any_tag() {
+        let tests = TestPatterns::new(&crate::config::TestOrders::default());
+        assert!(tests.is_test(Some(" Test@Shop.com "), None), "trimmed and lower-cased");
+        assert!(tests.is_test(Some("ann+test@x.io"), Some("vip")));
+        assert!(tests.is_test(None, Some("vip, test ,b2b")), "any tag, trimmed");
+        assert!(!tests.is_test(Some("ann@x.io"), Some("vip,testing")));
+        assert!(!tests.is_test(None, None) && !tests.is_test(Some(""), Some("")));
     }
 }

@@ -23,6 +23,15 @@ fn setup(dir: &Path) -> PathBuf {
     path
 }
 
+/// A temporary directory with the sample data and pipeline (`setup`) and room for a cache.
+fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = setup(&data);
+    let cache = dir.path().join("cache");
+    (dir, data, p, cache)
+}
+
 /// Runs and returns, per load stage, the log's account of its files ("parsed": n, ...).
 fn run(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<String> {
     logged(p, out, cache).into_iter().map(|(stage, outcomes, _)| format!("{stage} {outcomes}")).collect()
@@ -54,10 +63,7 @@ fn logged(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<(String, String, us
 /// their stat. Any write changes the ctime, even one that keeps the size and puts the mtime back.
 #[test]
 fn a_rerun_reads_only_files_written_since_they_were_hashed() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let p = setup(&data);
-    let cache = dir.path().join("cache");
+    let (dir, data, p, cache) = scratch();
     let out = |name: &str| dir.path().join(name);
     let reads = |name: &str| logged(&p, &out(name), Some(&cache)).into_iter().map(|l| l.2).collect::<Vec<_>>();
     // A file's hash is remembered only once it has been left alone for two seconds.
@@ -82,10 +88,7 @@ fn a_rerun_reads_only_files_written_since_they_were_hashed() {
 
 #[test]
 fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let p = setup(&data);
-    let cache = dir.path().join("cache");
+    let (dir, data, p, cache) = scratch();
     let out = |name: &str| dir.path().join(name);
 
     let cold = run(&p, &out("cold"), Some(&cache));
@@ -166,4 +169,35 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     run(&p, &out("report_uncached"), None);
     assert_eq!(snapshot(&out("report")), snapshot(&out("report_uncached")));
     assert_ne!(snapshot(&out("report")), snapshot(&out("changed")), "the renamed buyer is published");
+}
+
+/// Test-order patterns are matched while loading (only the verdict is cached), so they are part
+/// of the key: changed patterns re-parse every file, and the run drops what an uncached run with
+/// them drops, Amazon's buyers (matched in the buyer lookup) included.
+#[test]
+fn changed_test_order_patterns_reparse_and_drop_as_an_uncached_run() {
+    let (dir, _, p, cache) = scratch();
+    let out = |name: &str| dir.path().join(name);
+    let test_orders = |name: &str| -> Vec<u64> {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out(name).join("manifest.json")).unwrap()).unwrap();
+        let acc = &manifest["accounting"];
+        ["amazon", "shopify", "shop"].map(|s| acc[s]["dropped"]["test order"].as_u64().unwrap_or(0)).to_vec()
+    };
+
+    run(&p, &out("cold"), Some(&cache));
+    let text = std::fs::read_to_string(&p).unwrap();
+    let patterns = r#"test_orders: { emails: ["*@outlook.com", "4*@marketplace.amazon.com"], tags: [] }"#;
+    let with_patterns = format!("inputs: [amazon, shopify, shop], {patterns} }}");
+    std::fs::write(&p, text.replace("inputs: [amazon, shopify, shop] }", &with_patterns)).unwrap();
+    let reparsed = run(&p, &out("patterns"), Some(&cache));
+    assert_eq!(reparsed, ["amazon {\"parsed\": 3}", "shopify {\"parsed\": 2}", "shop {\"parsed\": 1}"]);
+    run(&p, &out("uncached"), None);
+    assert_eq!(snapshot(&out("patterns")), snapshot(&out("uncached")));
+    assert_eq!(test_orders("patterns"), test_orders("uncached"));
+    for (source, (before, after)) in
+        ["amazon", "shopify", "shop"].iter().zip(test_orders("cold").into_iter().zip(test_orders("patterns")))
+    {
+        assert!(after > before, "{source}: {before} test orders without the patterns, {after} with them");
+    }
 }
