@@ -284,8 +284,8 @@ pub fn conform(df: DataFrame, schema: &[(&str, DataType)]) -> Result<DataFrame> 
     collect(df.lazy().with_columns(casts), "typed columns")
 }
 
-/// [`crate::slots::dense_ranks`] of a text column; for categories, ranked once per category code instead of
-/// reading each row's text.
+/// [`crate::slots::dense_ranks`] of a text column; for categories, ranked once per category code
+/// instead of reading each row's text.
 pub fn column_ranks(df: &DataFrame, name: &str) -> Result<Vec<u32>> {
     let c = df.column(name).ctx(|| format!("column {name}"))?;
     if !matches!(c.dtype(), DataType::Categorical(..)) {
