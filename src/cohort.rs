@@ -132,8 +132,8 @@ type OwnedKey = (u8, String, String, i64);
 /// One market's cohorts, from one pass over its lines (consecutive per customer).
 fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Months)>> {
     let text = |name: &str| frame::texts(orders, name);
-    let (markets, ids, sources, statuses) =
-        (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::SOURCE)?, text(schema::STATUS)?);
+    let (markets, ids, sources) = (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::SOURCE)?);
+    let counted = frame::map_texts(orders, schema::STATUS, |s| s.is_some_and(|s| s != schema::status::CANCELLED))?;
     let net = frame::f64_column(orders, schema::NET_BASE)?;
     let days = frame::i64_column(orders, schema::ORDER_DATE)?;
 
@@ -141,8 +141,8 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
     let mut who = None;
     let mut lines: Lines = Vec::new();
     let mut month_of = (i64::MIN, 0);
-    let rows = markets.zip(ids).zip(sources.zip(statuses).zip(net.iter().zip(days.iter())));
-    for ((market, id), ((source, status), (net, day))) in rows {
+    let rows = markets.zip(ids).zip(sources.zip(counted).zip(net.iter().zip(days.iter())));
+    for ((market, id), ((source, counted), (net, day))) in rows {
         if !who.is_some_and(|(m, c)| frame::same_text(m, market) && frame::same_text(c, id)) {
             if let Some((m, _)) = who {
                 add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
@@ -150,10 +150,7 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
             lines.clear();
             who = Some((market, id));
         }
-        let (Some(status), Some(day)) = (status, day) else { continue };
-        if status == schema::status::CANCELLED {
-            continue;
-        }
+        let (true, Some(day)) = (counted, day) else { continue };
         if month_of.0 != day {
             month_of = (day, month_index(day));
         }

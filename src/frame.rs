@@ -226,6 +226,25 @@ fn column_texts(c: &Column) -> PolarsResult<Box<dyn Iterator<Item = Option<&str>
     })
 }
 
+/// `f` of each row's text, computed once per category of a Categorical column and then looked up
+/// by code: comparing each line's status with a word was a `memcmp` call on every line.
+pub fn map_texts<'a, T: Copy + 'a>(
+    df: &'a DataFrame,
+    name: &str,
+    f: impl Fn(Option<&str>) -> T + 'a,
+) -> Result<Box<dyn Iterator<Item = T> + 'a>> {
+    let c = df.column(name).ctx(|| format!("column {name}"))?;
+    if !matches!(c.dtype(), DataType::Categorical(..)) {
+        return Ok(Box::new(texts(df, name)?.map(f)));
+    }
+    let c = c.cat16().ctx(|| format!("column {name} as categories"))?;
+    let mapping = c.get_mapping();
+    let codes = c.physical().max().map_or(0, |m| m as u32 + 1);
+    let table: Vec<T> = (0..codes).map(|code| f(mapping.cat_to_str(code))).collect();
+    let null = f(None);
+    Ok(Box::new(c.physical().iter().map(move |code| code.map_or(null, |code| table[code as usize]))))
+}
+
 /// A float column by name (an error naming it when absent or not Float64).
 pub fn f64_column<'a>(df: &'a DataFrame, name: &str) -> Result<&'a Float64Chunked> {
     df.column(name).ctx(|| format!("column {name}"))?.f64().ctx(|| format!("column {name} as numbers"))
@@ -631,6 +650,20 @@ mod tests {
         let (a, b) = (String::from("c0ffee"), String::from("c0ffee"));
         assert!(same_text(Some(&a), Some(&a)) && same_text(Some(&a), Some(&b)) && same_text(None, None));
         assert!(!same_text(Some(&a), Some(&a[..3])) && !same_text(Some(&a), Some("tea")) && !same_text(None, Some("")));
+    }
+
+    /// Through the category table or row by row, each row gets `f` of its own text.
+    #[test]
+    fn map_texts_of_categories_and_of_text_agree_row_by_row() {
+        let values = [Some("b"), None, Some("a"), Some("b"), Some("c")];
+        let text = df!("s" => values).unwrap();
+        let categories = text.clone().lazy().with_column(category(col("s"))).collect().unwrap();
+        assert!(matches!(categories.column("s").unwrap().dtype(), DataType::Categorical(..)));
+        let f = |s: Option<&str>| s.map_or(0, |s| s.as_bytes()[0]);
+        let want: Vec<u8> = values.iter().map(|&v| f(v)).collect();
+        for df in [&text, &categories] {
+            assert_eq!(map_texts(df, "s", f).unwrap().collect::<Vec<_>>(), want);
+        }
     }
 
     #[test]

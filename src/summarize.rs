@@ -97,7 +97,10 @@ pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64)
 fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
     use schema::status::{CANCELLED, REFUNDED};
     let text = |name: &str| frame::texts(orders, name);
-    let (markets, ids, statuses) = (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::STATUS)?);
+    let (markets, ids) = (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?);
+    // (cancelled or no status, refunded)
+    let statuses =
+        frame::map_texts(orders, schema::STATUS, |s| (s.is_none_or(|s| s == CANCELLED), s == Some(REFUNDED)))?;
     let order_keys = frame::u32_values(orders, schema::aux::ORDER_KEY)?.into_no_null_iter();
     let net = frame::f64_column(orders, schema::NET_BASE)?;
     let days = frame::i64_column(orders, schema::ORDER_DATE)?;
@@ -105,13 +108,13 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
     let mut out: Vec<Market> = Vec::new();
     let mut current = Building::default();
     let lines = markets.zip(ids).zip(order_keys).zip(statuses.zip(net.iter()).zip(days.iter()));
-    for ((who, order), ((status, net), day)) in lines {
+    for ((who, order), (((void, refunded), net), day)) in lines {
         if !current.who.is_some_and(|(m, c)| frame::same_text(m, who.0) && frame::same_text(c, who.1)) {
             current.finish(&mut out);
             current.who = Some(who);
         }
         current.revenue += net.unwrap_or(0.0);
-        if status.is_none_or(|s| s == CANCELLED) {
+        if void {
             continue;
         }
         if current.orders.last() != Some(&order) {
@@ -123,7 +126,7 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
         let value = net.unwrap_or(0.0);
         let e = current.day(day.unwrap_or(0) as i32);
         e.0 += value;
-        e.1 |= status != Some(REFUNDED) && value >= 0.0;
+        e.1 |= !refunded && value >= 0.0;
     }
     current.finish(&mut out);
     Ok(out)

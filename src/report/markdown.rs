@@ -38,7 +38,8 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
         last_run: usize,
     }
     let text = |name: &str| frame::texts(orders, name);
-    let (sources, customer_ids, statuses) = (text(schema::SOURCE)?, text(schema::CUSTOMER_ID)?, text(schema::STATUS)?);
+    let (sources, customer_ids) = (text(schema::SOURCE)?, text(schema::CUSTOMER_ID)?);
+    let void = frame::map_texts(orders, schema::STATUS, |s| s.is_none_or(|s| s == schema::status::CANCELLED))?;
     let keys = frame::u32_values(orders, aux::ORDER_KEY)?;
     let net = frame::f64_column(orders, schema::NET_BASE)?;
     let mut by_source: Vec<Source> = Vec::new();
@@ -46,9 +47,9 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
     // Order keys are unique across sources: one bit per key says the order was counted.
     let mut counted = vec![0u64; keys.max().map_or(0, |m| m as usize / 64 + 1)];
     let (mut run, mut current, mut revenue) = (0, None, 0.0);
-    let lines = sources.zip(keys.into_no_null_iter()).zip(customer_ids.zip(statuses)).zip(net.iter());
-    for (((source, key), (customer, status)), net) in lines {
-        if status.is_none_or(|s| s == schema::status::CANCELLED) {
+    let lines = sources.zip(keys.into_no_null_iter()).zip(customer_ids.zip(void)).zip(net.iter());
+    for (((source, key), (customer, void)), net) in lines {
+        if void {
             continue;
         }
         if run == 0 || !frame::same_text(current, customer) {
