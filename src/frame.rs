@@ -152,6 +152,62 @@ pub fn categories_of(name: &str, values: &[&str], index: impl Iterator<Item = us
     Ok(Categorical16Chunked::from_cats_and_dtype(rows, dtype).into_series().into_column())
 }
 
+/// Each [`category_type`] column of `df` as plain integer codes, numbered from 0 in order of first
+/// appearance, with each column's categories by code: for storage. Polars reads a categorical
+/// column of a Parquet file by hashing every row's text into the categories (a twentieth of a
+/// rerun's CPU); integer codes read as integers, and [`codes_to_categories`] looks each category
+/// up once.
+pub fn categories_to_codes(mut df: DataFrame) -> Result<(DataFrame, Vec<(String, Vec<String>)>)> {
+    let mut categories = Vec::new();
+    let names: Vec<String> = df
+        .columns()
+        .iter()
+        .filter(|c| matches!(c.dtype(), DataType::Categorical(..)))
+        .map(|c| c.name().to_string())
+        .collect();
+    for name in names {
+        let c = df.column(&name).ctx(|| format!("column {name}"))?.cat16().ctx(|| format!("{name} as categories"))?;
+        let mapping = c.get_mapping();
+        let mut local = vec![u16::MAX; 1 << 16];
+        let mut texts: Vec<String> = Vec::new();
+        for code in c.physical().iter().flatten() {
+            if local[code as usize] == u16::MAX {
+                local[code as usize] = texts.len() as u16;
+                texts.push(mapping.cat_to_str(code as u32).unwrap_or_default().to_string());
+            }
+        }
+        let codes = c.physical().apply_values(|code| local[code as usize]);
+        df.with_column(codes.with_name(name.as_str().into()).into_column()).ctx(|| format!("{name} as codes"))?;
+        categories.push((name, texts));
+    }
+    Ok((df, categories))
+}
+
+/// The columns that [`categories_to_codes`] made codes, as [`category_type`] columns again.
+pub fn codes_to_categories(mut df: DataFrame, categories: &[(String, Vec<String>)]) -> Result<DataFrame> {
+    for (name, texts) in categories {
+        let dtype = category_type();
+        let DataType::Categorical(_, mapping) = &dtype else { unreachable!("category_type is categorical") };
+        let global: Vec<u16> = texts
+            .iter()
+            .map(|t| Ok(mapping.insert_cat(t).ctx(|| format!("{t} as a category"))? as u16))
+            .collect::<Result<_>>()?;
+        let codes = df.column(name).ctx(|| format!("column {name}"))?.u16().ctx(|| format!("{name} as codes"))?;
+        if codes.max().is_some_and(|m| m as usize >= global.len()) {
+            return Err(crate::error::Error::Polars {
+                context: format!("reading {name}"),
+                source: polars_err!(ComputeError: "a code beyond the {} categories", global.len()),
+            });
+        }
+        // Null rows hold any code: only valid ones were checked above.
+        let codes = codes.apply_values(|code| global.get(code as usize).copied().unwrap_or_default());
+        let values = Categorical16Chunked::from_cats_and_dtype(codes, dtype.clone());
+        df.with_column(values.into_series().with_name(name.as_str().into()).into_column())
+            .ctx(|| format!("adding {name}"))?;
+    }
+    Ok(df)
+}
+
 /// `e` as a [`category_type`] column.
 pub fn category(e: Expr) -> Expr {
     e.cast(category_type())
@@ -650,6 +706,29 @@ mod tests {
         let (a, b) = (String::from("c0ffee"), String::from("c0ffee"));
         assert!(same_text(Some(&a), Some(&a)) && same_text(Some(&a), Some(&b)) && same_text(None, None));
         assert!(!same_text(Some(&a), Some(&a[..3])) && !same_text(Some(&a), Some("tea")) && !same_text(None, Some("")));
+    }
+
+    /// Categories stored as codes read back as the same text, nulls included, in columns of the
+    /// same type; other columns are untouched.
+    #[test]
+    fn categories_survive_codes_and_back() {
+        let values = [Some("de"), None, Some("us"), Some("de"), Some("zz-codes-test")];
+        let df = df!("c" => values, "n" => [1i64, 2, 3, 4, 5]).unwrap();
+        let df = df.lazy().with_column(category(col("c"))).collect().unwrap();
+        let (stored, categories) = categories_to_codes(df.clone()).unwrap();
+        assert_eq!(stored.column("c").unwrap().dtype(), &DataType::UInt16);
+        let codes: Vec<Option<u16>> = stored.column("c").unwrap().u16().unwrap().iter().collect();
+        assert_eq!(codes, [Some(0), None, Some(1), Some(0), Some(2)]);
+        assert_eq!(categories, [("c".to_string(), vec!["de".to_string(), "us".into(), "zz-codes-test".into()])]);
+        let back = codes_to_categories(stored, &categories).unwrap();
+        assert!(back.equals_missing(&df), "{back} vs {df}");
+        assert_eq!(back.column("c").unwrap().dtype(), df.column("c").unwrap().dtype());
+        let all_null = df!("c" => [None::<u16>, None]).unwrap();
+        let back = codes_to_categories(all_null, &[("c".to_string(), vec![])]).unwrap();
+        assert_eq!(back.column("c").unwrap().null_count(), 2);
+        let bad = [("n".to_string(), vec!["x".to_string()])];
+        let ints = df!("n" => [0u16, 1]).unwrap();
+        assert!(codes_to_categories(ints, &bad).is_err(), "a code without a category");
     }
 
     /// Through the category table or row by row, each row gets `f` of its own text.

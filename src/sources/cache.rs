@@ -6,7 +6,9 @@
 //! loading) and this program's version and source
 //! fingerprint (build.rs: a rebuilt parser never reads an older parser's entries). Each entry
 //! records the SHA-256 of its Parquet files; an entry that fails that check or does not read back
-//! is parsed again and rewritten, never trusted. The cache holds parsed personal data, as the
+//! is parsed again and rewritten, never trusted. Category columns are stored as integer codes
+//! with their categories in the entry's `meta.json` (`frame::categories_to_codes`): read as
+//! categories, every row's text was hashed again. The cache holds parsed personal data, as the
 //! exports do: it is created private to its owner.
 //!
 //! Hashing every export on every run read and hashed all of them (3 GB at 10M lines, a tenth of
@@ -46,6 +48,8 @@ struct Meta {
     input: InputFile,
     /// Of each of the entry's tables, in `Cached::TABLES` order.
     sha256: Vec<String>,
+    /// Of each table, its category columns (stored as codes) and their categories by code.
+    categories: Vec<Vec<(String, Vec<String>)>>,
 }
 
 const META: &str = "meta.json";
@@ -235,18 +239,19 @@ fn read_entry<T: Cached>(entry: &Path) -> std::result::Result<Option<T>, String>
         Err(e) => return Err(e.to_string()),
     };
     let meta: Meta = serde_json::from_slice(&meta).map_err(|e| format!("{META}: {e}"))?;
-    if meta.sha256.len() != T::TABLES.len() {
+    if meta.sha256.len() != T::TABLES.len() || meta.categories.len() != T::TABLES.len() {
         return Err(format!("{META}: {} tables, expected {}", meta.sha256.len(), T::TABLES.len()));
     }
     let tables = T::TABLES
         .iter()
-        .zip(&meta.sha256)
-        .map(|(name, want)| {
+        .zip(meta.sha256.iter().zip(&meta.categories))
+        .map(|(name, (want, categories))| {
             let bytes = std::fs::read(entry.join(name)).map_err(|e| format!("{name}: {e}"))?;
             if hex(&Sha256::digest(&bytes)) != *want {
                 return Err(format!("{name}: checksum mismatch"));
             }
-            ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| format!("{name}: {e}"))
+            let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| format!("{name}: {e}"))?;
+            crate::frame::codes_to_categories(df, categories).map_err(|e| format!("{name}: {e}"))
         })
         .collect::<std::result::Result<Vec<_>, String>>()?;
     T::from_tables(meta.input, tables).map(Some)
@@ -266,19 +271,22 @@ fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
     let name = entry.file_name().expect("an entry name").to_string_lossy();
     let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-    let parquet = |df: &DataFrame| -> Result<Vec<u8>> {
+    let parquet = |df: &DataFrame| -> Result<(Vec<u8>, Vec<(String, Vec<String>)>)> {
+        let (mut df, categories) = crate::frame::categories_to_codes(df.clone())?;
         let mut buf = Vec::new();
         // No statistics: entries are read whole, never filtered; a min and max over every column
         // was 5-25% of encoding an entry (bench/RESULTS.md, twelfth round).
         ParquetWriter::new(&mut buf)
             .with_compression(ParquetCompression::Lz4Raw)
             .with_statistics(StatisticsOptions::empty())
-            .finish(&mut df.clone())
+            .finish(&mut df)
             .map_err(|e| crate::error::Error::Polars { context: "caching a parsed file".into(), source: e })?;
-        Ok(buf)
+        Ok((buf, categories))
     };
-    let tables = out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?;
-    let meta = Meta { input: out.input().clone(), sha256: tables.iter().map(|t| hex(&Sha256::digest(t))).collect() };
+    let (tables, categories): (Vec<_>, Vec<_>) =
+        out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?.into_iter().unzip();
+    let sha256 = tables.iter().map(|t| hex(&Sha256::digest(t))).collect();
+    let meta = Meta { input: out.input().clone(), sha256, categories };
     let files = T::TABLES.iter().copied().zip(tables).chain([(META, serde_json::to_vec(&meta).expect("serializes"))]);
     for (file, bytes) in files {
         std::fs::write(tmp.join(file), bytes).ctx(|| format!("writing {}", tmp.join(file).display()))?;
