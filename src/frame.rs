@@ -152,12 +152,15 @@ pub fn categories_of(name: &str, values: &[&str], index: impl Iterator<Item = us
     Ok(Categorical16Chunked::from_cats_and_dtype(rows, dtype).into_series().into_column())
 }
 
+/// Of each category column stored as codes: its name and its categories by code.
+pub type StoredCategories = Vec<(String, Vec<String>)>;
+
 /// Each [`category_type`] column of `df` as plain integer codes, numbered from 0 in order of first
 /// appearance, with each column's categories by code: for storage. Polars reads a categorical
 /// column of a Parquet file by hashing every row's text into the categories (a twentieth of a
 /// rerun's CPU); integer codes read as integers, and [`codes_to_categories`] looks each category
 /// up once.
-pub fn categories_to_codes(mut df: DataFrame) -> Result<(DataFrame, Vec<(String, Vec<String>)>)> {
+pub fn categories_to_codes(mut df: DataFrame) -> Result<(DataFrame, StoredCategories)> {
     let mut categories = Vec::new();
     let names: Vec<String> = df
         .columns()

@@ -49,7 +49,7 @@ struct Meta {
     /// Of each of the entry's tables, in `Cached::TABLES` order.
     sha256: Vec<String>,
     /// Of each table, its category columns (stored as codes) and their categories by code.
-    categories: Vec<Vec<(String, Vec<String>)>>,
+    categories: Vec<crate::frame::StoredCategories>,
 }
 
 const META: &str = "meta.json";
@@ -271,7 +271,7 @@ fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
     let name = entry.file_name().expect("an entry name").to_string_lossy();
     let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-    let parquet = |df: &DataFrame| -> Result<(Vec<u8>, Vec<(String, Vec<String>)>)> {
+    let parquet = |df: &DataFrame| -> Result<(Vec<u8>, crate::frame::StoredCategories)> {
         let (mut df, categories) = crate::frame::categories_to_codes(df.clone())?;
         let mut buf = Vec::new();
         // No statistics: entries are read whole, never filtered; a min and max over every column
