@@ -141,13 +141,7 @@ pub fn category_type() -> DataType {
 /// A [`category_type`] column whose row `i` holds `values[index[i]]`: each value is looked up
 /// among the categories once, where a cast from text hashed every row's string.
 pub fn categories_of(name: &str, values: &[&str], index: impl Iterator<Item = usize>) -> Result<Column> {
-    // One dtype for the lookup and the column: the categories live only while something holds them.
-    let dtype = category_type();
-    let DataType::Categorical(_, mapping) = &dtype else { unreachable!("category_type is categorical") };
-    let codes: Vec<u16> = values
-        .iter()
-        .map(|v| Ok(mapping.insert_cat(v).ctx(|| format!("{v} as a category"))? as u16))
-        .collect::<Result<_>>()?;
+    let (dtype, codes) = category_codes(values)?;
     let rows = UInt16Chunked::from_iter_values(name.into(), index.map(|i| codes[i]));
     Ok(Categorical16Chunked::from_cats_and_dtype(rows, dtype).into_series().into_column())
 }
@@ -189,12 +183,7 @@ pub fn categories_to_codes(mut df: DataFrame) -> Result<(DataFrame, StoredCatego
 /// The columns that [`categories_to_codes`] made codes, as [`category_type`] columns again.
 pub fn codes_to_categories(mut df: DataFrame, categories: &[(String, Vec<String>)]) -> Result<DataFrame> {
     for (name, texts) in categories {
-        let dtype = category_type();
-        let DataType::Categorical(_, mapping) = &dtype else { unreachable!("category_type is categorical") };
-        let global: Vec<u16> = texts
-            .iter()
-            .map(|t| Ok(mapping.insert_cat(t).ctx(|| format!("{t} as a category"))? as u16))
-            .collect::<Result<_>>()?;
+        let (dtype, global) = category_codes(texts)?;
         let codes = df.column(name).ctx(|| format!("column {name}"))?.u16().ctx(|| format!("{name} as codes"))?;
         if codes.max().is_some_and(|m| m as usize >= global.len()) {
             return Err(crate::error::Error::Polars {
@@ -204,11 +193,23 @@ pub fn codes_to_categories(mut df: DataFrame, categories: &[(String, Vec<String>
         }
         // Null rows hold any code: only valid ones were checked above.
         let codes = codes.apply_values(|code| global.get(code as usize).copied().unwrap_or_default());
-        let values = Categorical16Chunked::from_cats_and_dtype(codes, dtype.clone());
+        let values = Categorical16Chunked::from_cats_and_dtype(codes, dtype);
         df.with_column(values.into_series().with_name(name.as_str().into()).into_column())
             .ctx(|| format!("adding {name}"))?;
     }
     Ok(df)
+}
+
+/// [`category_type`] and the code of each of `values` among its categories. One dtype for the
+/// lookup and the column made with it: the categories live only while something holds them.
+fn category_codes(values: &[impl AsRef<str>]) -> Result<(DataType, Vec<u16>)> {
+    let dtype = category_type();
+    let DataType::Categorical(_, mapping) = &dtype else { unreachable!("category_type is categorical") };
+    let codes = values
+        .iter()
+        .map(|v| Ok(mapping.insert_cat(v.as_ref()).ctx(|| format!("{} as a category", v.as_ref()))? as u16))
+        .collect::<Result<_>>()?;
+    Ok((dtype, codes))
 }
 
 /// `e` as a [`category_type`] column.
