@@ -148,15 +148,15 @@ fn lines(df: &DataFrame, ts: &parse::Timestamps) -> Result<Vec<Column>> {
         let net_before =
             price.value.map(|g| g - promo.value.map_or(0.0, f64::abs) - tax.or_zero() * f64::from(u8::from(inclusive)));
         let returned = status == Some(status::REFUNDED);
-        out.ordered_at[r] = ordered_at;
+        out.ordered_at.set(r, ordered_at);
         out.status[r] = status;
-        out.quantity[r] = qty.value;
-        out.gross[r] = price.value;
-        out.discount[r] = Some(promo.value.map_or(0.0, f64::abs));
-        out.tax[r] = Some(tax.or_zero());
-        out.shipping[r] = Some(ship.or_zero() - ship_promo.value.map_or(0.0, f64::abs));
-        out.refunded[r] = if returned { net_before } else { Some(0.0) };
-        out.net[r] = if returned { Some(0.0) } else { net_before };
+        out.quantity.set(r, qty.value);
+        out.gross.set(r, price.value);
+        out.discount.set(r, Some(promo.value.map_or(0.0, f64::abs)));
+        out.tax.set(r, Some(tax.or_zero()));
+        out.shipping.set(r, Some(ship.or_zero() - ship_promo.value.map_or(0.0, f64::abs)));
+        out.refunded.set(r, if returned { net_before } else { Some(0.0) });
+        out.net.set(r, if returned { Some(0.0) } else { net_before });
         out.reason[r] = fields::required(order_id.get(row), true, "amazon-order-id")
             .or_else(|| fields::required(purchase_raw, ordered_at.is_some(), "purchase-date"))
             .or_else(|| fields::unparseable(order_raw, order.is_some(), "order-status"))

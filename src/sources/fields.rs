@@ -80,17 +80,40 @@ pub fn merchandise_refund(refund: Option<f64>, total: f64, merchandise: f64) -> 
     }
 }
 
+/// A numeric column filled row by row, in any order: values and validity apart, handed to Polars
+/// without a copy. As `Vec<Option<f64>>` a row took 16 bytes and became a column in another pass.
+pub struct Filled<T> {
+    values: Vec<T>,
+    valid: polars_arrow::bitmap::MutableBitmap,
+}
+
+impl<T: Copy + Default> Filled<T> {
+    fn new(rows: usize) -> Self {
+        Filled { values: vec![T::default(); rows], valid: polars_arrow::bitmap::MutableBitmap::from_len_zeroed(rows) }
+    }
+
+    #[inline]
+    pub fn set(&mut self, row: usize, value: Option<T>) {
+        self.values[row] = value.unwrap_or_default();
+        self.valid.set(row, value.is_some());
+    }
+
+    fn column<P: PolarsNumericType<Native = T>>(self, name: &str) -> Column {
+        ChunkedArray::<P>::from_vec_validity(name.into(), self.values, Some(self.valid.into())).into_column()
+    }
+}
+
 /// The typed values of a file's lines, one entry per row, filled by the loader's pass.
 pub struct Typed {
-    pub ordered_at: Vec<Option<i64>>,
+    pub ordered_at: Filled<i64>,
     pub status: Vec<Option<&'static str>>,
-    pub quantity: Vec<Option<f64>>,
-    pub gross: Vec<Option<f64>>,
-    pub discount: Vec<Option<f64>>,
-    pub tax: Vec<Option<f64>>,
-    pub shipping: Vec<Option<f64>>,
-    pub refunded: Vec<Option<f64>>,
-    pub net: Vec<Option<f64>>,
+    pub quantity: Filled<f64>,
+    pub gross: Filled<f64>,
+    pub discount: Filled<f64>,
+    pub tax: Filled<f64>,
+    pub shipping: Filled<f64>,
+    pub refunded: Filled<f64>,
+    pub net: Filled<f64>,
     /// The row's first reason to be rejected, if any.
     pub reason: Vec<Option<String>>,
 }
@@ -98,32 +121,31 @@ pub struct Typed {
 impl Typed {
     pub fn new(rows: usize) -> Self {
         Typed {
-            ordered_at: vec![None; rows],
+            ordered_at: Filled::new(rows),
             status: vec![None; rows],
-            quantity: vec![None; rows],
-            gross: vec![None; rows],
-            discount: vec![None; rows],
-            tax: vec![None; rows],
-            shipping: vec![None; rows],
-            refunded: vec![None; rows],
-            net: vec![None; rows],
+            quantity: Filled::new(rows),
+            gross: Filled::new(rows),
+            discount: Filled::new(rows),
+            tax: Filled::new(rows),
+            shipping: Filled::new(rows),
+            refunded: Filled::new(rows),
+            net: Filled::new(rows),
             reason: vec![None; rows],
         }
     }
 
     /// The columns, named `_<field>`.
     pub fn columns(self) -> Vec<Column> {
-        let f64s = |name: &str, v: Vec<Option<f64>>| Float64Chunked::from_iter_options(name.into(), v.into_iter());
         vec![
-            Int64Chunked::from_iter_options("_ordered_at".into(), self.ordered_at.into_iter()).into_column(),
+            self.ordered_at.column::<Int64Type>("_ordered_at"),
             StringChunked::from_iter_options("_status".into(), self.status.into_iter()).into_column(),
-            f64s("_quantity", self.quantity).into_column(),
-            f64s("_gross", self.gross).into_column(),
-            f64s("_discount", self.discount).into_column(),
-            f64s("_tax", self.tax).into_column(),
-            f64s("_shipping", self.shipping).into_column(),
-            f64s("_refunded", self.refunded).into_column(),
-            f64s("_net", self.net).into_column(),
+            self.quantity.column::<Float64Type>("_quantity"),
+            self.gross.column::<Float64Type>("_gross"),
+            self.discount.column::<Float64Type>("_discount"),
+            self.tax.column::<Float64Type>("_tax"),
+            self.shipping.column::<Float64Type>("_shipping"),
+            self.refunded.column::<Float64Type>("_refunded"),
+            self.net.column::<Float64Type>("_net"),
             StringChunked::from_iter_options("_reason".into(), self.reason.into_iter()).into_column(),
         ]
     }
@@ -196,6 +218,20 @@ impl<'a> Normalised<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rows set in any order, unset rows and `None` are null; a value set twice keeps the last.
+    #[test]
+    fn a_filled_column_is_its_rows_as_set() {
+        let mut f = Filled::<f64>::new(4);
+        f.set(2, Some(2.5));
+        f.set(0, Some(-1.0));
+        f.set(3, Some(7.0));
+        f.set(3, None);
+        let c = f.column::<Float64Type>("x");
+        let got: Vec<Option<f64>> = c.f64().unwrap().iter().collect();
+        assert_eq!(got, [Some(-1.0), None, Some(2.5), None]);
+        assert_eq!(c.name().as_str(), "x");
+    }
 
     #[test]
     fn shares_spread_by_weight_or_evenly_when_the_weights_sum_to_zero() {

@@ -204,10 +204,10 @@ impl Lines {
                 let r = r as usize;
                 out.order_of_row[r] = o as u32;
                 out.line_no[r] = k as i64 + 1;
-                out.typed.ordered_at[r] = ordered_at;
+                out.typed.ordered_at.set(r, ordered_at);
                 out.typed.status[r] = Some(status);
-                out.typed.quantity[r] = q.value;
-                out.typed.gross[r] = g;
+                out.typed.quantity.set(r, q.value);
+                out.typed.gross.set(r, g);
                 out.typed.reason[r] = match name.get(r as u32) {
                     None => Some("missing Name".to_string()),
                     Some(_) => created_reason
@@ -227,9 +227,9 @@ impl Lines {
                 let r = r as usize;
                 let line_disc = w.map(|w| disc.or_zero() * w);
                 let line_tax = w.map(|w| t * merchandise_share * w);
-                out.typed.discount[r] = line_disc;
-                out.typed.tax[r] = line_tax;
-                out.typed.shipping[r] = w.map(|w| sh * w);
+                out.typed.discount.set(r, line_disc);
+                out.typed.tax.set(r, line_tax);
+                out.typed.shipping.set(r, w.map(|w| sh * w));
                 let included = if inclusive { line_tax } else { Some(0.0) };
                 net_before.push(g.zip(line_disc).zip(included).map(|((g, d), i)| g - d - i));
             }
@@ -237,8 +237,8 @@ impl Lines {
             let refund_merchandise = merchandise_refund(refund.value, to, order_net);
             for ((&r, w), nb) in rows.iter().zip(shares(&net_before)).zip(&net_before) {
                 let line_refund = w.map(|w| refund_merchandise * w);
-                out.typed.refunded[r as usize] = line_refund;
-                out.typed.net[r as usize] = nb.zip(line_refund).map(|(nb, lr)| nb - lr);
+                out.typed.refunded.set(r as usize, line_refund);
+                out.typed.net.set(r as usize, nb.zip(line_refund).map(|(nb, lr)| nb - lr));
             }
         }
         Ok(out)

@@ -186,12 +186,12 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
         let nb = total.or(sub);
         let gross = sub.or(total);
         net_before[l] = nb;
-        out.ordered_at[l] = ordered_at[r];
+        out.ordered_at.set(l, ordered_at[r]);
         out.status[l] = statuses[r];
-        out.quantity[l] = qty;
-        out.gross[l] = gross;
-        out.discount[l] = Some(gross.zip(nb).map_or(0.0, |(g, nb)| g - nb));
-        out.tax[l] = Some(tax.unwrap_or(0.0));
+        out.quantity.set(l, qty);
+        out.gross.set(l, gross);
+        out.discount.set(l, Some(gross.zip(nb).map_or(0.0, |(g, nb)| g - nb)));
+        out.tax.set(l, Some(tax.unwrap_or(0.0)));
         out.reason[l] = fields::required(order_id.get(row), true, "order_id")
             .or_else(|| fields::required(order_date.get(row), ordered_at[r].is_some(), "order_date"))
             .or_else(|| fields::required(status.get(row), statuses[r].is_some(), "status"))
@@ -216,9 +216,9 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
         let ship = Amount::at(&shipping_total, r as u32, dc).or_zero();
         for ((&l, w), nb) in group.iter().zip(shares(&values)).zip(&values) {
             let line_refund = w.map(|w| refund * w);
-            out.shipping[l] = w.map(|w| ship * w);
-            out.refunded[l] = line_refund;
-            out.net[l] = nb.zip(line_refund).map(|(nb, lr)| nb - lr);
+            out.shipping.set(l, w.map(|w| ship * w));
+            out.refunded.set(l, line_refund);
+            out.net.set(l, nb.zip(line_refund).map(|(nb, lr)| nb - lr));
         }
     }
 
