@@ -132,7 +132,8 @@ type OwnedKey = (u8, String, String, i64);
 /// One market's cohorts, from one pass over its lines (consecutive per customer).
 fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Months)>> {
     let text = |name: &str| frame::texts(orders, name);
-    let (markets, ids, sources) = (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?, text(schema::SOURCE)?);
+    let (markets, sources) = (text(schema::MARKET)?, text(schema::SOURCE)?);
+    let customers = frame::u32_values(orders, schema::aux::CUSTOMER)?.into_no_null_iter();
     let counted = frame::map_texts(orders, schema::STATUS, |s| s.is_some_and(|s| s != schema::status::CANCELLED))?;
     let net = frame::f64_column(orders, schema::NET_BASE)?;
     let days = frame::i64_column(orders, schema::ORDER_DATE)?;
@@ -141,14 +142,14 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
     let mut who = None;
     let mut lines: Lines = Vec::new();
     let mut month_of = (i64::MIN, 0);
-    let rows = markets.zip(ids).zip(sources.zip(counted).zip(net.iter().zip(days.iter())));
-    for ((market, id), ((source, counted), (net, day))) in rows {
-        if !who.is_some_and(|(m, c)| frame::same_text(m, market) && frame::same_text(c, id)) {
+    let rows = markets.zip(customers).zip(sources.zip(counted).zip(net.iter().zip(days.iter())));
+    for ((market, customer), ((source, counted), (net, day))) in rows {
+        if !who.is_some_and(|(m, c)| frame::same_text(m, market) && c == customer) {
             if let Some((m, _)) = who {
                 add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
             }
             lines.clear();
-            who = Some((market, id));
+            who = Some((market, customer));
         }
         let (true, Some(day)) = (counted, day) else { continue };
         if month_of.0 != day {
@@ -186,6 +187,7 @@ mod tests {
         let orders = df!(
             schema::MARKET => vec!["us"; lines.len()],
             schema::CUSTOMER_ID => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+            schema::aux::CUSTOMER => crate::slots::dense_ranks(lines.iter().map(|l| l.0).collect::<Vec<_>>().into_iter().map(Some)),
             schema::SOURCE => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
             schema::STATUS => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
             schema::NET_BASE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
@@ -244,6 +246,7 @@ mod tests {
             df!(
                 schema::MARKET => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
                 schema::CUSTOMER_ID => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+                schema::aux::CUSTOMER => crate::slots::dense_ranks(lines.iter().map(|l| l.1).collect::<Vec<_>>().into_iter().map(Some)),
                 schema::SOURCE => vec!["shop"; n],
                 schema::STATUS => vec![schema::status::COMPLETED; n],
                 schema::NET_BASE => lines.iter().map(|l| l.2).collect::<Vec<_>>(),

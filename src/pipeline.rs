@@ -266,7 +266,7 @@ impl Staged {
                 Some(&(first, rows)) => orders.slice(first as i64, rows),
                 None => orders.clear(),
             };
-            let file = part.drop_many([schema::MARKET, schema::aux::ORDER_KEY]);
+            let file = part.drop_many([schema::MARKET, schema::aux::ORDER_KEY, schema::aux::CUSTOMER]);
             let entry = PathBuf::from(format!("orders/market={market}"));
             let rel = entry.join("part-0.parquet");
             let rows = parquet::write(&file, &publisher.stage(entry, &rel)?, &schema::MONEY_COLUMNS, &meta)?;

@@ -46,7 +46,8 @@ pub const ORDER_LINE_COLUMNS: [&str; 18] = [
 
 /// The columns of the orders table that the analyses and reports read. The rest are needed only
 /// in the orders partitions, which are staged first; then the table keeps just these.
-pub const ANALYSED_COLUMNS: [&str; 7] = [MARKET, CUSTOMER_ID, SOURCE, aux::ORDER_KEY, STATUS, NET_BASE, ORDER_DATE];
+pub const ANALYSED_COLUMNS: [&str; 8] =
+    [MARKET, CUSTOMER_ID, aux::CUSTOMER, SOURCE, aux::ORDER_KEY, STATUS, NET_BASE, ORDER_DATE];
 
 /// Money columns of the orders table (written as DECIMAL(18,2)).
 pub const MONEY_COLUMNS: [&str; 7] = [GROSS, DISCOUNT, TAX, SHIPPING, REFUNDED, NET, NET_BASE];
@@ -72,6 +73,9 @@ pub mod aux {
     /// The line's order as an integer, unique per (source, order id) within a run (from unify
     /// on): orders are counted in a bit set, not by hashing their ids.
     pub const ORDER_KEY: &str = "order_key";
+    /// The line's customer as an integer, the rank of its id among the run's ids (from unify
+    /// on): passes over the sorted table tell customers apart without reading id text.
+    pub const CUSTOMER: &str = "customer";
 }
 
 /// Order statuses of the canonical table.

@@ -96,8 +96,10 @@ pub fn summarize(orders: &DataFrame, calibration_end: NaiveDate, unit_days: f64)
 /// The customers of one market's lines, which are consecutive per customer.
 fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
     use schema::status::{CANCELLED, REFUNDED};
-    let text = |name: &str| frame::texts(orders, name);
-    let (markets, ids) = (text(schema::MARKET)?, text(schema::CUSTOMER_ID)?);
+    let markets = frame::texts(orders, schema::MARKET)?;
+    let customers = frame::u32_values(orders, schema::aux::CUSTOMER)?.into_no_null_iter();
+    let ids = frame::text_columns(orders, &[schema::CUSTOMER_ID])?.remove(0);
+    let ids = frame::Texts::of(&ids);
     // (cancelled or no status, refunded)
     let statuses =
         frame::map_texts(orders, schema::STATUS, |s| (s.is_none_or(|s| s == CANCELLED), s == Some(REFUNDED)))?;
@@ -107,11 +109,11 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
 
     let mut out: Vec<Market> = Vec::new();
     let mut current = Building::default();
-    let lines = markets.zip(ids).zip(order_keys).zip(statuses.zip(net.iter()).zip(days.iter()));
-    for ((who, order), (((void, refunded), net), day)) in lines {
-        if !current.who.is_some_and(|(m, c)| frame::same_text(m, who.0) && frame::same_text(c, who.1)) {
+    let lines = (0u32..).zip(markets.zip(customers)).zip(order_keys).zip(statuses.zip(net.iter()).zip(days.iter()));
+    for (((row, (market, customer)), order), (((void, refunded), net), day)) in lines {
+        if !current.who.is_some_and(|(m, c, _)| frame::same_text(m, market) && c == customer) {
             current.finish(&mut out);
-            current.who = Some(who);
+            current.who = Some((market, customer, ids.get(row)));
         }
         current.revenue += net.unwrap_or(0.0);
         if void {
@@ -135,7 +137,8 @@ fn market_customers(orders: &DataFrame) -> Result<Vec<Market>> {
 /// The customer whose lines are being read.
 #[derive(Default)]
 struct Building<'a> {
-    who: Option<(Option<&'a str>, Option<&'a str>)>,
+    /// Market, `aux::CUSTOMER` and id.
+    who: Option<(Option<&'a str>, u32, Option<&'a str>)>,
     revenue: f64,
     /// Order keys of non-cancelled lines (`aux::ORDER_KEY`: one per source and order id), a
     /// line's key skipped when it repeats the one before; made distinct when the customer ends.
@@ -167,7 +170,7 @@ impl Building<'_> {
     }
 
     fn finish(&mut self, out: &mut Vec<Market>) {
-        let Some((market, id)) = self.who.take() else { return };
+        let Some((market, _, id)) = self.who.take() else { return };
         let market = market.unwrap_or_default();
         if out.last().is_none_or(|last| last.name != market) {
             out.push(Market { name: market.to_string(), customers: Vec::new() });
@@ -210,6 +213,7 @@ mod tests {
         let orders = df!(
             schema::MARKET => col(|l| l.0),
             schema::CUSTOMER_ID => col(|l| l.1),
+            schema::aux::CUSTOMER => crate::slots::dense_ranks(col(|l| l.1).into_iter().map(Some)),
             schema::SOURCE => vec!["shop"; lines.len()],
             // One source: the order ids are the keys.
             schema::aux::ORDER_KEY => lines.iter().map(|l| l.2.parse::<u32>().unwrap()).collect::<Vec<_>>(),
@@ -235,6 +239,7 @@ mod tests {
         let orders = df!(
             schema::MARKET => vec!["eu"; days.len()],
             schema::CUSTOMER_ID => vec!["a"; days.len()],
+            schema::aux::CUSTOMER => crate::slots::dense_ranks(vec!["a"; days.len()].into_iter().map(Some)),
             schema::SOURCE => vec!["shop"; days.len()],
             schema::aux::ORDER_KEY => [1u32, 2, 3, 4, 5, 6],
             schema::STATUS => vec![schema::status::COMPLETED; days.len()],

@@ -46,7 +46,7 @@ impl Accounting {
 
 pub struct Unified {
     /// The canonical order lines (schema::ORDER_LINE_COLUMNS) and each line's
-    /// `aux::ORDER_KEY`, sorted; the pipeline keeps only `schema::ANALYSED_COLUMNS` once it has
+    /// `aux::ORDER_KEY` and `aux::CUSTOMER`, sorted; the pipeline keeps only `schema::ANALYSED_COLUMNS` once it has
     /// staged the orders partitions.
     pub orders: DataFrame,
     pub accounting: BTreeMap<String, Accounting>,
@@ -216,7 +216,7 @@ pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
     let df = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
     let mut df = frame::rechunk(df)?;
     df.with_column(first_market(&df, &customers, &rules.market_of)?).ctx(|| "markets")?;
-    let columns = schema::ORDER_LINE_COLUMNS.into_iter().chain([aux::ORDER_KEY]);
+    let columns = schema::ORDER_LINE_COLUMNS.into_iter().chain([aux::ORDER_KEY, aux::CUSTOMER]);
     let orders = sorted(df, &customers)?.select(columns).ctx(|| "order lines")?;
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
@@ -381,7 +381,7 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
 
 /// The published order: market, customer, time, source, order, line. Text keys are replaced by
 /// their rank among the distinct values first, so that the sort compares integers (`df` has the
-/// rows `customers` describes, in the same order). Adds the customer ids.
+/// rows `customers` describes, in the same order). Adds the customer ids and `aux::CUSTOMER`.
 fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
     let rank = |name: &str| frame::column_ranks(&df, name);
     let (market, source) = (rank(schema::MARKET)?, rank(schema::SOURCE)?);
@@ -424,6 +424,7 @@ fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
     let mut df = frame::take_rows(df, idx)?;
     let ids = frame::shared_strings(&ranks, &customers.ids);
     frame::put_column(&mut df, schema::CUSTOMER_ID, ids)?;
+    frame::put_column(&mut df, aux::CUSTOMER, UInt32Chunked::from_vec(aux::CUSTOMER.into(), ranks))?;
     Ok(df)
 }
 

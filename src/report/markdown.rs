@@ -25,20 +25,21 @@ pub struct SourceFigures {
 }
 
 /// One pass over a market's lines. Customers are counted once per run of their lines and source
-/// (the published lines of a customer are consecutive, in ascending id order: counting runs needs
+/// (the published lines of a customer are consecutive, in ascending `aux::CUSTOMER` order: counting runs needs
 /// no set, see [`Distinct`]), orders by their `aux::ORDER_KEY` in a bit set (a hash set of order
 /// ids was most of the pass); any order of lines counts right.
 pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
     struct Source<'a> {
         name: &'a str,
         orders: u64,
-        customers: Distinct<'a>,
+        customers: Distinct,
         revenue: f64,
         /// The customer run this source last counted.
         last_run: usize,
     }
     let text = |name: &str| frame::texts(orders, name);
-    let (sources, customer_ids) = (text(schema::SOURCE)?, text(schema::CUSTOMER_ID)?);
+    let sources = text(schema::SOURCE)?;
+    let customer_ids = frame::u32_values(orders, aux::CUSTOMER)?.into_no_null_iter();
     let void = frame::map_texts(orders, schema::STATUS, |s| s.is_none_or(|s| s == schema::status::CANCELLED))?;
     let keys = frame::u32_values(orders, aux::ORDER_KEY)?;
     let net = frame::f64_column(orders, schema::NET_BASE)?;
@@ -46,13 +47,13 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
     let mut customers = Distinct::default();
     // Order keys are unique across sources: one bit per key says the order was counted.
     let mut counted = vec![0u64; keys.max().map_or(0, |m| m as usize / 64 + 1)];
-    let (mut run, mut current, mut revenue) = (0, None, 0.0);
+    let (mut run, mut current, mut revenue) = (0, 0, 0.0);
     let lines = sources.zip(keys.into_no_null_iter()).zip(customer_ids.zip(void)).zip(net.iter());
     for (((source, key), (customer, void)), net) in lines {
         if void {
             continue;
         }
-        if run == 0 || !frame::same_text(current, customer) {
+        if run == 0 || current != customer {
             (run, current) = (run + 1, customer);
             customers.add(customer);
         }
@@ -100,20 +101,20 @@ pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)
 /// after the previous run's (a market's customers, as unify sorts them), by a set from the first
 /// that does not. Two inserts per customer into large hash sets were most of [`figures`]' time.
 #[derive(Default)]
-struct Distinct<'a> {
-    ascending: Vec<Option<&'a str>>,
-    set: Option<PlHashSet<Option<&'a str>>>,
+struct Distinct {
+    ascending: Vec<u32>,
+    set: Option<PlHashSet<u32>>,
 }
 
-impl<'a> Distinct<'a> {
-    fn add(&mut self, value: Option<&'a str>) {
+impl Distinct {
+    fn add(&mut self, value: u32) {
         match &mut self.set {
             Some(set) => {
                 set.insert(value);
             }
             None if self.ascending.last().is_none_or(|last| *last < value) => self.ascending.push(value),
             None => {
-                let mut set: PlHashSet<Option<&str>> = self.ascending.drain(..).collect();
+                let mut set: PlHashSet<u32> = self.ascending.drain(..).collect();
                 set.insert(value);
                 self.set = Some(set);
             }
@@ -384,6 +385,7 @@ mod tests {
             schema::SOURCE => sources,
             aux::ORDER_KEY => order_keys(&sources, &["1", "1", "2", "A", "B", "3", "C", "1"]),
             schema::CUSTOMER_ID => ["ann", "ann", "bob", "ann", "cy", "dee", "eve", "ann"],
+            schema::aux::CUSTOMER => crate::slots::dense_ranks(["ann", "ann", "bob", "ann", "cy", "dee", "eve", "ann"].into_iter().map(Some)),
             schema::STATUS => [c, c, c, c, c, d, d, c],
             schema::NET_BASE => [10.0, 5.0, 7.0, 3.0, 4.0, 0.0, 0.0, 1.0],
         )
@@ -408,6 +410,7 @@ mod tests {
                 schema::SOURCE => &sources,
                 aux::ORDER_KEY => order_keys(&sources, &ids),
                 schema::CUSTOMER_ID => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                schema::aux::CUSTOMER => crate::slots::dense_ranks(rows.iter().map(|r| r.2).collect::<Vec<_>>().into_iter().map(Some)),
                 schema::STATUS => vec![c; rows.len()],
                 schema::NET_BASE => vec![1.0; rows.len()],
             )
