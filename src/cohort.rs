@@ -14,7 +14,6 @@ use crate::frame;
 use crate::schema;
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::*;
-use std::collections::BTreeMap;
 
 /// One row per (market, source, cohort, months since); `source` is `all` for whole-market cohorts.
 pub struct Cohorts {
@@ -41,8 +40,9 @@ type CohortKey<'a> = (u8, &'a str, &'a str, i64);
 /// Per cohort: months since -> (active customers, revenue).
 type Grid<'a> = PlHashMap<CohortKey<'a>, Months>;
 
-/// Months since the cohort month -> (active customers, revenue).
-type Months = BTreeMap<i64, (i64, f64)>;
+/// By months since the cohort month: (active customers, revenue); (0, 0.0) for a month nobody
+/// bought in. A vector: each line adds to one, and a tree's lookup per line was a third of the pass.
+type Months = Vec<(i64, f64)>;
 
 /// A customer's live lines: (source, month index, net in the base currency).
 type Lines<'a> = Vec<(&'a str, i64, f64)>;
@@ -74,7 +74,11 @@ fn add_months<'a>(grid: &mut Grid<'a>, key: CohortKey<'a>, lines: impl Iterator<
     let mut previous = None;
     for (m, net) in lines {
         let k = m - key.3;
-        let cell = months.entry(k).or_insert((0, 0.0));
+        let at = k as usize;
+        if months.len() <= at {
+            months.resize(at + 1, (0, 0.0));
+        }
+        let cell = &mut months[at];
         if previous != Some(k) {
             cell.0 += 1;
             previous = Some(k);
@@ -105,12 +109,12 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
     };
     grid.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for ((_, market, source, cohort), months) in grid {
-        let size = months.get(&0).map_or(0, |m| m.0);
+        let size = months.first().map_or(0, |m| m.0);
         let first_day =
             NaiveDate::from_ymd_opt((cohort / 12) as i32, (cohort % 12) as u32 + 1, 1).expect("valid month");
         let mut cumulative = 0.0;
         for k in 0..=(last_month - cohort).max(0) {
-            let (active, revenue) = months.get(&k).copied().unwrap_or((0, 0.0));
+            let (active, revenue) = months.get(k as usize).copied().unwrap_or((0, 0.0));
             cumulative += revenue;
             out.market.push(market.clone());
             out.source.push(source.clone());
