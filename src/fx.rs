@@ -12,7 +12,14 @@ pub struct FxRates {
     /// currency -> (days since 1970-01-01, rate), sorted by day.
     /// Looked up for every order line: a fast hash, not the standard library's SipHash.
     rates: foldhash::HashMap<String, Vec<(i32, f64)>>,
+    /// currency -> (its first day, the rate of every day from then to its last rate): one index
+    /// per order line instead of a binary search. Currencies whose rates span more than
+    /// [`DAILY_SPAN`] days are searched.
+    daily: foldhash::HashMap<String, (i32, Vec<f64>)>,
 }
+
+/// Days of rates laid out day by day at most per currency (~270 years, 800 kB).
+const DAILY_SPAN: i32 = 100_000;
 
 pub fn epoch_days(d: NaiveDate) -> i32 {
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
@@ -25,7 +32,7 @@ pub fn from_epoch_days(days: i32) -> NaiveDate {
 impl FxRates {
     /// Rates for the base currency only (no file configured).
     pub fn base_only(base: &str) -> Self {
-        FxRates { base: base.to_string(), rates: foldhash::HashMap::default() }
+        FxRates { base: base.to_string(), rates: foldhash::HashMap::default(), daily: foldhash::HashMap::default() }
     }
 
     pub fn load(path: &Path, base: &str) -> Result<Self> {
@@ -48,6 +55,13 @@ impl FxRates {
         for v in fx.rates.values_mut() {
             v.sort_by_key(|(d, _)| *d);
         }
+        for (currency, v) in &fx.rates {
+            let (first, last) = (v[0].0, v[v.len() - 1].0);
+            if last - first <= DAILY_SPAN {
+                let days = (first..=last).map(|day| v[v.partition_point(|(d, _)| *d <= day) - 1].1).collect();
+                fx.daily.insert(currency.clone(), (first, days));
+            }
+        }
         Ok(fx)
     }
 
@@ -67,6 +81,10 @@ impl FxRates {
     pub fn rate(&self, currency: &str, day: i32) -> Option<f64> {
         if currency == self.base {
             return Some(1.0);
+        }
+        if let Some((first, days)) = self.daily.get(currency) {
+            let k = day.checked_sub(*first).filter(|k| *k >= 0)?;
+            return Some(days[(k as usize).min(days.len() - 1)]);
         }
         let v = self.rates.get(currency)?;
         let i = v.partition_point(|(d, _)| *d <= day);
@@ -122,8 +140,31 @@ mod tests {
         assert_eq!(fx.rate("EUR", day("2024-01-03")), Some(1.20));
         assert_eq!(fx.rate("EUR", day("2023-12-31")), None);
         assert_eq!(fx.rate("USD", 0), Some(1.0));
+        assert_eq!(fx.rate("EUR", day("2030-06-01")), Some(1.20), "the latest rate carries on");
+        assert_eq!(fx.rate("EUR", i32::MIN), None);
         assert!(fx.problem(Some("GBP"), Some(day("2024-01-02")), Some(1.0)).unwrap().contains("GBP"));
         assert_eq!(fx.problem(None, Some(0), None), None, "blank currency on a cancelled line is fine");
+    }
+
+    /// Day by day or searched (rates centuries apart), every day gets the latest rate on or
+    /// before it, the last listed when a day has two.
+    #[test]
+    fn daily_and_searched_rates_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fx.csv");
+        let rows = "date,currency,rate\n2024-01-05,EUR,1.3\n2024-01-01,EUR,1.1\n2024-01-03,EUR,1.2\n\
+                    2024-01-03,EUR,1.25\n2024-01-01,JPY,0.007\n1024-01-01,JPY,0.001\n";
+        std::fs::write(&p, rows).unwrap();
+        let fx = FxRates::load(&p, "USD").unwrap();
+        assert!(fx.daily.contains_key("EUR") && !fx.daily.contains_key("JPY"));
+        let day = |s: &str| epoch_days(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap());
+        let want = [None, Some(1.1), Some(1.1), Some(1.25), Some(1.25), Some(1.3), Some(1.3)];
+        for (i, want) in want.into_iter().enumerate() {
+            assert_eq!(fx.rate("EUR", day("2023-12-31") + i as i32), want, "day {i}");
+        }
+        assert_eq!(fx.rate("JPY", day("2000-01-01")), Some(0.001));
+        assert_eq!(fx.rate("JPY", day("2025-01-01")), Some(0.007));
+        assert_eq!(fx.rate("JPY", day("1000-01-01")), None);
     }
 
     #[test]
