@@ -188,16 +188,17 @@ mod tests {
             ("b", "amazon", COMPLETED, 20.0, 31), // b acquired in February
             ("b", "amazon", REFUNDED, -20.0, 59), // a refund line still counts (revenue -20)
         ];
-        let orders = df!(
-            schema::MARKET => vec!["us"; lines.len()],
-            schema::CUSTOMER_ID => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
-            schema::aux::CUSTOMER => crate::slots::dense_ranks(lines.iter().map(|l| l.0).collect::<Vec<_>>().into_iter().map(Some)),
-            schema::SOURCE => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
-            schema::STATUS => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
-            schema::NET_BASE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
-            schema::ORDER_DATE => lines.iter().map(|l| l.4).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let orders = crate::unify::with_customers(
+            df!(
+                schema::MARKET => vec!["us"; lines.len()],
+                schema::CUSTOMER_ID => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+                schema::SOURCE => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+                schema::STATUS => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
+                schema::NET_BASE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
+                schema::ORDER_DATE => lines.iter().map(|l| l.4).collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        );
         let orders = orders.lazy().with_column(col(schema::ORDER_DATE).cast(DataType::Date)).collect().unwrap();
         let spec = CohortsSpec {
             id: "c".into(),
@@ -247,16 +248,17 @@ mod tests {
         type Line = (&'static str, &'static str, f64, i32);
         let table = |lines: &[Line]| {
             let n = lines.len();
-            df!(
-                schema::MARKET => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
-                schema::CUSTOMER_ID => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
-                schema::aux::CUSTOMER => crate::slots::dense_ranks(lines.iter().map(|l| l.1).collect::<Vec<_>>().into_iter().map(Some)),
-                schema::SOURCE => vec!["shop"; n],
-                schema::STATUS => vec![schema::status::COMPLETED; n],
-                schema::NET_BASE => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
-                schema::ORDER_DATE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
+            crate::unify::with_customers(
+                df!(
+                    schema::MARKET => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+                    schema::CUSTOMER_ID => lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+                    schema::SOURCE => vec!["shop"; n],
+                    schema::STATUS => vec![schema::status::COMPLETED; n],
+                    schema::NET_BASE => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
+                    schema::ORDER_DATE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
+                )
+                .unwrap(),
             )
-            .unwrap()
             .lazy()
             .with_column(col(schema::ORDER_DATE).cast(DataType::Date))
             .collect()

@@ -210,18 +210,19 @@ mod tests {
             ("us", "b", "7", COMPLETED, 10.0, 104),
         ];
         let col = |f: fn(&Line) -> &'static str| lines.iter().map(f).collect::<Vec<_>>();
-        let orders = df!(
-            schema::MARKET => col(|l| l.0),
-            schema::CUSTOMER_ID => col(|l| l.1),
-            schema::aux::CUSTOMER => crate::slots::dense_ranks(col(|l| l.1).into_iter().map(Some)),
-            schema::SOURCE => vec!["shop"; lines.len()],
-            // One source: the order ids are the keys.
-            schema::aux::ORDER_KEY => lines.iter().map(|l| l.2.parse::<u32>().unwrap()).collect::<Vec<_>>(),
-            schema::STATUS => col(|l| l.3),
-            schema::NET_BASE => lines.iter().map(|l| l.4).collect::<Vec<_>>(),
-            schema::ORDER_DATE => lines.iter().map(|l| l.5).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let orders = crate::unify::with_customers(
+            df!(
+                schema::MARKET => col(|l| l.0),
+                schema::CUSTOMER_ID => col(|l| l.1),
+                schema::SOURCE => vec!["shop"; lines.len()],
+                // One source: the order ids are the keys.
+                schema::aux::ORDER_KEY => lines.iter().map(|l| l.2.parse::<u32>().unwrap()).collect::<Vec<_>>(),
+                schema::STATUS => col(|l| l.3),
+                schema::NET_BASE => lines.iter().map(|l| l.4).collect::<Vec<_>>(),
+                schema::ORDER_DATE => lines.iter().map(|l| l.5).collect::<Vec<_>>(),
+            )
+            .unwrap(),
+        );
         let s = summarize(&orders, NaiveDate::from_ymd_opt(1970, 12, 31).unwrap(), 1.0).unwrap();
         assert_eq!(s.markets.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["eu", "us"]);
         let (a, b) = (&s.markets[0].customers[0], &s.markets[1].customers[0]);
@@ -231,22 +232,45 @@ mod tests {
         assert_eq!(b.events, [(100, 20.0)]);
     }
 
+    /// Customers of one market are told apart by `aux::CUSTOMER`, each named by its id.
+    #[test]
+    fn customers_of_one_market_apart() {
+        let ids = ["a", "a", "b", "c", "c"];
+        let orders = crate::unify::with_customers(
+            df!(
+                schema::MARKET => vec!["eu"; ids.len()],
+                schema::CUSTOMER_ID => ids,
+                schema::SOURCE => vec!["shop"; ids.len()],
+                schema::aux::ORDER_KEY => [1u32, 2, 3, 4, 5],
+                schema::STATUS => vec![schema::status::COMPLETED; ids.len()],
+                schema::NET_BASE => [1.0, 2.0, 4.0, 8.0, 16.0],
+                schema::ORDER_DATE => [100, 101, 100, 100, 102],
+            )
+            .unwrap(),
+        );
+        let s = summarize(&orders, NaiveDate::from_ymd_opt(1970, 12, 31).unwrap(), 1.0).unwrap();
+        let got: Vec<(&str, u64, f64)> =
+            s.markets[0].customers.iter().map(|c| (c.id.as_str(), c.orders, c.revenue)).collect();
+        assert_eq!(got, [("a", 2, 3.0), ("b", 1, 4.0), ("c", 2, 24.0)]);
+    }
+
     /// Local dates can step back between lines sorted by time (sources in different zones): a
     /// day met again after a later one still adds to its own event.
     #[test]
     fn days_out_of_order_add_to_their_own_event() {
         let days = [100, 102, 101, 102, 100, 99];
-        let orders = df!(
-            schema::MARKET => vec!["eu"; days.len()],
-            schema::CUSTOMER_ID => vec!["a"; days.len()],
-            schema::aux::CUSTOMER => crate::slots::dense_ranks(vec!["a"; days.len()].into_iter().map(Some)),
-            schema::SOURCE => vec!["shop"; days.len()],
-            schema::aux::ORDER_KEY => [1u32, 2, 3, 4, 5, 6],
-            schema::STATUS => vec![schema::status::COMPLETED; days.len()],
-            schema::NET_BASE => [1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
-            schema::ORDER_DATE => days.to_vec(),
-        )
-        .unwrap();
+        let orders = crate::unify::with_customers(
+            df!(
+                schema::MARKET => vec!["eu"; days.len()],
+                schema::CUSTOMER_ID => vec!["a"; days.len()],
+                schema::SOURCE => vec!["shop"; days.len()],
+                schema::aux::ORDER_KEY => [1u32, 2, 3, 4, 5, 6],
+                schema::STATUS => vec![schema::status::COMPLETED; days.len()],
+                schema::NET_BASE => [1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+                schema::ORDER_DATE => days.to_vec(),
+            )
+            .unwrap(),
+        );
         let s = summarize(&orders, NaiveDate::from_ymd_opt(1970, 12, 31).unwrap(), 1.0).unwrap();
         let a = &s.markets[0].customers[0];
         assert_eq!(a.events, [(99, 32.0), (100, 17.0), (101, 4.0), (102, 10.0)]);

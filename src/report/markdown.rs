@@ -25,9 +25,9 @@ pub struct SourceFigures {
 }
 
 /// One pass over a market's lines. Customers are counted once per run of their lines and source
-/// (the published lines of a customer are consecutive, in ascending `aux::CUSTOMER` order: counting runs needs
-/// no set, see [`Distinct`]), orders by their `aux::ORDER_KEY` in a bit set (a hash set of order
-/// ids was most of the pass); any order of lines counts right.
+/// (the published lines of a customer are consecutive, in ascending `aux::CUSTOMER` order:
+/// counting runs needs no set, see [`Distinct`]), orders by their `aux::ORDER_KEY` in a bit set (a
+/// hash set of order ids was most of the pass); any order of lines counts right.
 pub fn figures(orders: &DataFrame) -> Result<(Vec<SourceFigures>, SourceFigures)> {
     struct Source<'a> {
         name: &'a str,
@@ -381,15 +381,16 @@ mod tests {
     fn figures_count_distinct_orders_and_customers_without_cancelled_lines() {
         let (c, d) = (schema::status::COMPLETED, schema::status::CANCELLED);
         let sources = ["shop", "shop", "shop", "amazon", "amazon", "shop", "amazon", "shop"];
-        let orders = df!(
-            schema::SOURCE => sources,
-            aux::ORDER_KEY => order_keys(&sources, &["1", "1", "2", "A", "B", "3", "C", "1"]),
-            schema::CUSTOMER_ID => ["ann", "ann", "bob", "ann", "cy", "dee", "eve", "ann"],
-            schema::aux::CUSTOMER => crate::slots::dense_ranks(["ann", "ann", "bob", "ann", "cy", "dee", "eve", "ann"].into_iter().map(Some)),
-            schema::STATUS => [c, c, c, c, c, d, d, c],
-            schema::NET_BASE => [10.0, 5.0, 7.0, 3.0, 4.0, 0.0, 0.0, 1.0],
-        )
-        .unwrap();
+        let orders = crate::unify::with_customers(
+            df!(
+                schema::SOURCE => sources,
+                aux::ORDER_KEY => order_keys(&sources, &["1", "1", "2", "A", "B", "3", "C", "1"]),
+                schema::CUSTOMER_ID => ["ann", "ann", "bob", "ann", "cy", "dee", "eve", "ann"],
+                schema::STATUS => [c, c, c, c, c, d, d, c],
+                schema::NET_BASE => [10.0, 5.0, 7.0, 3.0, 4.0, 0.0, 0.0, 1.0],
+            )
+            .unwrap(),
+        );
         let (by_source, total) = figures(&orders).unwrap();
         let got: Vec<(&str, u64, u64, f64)> =
             by_source.iter().map(|f| (f.source.as_str(), f.orders, f.customers, f.revenue)).collect();
@@ -406,15 +407,16 @@ mod tests {
             vec![("shop", "1", "a"), ("shop", "2", "b"), ("amazon", "3", "b"), ("shop", "4", "c"), ("shop", "5", "d")];
         let frame = |rows: &[(&str, &str, &str)]| {
             let (sources, ids): (Vec<&str>, Vec<&str>) = rows.iter().map(|r| (r.0, r.1)).unzip();
-            df!(
-                schema::SOURCE => &sources,
-                aux::ORDER_KEY => order_keys(&sources, &ids),
-                schema::CUSTOMER_ID => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
-                schema::aux::CUSTOMER => crate::slots::dense_ranks(rows.iter().map(|r| r.2).collect::<Vec<_>>().into_iter().map(Some)),
-                schema::STATUS => vec![c; rows.len()],
-                schema::NET_BASE => vec![1.0; rows.len()],
+            crate::unify::with_customers(
+                df!(
+                    schema::SOURCE => &sources,
+                    aux::ORDER_KEY => order_keys(&sources, &ids),
+                    schema::CUSTOMER_ID => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+                    schema::STATUS => vec![c; rows.len()],
+                    schema::NET_BASE => vec![1.0; rows.len()],
+                )
+                .unwrap(),
             )
-            .unwrap()
         };
         let counts = |df: &DataFrame| {
             let (by_source, total) = figures(df).unwrap();
