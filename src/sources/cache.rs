@@ -19,6 +19,8 @@
 //! again. A file changed in the same clock tick as its hashing could look unchanged: a hash is
 //! only remembered for a file untouched for [`SETTLED`] before it was read.
 
+mod encode;
+
 use super::{Export, InputFile, LoadCtx, hex};
 use crate::error::{Context, Result};
 use polars::prelude::*;
@@ -272,16 +274,8 @@ fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
     let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
     let parquet = |df: &DataFrame| -> Result<(Vec<u8>, crate::frame::StoredCategories)> {
-        let (mut df, categories) = crate::frame::categories_to_codes(df.clone())?;
-        let mut buf = Vec::new();
-        // No statistics: entries are read whole, never filtered; a min and max over every column
-        // was 5-25% of encoding an entry (bench/RESULTS.md, twelfth round).
-        ParquetWriter::new(&mut buf)
-            .with_compression(ParquetCompression::Lz4Raw)
-            .with_statistics(StatisticsOptions::empty())
-            .finish(&mut df)
-            .map_err(|e| crate::error::Error::Polars { context: "caching a parsed file".into(), source: e })?;
-        Ok((buf, categories))
+        let (df, categories) = crate::frame::categories_to_codes(df.clone())?;
+        Ok((encode::encode(&df)?, categories))
     };
     let (tables, categories): (Vec<_>, Vec<_>) =
         out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?.into_iter().unzip();
