@@ -8,7 +8,7 @@
 //! records the SHA-256 of its Parquet files; an entry that fails that check or does not read back
 //! is parsed again and rewritten, never trusted. Category columns are stored as integer codes
 //! with their categories in the entry's `meta.json` (`frame::categories_to_codes`): read as
-//! categories, every row's text was hashed again. The cache holds parsed personal data, as the
+//! categories, every row's text was hashed again. How each column is encoded: `encode.rs`. The cache holds parsed personal data, as the
 //! exports do: it is created private to its owner.
 //!
 //! Hashing every export on every run read and hashed all of them (3 GB at 10M lines, a tenth of
