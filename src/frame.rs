@@ -212,9 +212,46 @@ fn category_codes(values: &[impl AsRef<str>]) -> Result<(DataType, Vec<u16>)> {
     Ok((dtype, codes))
 }
 
-/// `e` as a [`category_type`] column.
+/// `e` as a [`category_type`] column. For literals; text columns go through [`text_category`].
 pub fn category(e: Expr) -> Expr {
     e.cast(category_type())
+}
+
+/// `e`, a text column, as a [`category_type`] column. A cast hashes every row's text into the
+/// categories (the loaders' four such columns were 1.2% of a full run); here a row equal to the
+/// one before takes its code, other rows find theirs among the column's own values, and each of
+/// those is looked up among the categories once.
+pub fn text_category(e: Expr) -> Expr {
+    e.map(
+        |c: Column| {
+            let mut local: PlHashMap<&str, u32> = PlHashMap::new();
+            let mut values: Vec<&str> = Vec::new();
+            let mut previous: Option<(&str, u32)> = None;
+            let text = c.str()?;
+            let rows: Vec<Option<u32>> = text
+                .iter()
+                .map(|v| {
+                    let v = v?;
+                    Some(match previous {
+                        Some((p, index)) if p == v => index,
+                        _ => {
+                            let index = *local.entry(v).or_insert_with(|| {
+                                values.push(v);
+                                values.len() as u32 - 1
+                            });
+                            previous = Some((v, index));
+                            index
+                        }
+                    })
+                })
+                .collect();
+            let (dtype, codes) = category_codes(&values).map_err(|e| polars_err!(ComputeError: "{e}"))?;
+            let rows: UInt16Chunked = rows.into_iter().map(|r| r.map(|i| codes[i as usize])).collect();
+            let rows = rows.with_name(c.name().clone());
+            Ok(Categorical16Chunked::from_cats_and_dtype(rows, dtype).into_series().into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), category_type())),
+    )
 }
 
 /// Adds `name`: each row's first value of the [`category_type`] columns `a` and `b`, through
@@ -816,6 +853,21 @@ mod tests {
             concat_strings(vec![["a", "b"].into_iter().map(Some).collect(), [None, Some("c")].into_iter().collect()]);
         assert_eq!(joined.iter().collect::<Vec<_>>(), [Some("a"), Some("b"), None, Some("c")]);
         assert_eq!(joined.chunks().len(), 1);
+    }
+
+    /// Text made categories row by row reads back as the text, as a cast makes it: runs, values
+    /// met again after others, nulls, a column of nulls.
+    #[test]
+    fn text_categories_are_the_text() {
+        let text = [Some("DE"), Some("DE"), None, Some("FR"), Some("DE"), None, Some("FR"), Some("GB"), Some("DE")];
+        let df = df!("t" => text, "none" => [None::<&str>; 9]).unwrap();
+        let lf = df.lazy();
+        let made = collect(lf.clone().select([text_category(col("t")), text_category(col("none"))]), "t").unwrap();
+        let cast = collect(lf.select([category(col("t")), category(col("none"))]), "t").unwrap();
+        assert_eq!(made.schema(), cast.schema());
+        assert_eq!(strings(&made, "t").unwrap(), text.map(|v| v.map(str::to_string)).to_vec());
+        assert_eq!(strings(&made, "t").unwrap(), strings(&cast, "t").unwrap());
+        assert_eq!(strings(&made, "none").unwrap(), vec![None; 9]);
     }
 
     /// Memoized or not, every value maps as `f` maps it: a repetitive column (memo kept) and a

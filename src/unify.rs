@@ -110,7 +110,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
         *acc.rejected.entry(reason_category(&reason)).or_default() += 1;
     }
     let own = own_drops(kind, &rules.duplicate_channels);
-    let own = frame::category(own).alias(OWN_DROP);
+    let own = frame::text_category(own).alias(OWN_DROP);
     let plan = |lf: LazyFrame| lf.with_column(own.clone()).drop(cols([aux::TEST_ORDER, aux::CHANNEL]));
     let mut all = frame::collect_in_parts(std::mem::take(&mut loaded.lines), plan, &format!("lines of {id}"))?;
     let Copies { older, records, orders, order_count } = older_copies(&all)?;
