@@ -5,8 +5,9 @@
 //! (unconvertible rows are rejected while loading), the test-order patterns (matched while
 //! loading) and this program's version and source
 //! fingerprint (build.rs: a rebuilt parser never reads an older parser's entries). Each entry
-//! records the SHA-256 of its Parquet files; an entry that fails that check or does not read back
-//! is parsed again and rewritten, never trusted. Category columns are stored as integer codes
+//! records a checksum of each of its Parquet files (XXH3-128: it guards against damage, not
+//! tampering, and SHA-256 over the entries was ~1% of a run); an entry that fails that check or
+//! does not read back is parsed again and rewritten, never trusted. Category columns are stored as integer codes
 //! with their categories in the entry's `meta.json` (`frame::categories_to_codes`): read as
 //! categories, every row's text was hashed again. How each column is encoded: `encode.rs`. The cache holds parsed personal data, as the
 //! exports do: it is created private to its owner.
@@ -48,8 +49,8 @@ pub struct Cache {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta {
     input: InputFile,
-    /// Of each of the entry's tables, in `Cached::TABLES` order.
-    sha256: Vec<String>,
+    /// Of each of the entry's tables, in `Cached::TABLES` order ([`checksum`]).
+    checksums: Vec<String>,
     /// Of each table, its category columns (stored as codes) and their categories by code.
     categories: Vec<crate::frame::StoredCategories>,
 }
@@ -233,6 +234,11 @@ fn key<T: Cached>(ctx: &LoadCtx, path: &Path, sha256: &str) -> String {
     hex(&h.finalize())
 }
 
+/// A table's checksum as its entry records it.
+fn checksum(bytes: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
 /// `Ok(None)`: no entry. `Err`: an entry that must not be trusted, with why.
 fn read_entry<T: Cached>(entry: &Path) -> std::result::Result<Option<T>, String> {
     let meta = match std::fs::read(entry.join(META)) {
@@ -241,15 +247,15 @@ fn read_entry<T: Cached>(entry: &Path) -> std::result::Result<Option<T>, String>
         Err(e) => return Err(e.to_string()),
     };
     let meta: Meta = serde_json::from_slice(&meta).map_err(|e| format!("{META}: {e}"))?;
-    if meta.sha256.len() != T::TABLES.len() || meta.categories.len() != T::TABLES.len() {
-        return Err(format!("{META}: {} tables, expected {}", meta.sha256.len(), T::TABLES.len()));
+    if meta.checksums.len() != T::TABLES.len() || meta.categories.len() != T::TABLES.len() {
+        return Err(format!("{META}: {} tables, expected {}", meta.checksums.len(), T::TABLES.len()));
     }
     let tables = T::TABLES
         .iter()
-        .zip(meta.sha256.iter().zip(&meta.categories))
+        .zip(meta.checksums.iter().zip(&meta.categories))
         .map(|(name, (want, categories))| {
             let bytes = std::fs::read(entry.join(name)).map_err(|e| format!("{name}: {e}"))?;
-            if hex(&Sha256::digest(&bytes)) != *want {
+            if checksum(&bytes) != *want {
                 return Err(format!("{name}: checksum mismatch"));
             }
             let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| format!("{name}: {e}"))?;
@@ -279,8 +285,8 @@ fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
     };
     let (tables, categories): (Vec<_>, Vec<_>) =
         out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?.into_iter().unzip();
-    let sha256 = tables.iter().map(|t| hex(&Sha256::digest(t))).collect();
-    let meta = Meta { input: out.input().clone(), sha256, categories };
+    let checksums = tables.iter().map(|t| checksum(t)).collect();
+    let meta = Meta { input: out.input().clone(), checksums, categories };
     let files = T::TABLES.iter().copied().zip(tables).chain([(META, serde_json::to_vec(&meta).expect("serializes"))]);
     for (file, bytes) in files {
         std::fs::write(tmp.join(file), bytes).ctx(|| format!("writing {}", tmp.join(file).display()))?;
