@@ -1,12 +1,12 @@
 //! How a cache entry's table is laid out in Parquet. Polars' writer tries a dictionary for every
 //! text, integer and time column, hashing each value (a cardinality estimate, then the cast): at
-//! 10M order lines that was about half of encoding the entries, themselves ~9% of a full run's
-//! CPU. Here each column's encoding follows from its type alone: text as a dictionary of its runs
-//! (an order's lines repeat its id and customer key, and comparing a value with the one before is
-//! all it costs), integers and times as deltas (line numbers and timestamps climb within a file),
-//! the rest plain; LZ4, no statistics (entries are read whole). The footer holds no Arrow schema:
-//! the reader takes every type back from Parquet's own (the round-trip test holds them to it).
-//! This file and `frame.rs` are the only users of Polars' Parquet internals.
+//! 10M order lines writing the cache took a fifth of a full run's CPU, and those hashes were about
+//! half of its encoding. Here each column's encoding follows from its type alone: text as a
+//! dictionary of its runs (an order's lines repeat its id and customer key, and comparing a value
+//! with the one before is all it costs), integers and times as deltas (line numbers and
+//! timestamps climb within a file), the rest plain; LZ4, no statistics (entries are read whole).
+//! The footer holds no Arrow schema: the reader takes every type back from Parquet's own (the
+//! round-trip test holds them to it). This file is the one user of Polars' Parquet internals.
 
 use crate::error::{Error, Result};
 use polars::prelude::*;
