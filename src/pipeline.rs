@@ -409,18 +409,31 @@ struct MarketCtx<'a> {
     staged_orders: &'a BTreeMap<String, manifest::Output>,
 }
 
-/// (first row, rows) of each market in `orders`, whose markets are consecutive.
+/// (first row, rows) of each market in `orders`, whose markets are consecutive. A market is
+/// filed once its run of rows ends (a map lookup a line was 0.5% of a run).
 fn market_ranges(orders: &DataFrame) -> Result<BTreeMap<String, (usize, usize)>> {
     let mut ranges: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut previous: Option<&str> = None;
+    let mut file = |market: &str, first: usize, end: usize| match ranges
+        .insert(market.to_string(), (first, end - first))
+    {
+        Some(_) => Err(Error::Data(format!("internal: the orders table is not sorted by market ({market} recurs)"))),
+        None => Ok(()),
+    };
+    let mut current: Option<(&str, usize)> = None;
     for (i, m) in frame::texts(orders, schema::MARKET)?.enumerate() {
         let m = m.unwrap_or_default();
-        if previous.is_some_and(|p| frame::same_text(Some(p), Some(m))) {
-            ranges.get_mut(m).expect("seen on the previous row").1 += 1;
-        } else if ranges.insert(m.to_string(), (i, 1)).is_some() {
-            return Err(Error::Data(format!("internal: the orders table is not sorted by market ({m} recurs)")));
+        match current {
+            Some((p, _)) if frame::same_text(Some(p), Some(m)) => {}
+            _ => {
+                if let Some((p, first)) = current {
+                    file(p, first, i)?;
+                }
+                current = Some((m, i));
+            }
         }
-        previous = Some(m);
+    }
+    if let Some((p, first)) = current {
+        file(p, first, orders.height())?;
     }
     Ok(ranges)
 }
@@ -615,4 +628,19 @@ fn publish(
     publisher.write_text("_SUCCESS", "")?;
     publisher.commit()?;
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn market_ranges_are_each_markets_run_of_rows() {
+        let orders = df!(schema::MARKET => ["eu", "eu", "uk", "us", "us", "us"]).unwrap();
+        let want = BTreeMap::from([("eu".to_string(), (0, 2)), ("uk".to_string(), (2, 1)), ("us".to_string(), (3, 3))]);
+        assert_eq!(market_ranges(&orders).unwrap(), want);
+        assert!(market_ranges(&orders.head(Some(0))).unwrap().is_empty());
+        let unsorted = df!(schema::MARKET => ["eu", "uk", "eu"]).unwrap();
+        assert!(market_ranges(&unsorted).is_err());
+    }
 }
