@@ -7,10 +7,11 @@
 //! fingerprint (build.rs: a rebuilt parser never reads an older parser's entries). Each entry
 //! records a checksum of each of its Parquet files (XXH3-128: it guards against damage, not
 //! tampering, and SHA-256 over the entries was ~1% of a run); an entry that fails that check or
-//! does not read back is parsed again and rewritten, never trusted. Category columns are stored as integer codes
-//! with their categories in the entry's `meta.json` (`frame::categories_to_codes`): read as
-//! categories, every row's text was hashed again. How each column is encoded: `encode.rs`. The cache holds parsed personal data, as the
-//! exports do: it is created private to its owner.
+//! does not read back is parsed again and rewritten, never trusted. Category columns are stored
+//! as integer codes with their categories in the entry's `meta.json`
+//! (`frame::categories_to_codes`): read as categories, every row's text was hashed again. How
+//! each column is encoded: `encode.rs`. The cache holds parsed personal data, as the exports do:
+//! it is created private to its owner.
 //!
 //! Hashing every export on every run read and hashed all of them (3 GB at 10M lines, a tenth of
 //! the CPU of a rerun; on a cold page cache, mostly disk time). So the cache also remembers each
