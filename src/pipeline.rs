@@ -9,7 +9,7 @@ use crate::config::{TimeUnit, days_per_unit};
 use crate::error::Context;
 use crate::error::{Error, Result};
 use crate::fx::FxRates;
-use crate::publish::{Publisher, manifest, parquet, tables};
+use crate::publish::{Publisher, flat, manifest, parquet, tables};
 use crate::report::{html, markdown};
 use crate::schema::{self, OTHER_MARKET};
 use crate::segment::{self, Segments};
@@ -235,6 +235,9 @@ struct Staged {
     inputs: Vec<InputFile>,
     run_id: String,
     markets: Vec<String>,
+    /// Declared before the publisher: dropped first, it waits for its thread, which writes into
+    /// the staging directory that the publisher's drop removes.
+    flat_orders: flat::Orders,
     publisher: Publisher,
     /// Each market's orders partition as written.
     orders: BTreeMap<String, manifest::Output>,
@@ -276,7 +279,8 @@ impl Staged {
         // leaves the other core idle.
         let rows = |market: &String| ranges.get(market).map_or(0, |&(_, rows)| rows);
         let orders = frame::on_threads_largest_first(&markets, rows, one).into_iter().collect::<Result<_>>()?;
-        Ok(Staged { inputs, run_id, markets, publisher, orders })
+        let flat_orders = flat::Orders::start(&publisher, out, &meta);
+        Ok(Staged { inputs, run_id, markets, flat_orders, publisher, orders })
     }
 }
 
@@ -558,7 +562,8 @@ fn publish(
     loaded: &BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>,
     timings: &BTreeMap<String, u128>,
 ) -> Result<Vec<manifest::Output>> {
-    let Staged { inputs, run_id, markets, publisher, orders: staged_orders } = staged;
+    // `flat_orders` last: dropped first on an error (see `Staged`).
+    let Staged { inputs, run_id, markets, publisher, orders: staged_orders, flat_orders } = staged;
     let (run_id, markets) = (run_id.as_str(), markets.as_slice());
     let as_of_s = as_of.to_string();
     let meta = parquet::Meta { run_id, as_of: &as_of_s, pipeline: &p.name, zstd: p.zstd };
@@ -604,9 +609,10 @@ fn publish(
     }
     tracing::debug!(ms = started.elapsed().as_millis(), "published the market partitions and reports");
     // Flat copies for Power BI, from every partition (the bi lock is held through the commit).
-    let _bi = crate::publish::lock::wait(out, "bi")?;
     let started = Instant::now();
-    for (path, rows) in crate::publish::flat::stage(&publisher, out, &meta)? {
+    let (_bi, mut flat_outputs) = flat_orders.finish(&publisher)?;
+    flat_outputs.extend(flat::stage(&publisher, out, &meta, &flat::LATER)?);
+    for (path, rows) in flat_outputs {
         outputs.push(manifest::Output { path, rows });
     }
     tracing::debug!(ms = started.elapsed().as_millis(), "staged the flat bi tables");

@@ -207,7 +207,8 @@ fn a_reader_of_a_partition_never_sees_old_and_new_files_mixed() {
 }
 
 /// A stage that fails after the orders partitions are staged (here: an unreadable spend file)
-/// publishes nothing and leaves no staging directory behind.
+/// publishes nothing and leaves no staging directory behind (the flat orders table is being built
+/// into it on a thread of its own by then: the run waits for that thread before removing it).
 #[test]
 fn a_stage_failing_after_unify_publishes_nothing_and_leaves_no_staging() {
     let dir = tempfile::tempdir().unwrap();
