@@ -147,9 +147,13 @@ fn parse_files(
         File(Parsed<FileOut>),
         Report(Parsed<amazon::Report>),
     }
-    let jobs: Vec<(&PathBuf, bool)> =
-        buyers.iter().map(|p| (p, true)).chain(paths.iter().map(|p| (p, false))).collect();
-    let one = |&(path, report): &(&PathBuf, bool)| {
+    // With each file's size: the largest are parsed first, so that the last file a thread takes
+    // is a small one (exports grow month by month: in path order the largest came last, and one
+    // core idled while the other parsed it).
+    let size = |p: &PathBuf| std::fs::metadata(p).map_or(0, |m| m.len() as usize);
+    let jobs: Vec<(&PathBuf, bool, usize)> =
+        buyers.iter().map(|p| (p, true, size(p))).chain(paths.iter().map(|p| (p, false, size(p)))).collect();
+    let one = |&(path, report, _): &(&PathBuf, bool, usize)| {
         if report {
             return Done::Report(parsed(ctx, path, |file| amazon::read_report(ctx, file)));
         }
@@ -161,7 +165,7 @@ fn parse_files(
         }))
     };
     let (mut files, mut reports) = (Vec::new(), Vec::new());
-    for done in frame::on_threads(&jobs, one) {
+    for done in frame::on_threads_largest_first(&jobs, |job| job.2, one) {
         match done {
             Done::File(f) => files.push(f),
             Done::Report(r) => reports.push(r),
