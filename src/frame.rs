@@ -684,6 +684,18 @@ pub fn by_runs<R: Send>(df: &DataFrame, name: &str, f: impl Fn(&DataFrame) -> R 
     Ok(on_threads_largest_first(&runs, |run| run.1, |&(offset, len)| f(&df.slice(offset as i64, len))))
 }
 
+/// `a` and `b` on two threads (one after the other with `--threads 1`), for two independent plain
+/// passes (no Polars work inside).
+pub fn side_by_side<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    if threads() < 2 {
+        return (a(), b());
+    }
+    std::thread::scope(|s| {
+        let b = s.spawn(b);
+        (a(), b.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
 /// [`on_threads`] taking the largest items first (by `size`), for uneven work: the last item a
 /// thread takes is then a small one, not the largest. Results in `items`' order.
 pub fn on_threads_largest_first<T: Sync, R: Send>(

@@ -64,6 +64,31 @@ fn slots_by<'a>(values: impl Iterator<Item = Option<&'a str>>, hash: impl Fn(&st
     (slots, distinct)
 }
 
+/// The [`slots`] of the rows `keep` selects, from the slots of all rows: numbered as `slots` would
+/// number those rows' values (first appearance among them), without reading any text again.
+pub fn restricted<'a>(
+    slots: &[u32],
+    distinct: &[&'a str],
+    keep: impl Iterator<Item = bool>,
+) -> (Vec<u32>, Vec<&'a str>) {
+    let mut renumbered = vec![0u32; distinct.len() + 1];
+    let mut values = Vec::new();
+    let kept = slots
+        .iter()
+        .zip(keep)
+        .filter(|&(_, keep)| keep)
+        .map(|(&slot, _)| {
+            let new = &mut renumbered[slot as usize];
+            if slot != 0 && *new == 0 {
+                values.push(distinct[slot as usize - 1]);
+                *new = values.len() as u32;
+            }
+            *new
+        })
+        .collect();
+    (kept, values)
+}
+
 /// Each value's rank among the distinct values in byte order, from 1; nulls rank 0 (they sort
 /// first). Sorting on these compares integers instead of strings.
 pub fn dense_ranks<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<u32> {
@@ -121,6 +146,21 @@ mod tests {
         let expected = by_table(&many);
         assert_eq!(slots_by(many.iter().copied(), |v| v.len() as u64 % 4), expected);
         assert_eq!(slots_by(many.iter().copied(), |_| 7), expected);
+    }
+
+    /// Restricting the slots of all rows to some rows numbers them as slots of those rows alone.
+    #[test]
+    fn restricted_slots_are_the_slots_of_the_rows_kept() {
+        let many: Vec<String> = (0..20_000).map(|i| format!("k{}", (i * 7919) % 4321 / (1 + i % 3))).collect();
+        let many: Vec<Option<&str>> =
+            many.iter().enumerate().map(|(i, v)| (i % 97 != 0).then_some(v.as_str())).collect();
+        let (all, distinct) = slots(many.iter().copied());
+        for keep in
+            [|i: usize| !i.is_multiple_of(5), |i: usize| i > 7_000 && i % 3 == 1, |_: usize| true, |_: usize| false]
+        {
+            let kept: Vec<Option<&str>> = many.iter().enumerate().filter(|&(i, _)| keep(i)).map(|(_, v)| *v).collect();
+            assert_eq!(restricted(&all, &distinct, (0..many.len()).map(keep)), slots(kept.into_iter()));
+        }
     }
 
     #[test]

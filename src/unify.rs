@@ -113,7 +113,12 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let own = frame::text_category(own).alias(OWN_DROP);
     let plan = |lf: LazyFrame| lf.with_column(own.clone()).drop(cols([aux::TEST_ORDER, aux::CHANNEL]));
     let mut all = frame::collect_in_parts(std::mem::take(&mut loaded.lines), plan, &format!("lines of {id}"))?;
-    let Copies { older, records, orders, order_count } = older_copies(&all)?;
+    // The lines' customers are numbered beside the older copies (both are plain passes on one
+    // core), over all lines, and restricted to the kept ones below.
+    let customer_keys = frame::str_column(&all, aux::CUSTOMER_KEY)?.clone();
+    let (copies, (customers, keys)) =
+        frame::side_by_side(|| older_copies(&all), || crate::slots::slots(customer_keys.iter()));
+    let Copies { older, records, orders, order_count } = copies?;
     let drops = drop_reasons(&all, &older, rules.as_of)?;
     for used in [aux::FILE, aux::LINE, aux::UPDATED_AT, OWN_DROP] {
         all.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
@@ -123,11 +128,13 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     frame::put_column(&mut all, aux::ORDER_KEY, orders)?;
     count_records(&all, &mut acc)?;
     let kept_rows = all.column(DROP).ctx(|| "drops")?.is_null();
+    let (customers, keys) = crate::slots::restricted(&customers, &keys, kept_rows.iter().map(|k| k == Some(true)));
+    let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
+    std::mem::drop(customer_keys);
 
     let derived = [schema::SOURCE, schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
     let needed = schema::ORDER_LINE_COLUMNS.into_iter().filter(|c| !derived.contains(c));
-    let needed: Vec<&str> =
-        needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY, aux::ORDER_KEY]).collect();
+    let needed: Vec<&str> = needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::ORDER_KEY]).collect();
     let needed = all.select(needed).ctx(|| "kept columns")?;
     std::mem::drop(all);
     let kept = frame::filter_rows(needed, &kept_rows)?;
@@ -148,9 +155,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let raw = [aux::SHIP_COUNTRY, aux::BILL_COUNTRY];
     acc.unknown_country =
         frame::put_first_category_mapped(&mut kept, schema::COUNTRY, raw, countries::to_alpha2)? as u64;
-    let (customers, keys) = crate::slots::slots(frame::str_column(&kept, aux::CUSTOMER_KEY)?.iter());
-    let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
-    for used in [aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::CUSTOMER_KEY] {
+    for used in [aux::SHIP_COUNTRY, aux::BILL_COUNTRY] {
         kept.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
     }
     frame::put_column(&mut kept, CUSTOMER, UInt32Chunked::from_vec(CUSTOMER.into(), customers))?;
