@@ -684,8 +684,9 @@ pub fn by_runs<R: Send>(df: &DataFrame, name: &str, f: impl Fn(&DataFrame) -> R 
     Ok(on_threads_largest_first(&runs, |run| run.1, |&(offset, len)| f(&df.slice(offset as i64, len))))
 }
 
-/// `a` and `b` on two threads (one after the other with `--threads 1`), for two independent plain
-/// passes (no Polars work inside).
+/// `a` and `b` on two plain threads (one after the other with `--threads 1`), for two independent
+/// pieces of work that each leave a core idle. Plain threads, not rayon tasks: either may call
+/// Polars or rayon.
 pub fn side_by_side<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
     if threads() < 2 {
         return (a(), b());

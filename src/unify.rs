@@ -195,22 +195,40 @@ fn count_records(all: &DataFrame, acc: &mut Accounting) -> Result<()> {
 
 /// The prepared sources become the published order lines: each customer in the market of their
 /// first line, ids hashed once per customer, sorted; then the books must balance.
-pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
-    let mut accounting = BTreeMap::new();
-    let mut frames = Vec::new();
-    // Each source's customer slots become slots among all sources' distinct keys.
-    let all_keys = prepared.iter().flat_map(|p| p.keys.iter().map(|k| Some(k.as_str())));
-    let (global, keys) = crate::slots::slots(all_keys);
+pub fn unify(rules: &Rules, mut prepared: Vec<Prepared>) -> Result<Unified> {
+    // The customers are numbered and hashed beside the stacking of the sources' lines: the one
+    // reads the keys and a column of slots, the other copies every column once.
+    let keys: Vec<Vec<String>> = prepared.iter_mut().map(|p| std::mem::take(&mut p.keys)).collect();
+    let local = |p: &Prepared| Ok(p.lines.column(CUSTOMER).ctx(|| "customers")?.u32().ctx(|| "customers")?.clone());
+    let local: Vec<UInt32Chunked> = prepared.iter().map(local).collect::<Result<_>>()?;
+    let (customers, combined) = frame::side_by_side(|| customers_of(&keys, &local), || combine(prepared));
+    let (mut df, accounting) = combined?;
+    df.with_column(first_market(&df, &customers, &rules.market_of)?).ctx(|| "markets")?;
+    let columns = schema::ORDER_LINE_COLUMNS.into_iter().chain([aux::ORDER_KEY, aux::CUSTOMER]);
+    let orders = sorted(df, &customers)?.select(columns).ctx(|| "order lines")?;
+    reconcile(&orders, &accounting)?;
+    Ok(Unified { orders, accounting })
+}
+
+/// Each line's customer (sources in order) as a slot among all sources' distinct keys, with the
+/// ids: `keys` and `local` are each source's keys and its lines' slots among them.
+fn customers_of(keys: &[Vec<String>], local: &[UInt32Chunked]) -> Customers {
+    let (global, distinct) = crate::slots::slots(keys.iter().flatten().map(|k| Some(k.as_str())));
     let mut global = global.as_slice();
-    let mut slots: Vec<u32> = Vec::with_capacity(prepared.iter().map(|p| p.lines.height()).sum());
-    for p in &prepared {
-        let (source, rest) = global.split_at(p.keys.len());
+    let mut slots: Vec<u32> = Vec::with_capacity(local.iter().map(|l| l.len()).sum());
+    for (keys, local) in keys.iter().zip(local) {
+        let (source, rest) = global.split_at(keys.len());
         global = rest;
-        let local = p.lines.column(CUSTOMER).ctx(|| "customers")?.u32().ctx(|| "customers")?;
         slots.extend(local.into_no_null_iter().map(|s| s.checked_sub(1).map_or(0, |s| source[s as usize])));
     }
-    let customers = Customers::of(slots, &keys, &Hasher::from_env());
-    // Order slots become unique across sources: each source's after the ones before it.
+    Customers::of(slots, &distinct, &Hasher::from_env())
+}
+
+/// The sources' lines in one table, a chunk per column, and each source's accounting. Order slots
+/// become unique across sources: each source's after the ones before it.
+fn combine(prepared: Vec<Prepared>) -> Result<(DataFrame, BTreeMap<String, Accounting>)> {
+    let mut accounting = BTreeMap::new();
+    let mut frames = Vec::new();
     let mut first_order = 0u32;
     for p in prepared {
         accounting.insert(p.id, p.accounting);
@@ -219,12 +237,7 @@ pub fn unify(rules: &Rules, prepared: Vec<Prepared>) -> Result<Unified> {
         first_order += p.order_count;
     }
     let df = frame::collect(concat(frames, UnionArgs::default()).ctx(|| "combining sources")?, "all lines")?;
-    let mut df = frame::rechunk(df)?;
-    df.with_column(first_market(&df, &customers, &rules.market_of)?).ctx(|| "markets")?;
-    let columns = schema::ORDER_LINE_COLUMNS.into_iter().chain([aux::ORDER_KEY, aux::CUSTOMER]);
-    let orders = sorted(df, &customers)?.select(columns).ctx(|| "order lines")?;
-    reconcile(&orders, &accounting)?;
-    Ok(Unified { orders, accounting })
+    Ok((frame::rechunk(df)?, accounting))
 }
 
 /// Each line's drop reason, the first that applies: ordered after `as_of`, an older copy of an
