@@ -856,6 +856,28 @@ mod tests {
         assert_eq!(runs.unwrap(), want);
     }
 
+    /// Taken largest first or not, every item is done once and results come back in the items'
+    /// order (the export files stack in path order); `side_by_side` returns each side's result in
+    /// its place.
+    #[test]
+    fn largest_first_results_keep_the_items_order() {
+        let sizes = [3usize, 90, 7, 55, 1, 20];
+        let started = std::sync::Mutex::new(Vec::new());
+        let done = on_threads_largest_first(
+            &sizes,
+            |&s| s,
+            |&s| {
+                started.lock().unwrap().push(s);
+                s * 2
+            },
+        );
+        assert_eq!(done, sizes.map(|s| s * 2));
+        let mut started = started.into_inner().unwrap();
+        started.sort_unstable();
+        assert_eq!(started, [1, 3, 7, 20, 55, 90]);
+        assert_eq!(side_by_side(|| "a", || 2), ("a", 2));
+    }
+
     #[test]
     fn spans_cover_the_range_in_order() {
         assert_eq!(spans(10, 3), [(0, 4), (4, 4), (8, 2)]);
