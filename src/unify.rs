@@ -17,7 +17,7 @@ use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
 /// Where every row read from a source went.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Accounting {
     pub rows_read: u64,
     pub kept: u64,
@@ -72,6 +72,15 @@ impl Rules {
             pipeline.markets.iter().flat_map(|(m, cs)| cs.iter().map(move |c| (c.clone(), m.clone()))).collect();
         Rules { duplicate_channels, market_of, as_of }
     }
+
+    pub fn as_of(&self) -> NaiveDate {
+        self.as_of
+    }
+
+    /// What [`prepare`] reads of the rules but the as-of date (`crate::reuse` keys on it).
+    pub fn for_prepare(&self) -> String {
+        format!("{:?}", self.duplicate_channels)
+    }
 }
 
 /// One source's kept lines, in the published columns but customer id and market, and where each
@@ -84,6 +93,11 @@ pub struct Prepared {
     keys: Vec<String>,
     /// Lines carry `aux::ORDER_KEY` below this: a slot among the source's distinct order ids.
     order_count: u32,
+    /// The latest order date among all the source's lines, kept or dropped (days since the
+    /// epoch): the as-of date changes nothing here while it is on or after this.
+    latest_day: Option<i64>,
+    /// Which of the loaded lines are kept.
+    kept: BooleanChunked,
 }
 
 const DROP: &str = "_drop";
@@ -120,6 +134,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
         frame::side_by_side(|| older_copies(&all), || crate::slots::slots(customer_keys.iter()));
     let Copies { older, records, orders, order_count } = copies?;
     let drops = drop_reasons(&all, &older, rules.as_of)?;
+    let latest_day = frame::i64_column(&all, schema::ORDER_DATE)?.max();
     for used in [aux::FILE, aux::LINE, aux::UPDATED_AT, OWN_DROP] {
         all.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
     }
@@ -132,13 +147,76 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
     std::mem::drop(customer_keys);
 
-    let derived = [schema::SOURCE, schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
-    let needed = schema::ORDER_LINE_COLUMNS.into_iter().filter(|c| !derived.contains(c));
-    let needed: Vec<&str> = needed.chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::ORDER_KEY]).collect();
+    let needed = kept_columns().into_iter().chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::ORDER_KEY]);
     let needed = all.select(needed).ctx(|| "kept columns")?;
     std::mem::drop(all);
     let kept = frame::filter_rows(needed, &kept_rows)?;
-    let plan = |lf: LazyFrame| {
+    let mut kept = frame::collect_in_parts(kept, kept_plan(id), &format!("kept lines of {id}"))?;
+    // The shipping country, else the billing one, as ISO alpha-2; a named country that is none
+    // is counted (those lines go to the `other` market).
+    let raw = [aux::SHIP_COUNTRY, aux::BILL_COUNTRY];
+    acc.unknown_country =
+        frame::put_first_category_mapped(&mut kept, schema::COUNTRY, raw, countries::to_alpha2)? as u64;
+    frame::put_column(&mut kept, CUSTOMER, UInt32Chunked::from_vec(CUSTOMER.into(), customers))?;
+    let lines = prepared_lines(kept)?;
+    Ok(Prepared { id: id.to_string(), accounting: acc, lines, keys, order_count, latest_day, kept: kept_rows })
+}
+
+/// What [`prepare`] decided of a source, kept to prepare the same lines again without deciding
+/// (`crate::reuse`): which lines are kept, and of each kept line its order and customer slots
+/// and its country; the customer keys, the order count and the accounting.
+pub struct Decided {
+    /// Over the source's loaded lines, in their order.
+    pub kept: BooleanChunked,
+    /// `aux::ORDER_KEY`, the customer slot and `schema::COUNTRY` of each kept line.
+    pub columns: DataFrame,
+    pub keys: Vec<String>,
+    pub order_count: u32,
+    pub accounting: Accounting,
+    pub latest_day: Option<i64>,
+}
+
+impl Prepared {
+    /// The decisions that [`apply`] turns into these lines again.
+    pub fn decided(&self) -> Result<Decided> {
+        Ok(Decided {
+            kept: self.kept.clone(),
+            columns: self.lines.select([aux::ORDER_KEY, CUSTOMER, schema::COUNTRY]).ctx(|| "decided columns")?,
+            keys: self.keys.clone(),
+            order_count: self.order_count,
+            accounting: self.accounting.clone(),
+            latest_day: self.latest_day,
+        })
+    }
+}
+
+/// [`prepare`] with its decisions taken from an earlier run (`crate::reuse`): the same lines,
+/// without the passes that decide (older copies, drop reasons, numbering, countries, Amazon's
+/// buyers). `loaded` must hold the lines those decisions were made on, buyers not attached.
+pub fn apply(id: &str, loaded: &mut Loaded, decided: Decided) -> Result<Prepared> {
+    let Decided { kept: kept_rows, columns, keys, order_count, accounting, latest_day } = decided;
+    let lines = std::mem::take(&mut loaded.lines);
+    if lines.height() != kept_rows.len() || kept_rows.sum().unwrap_or(0) as usize != columns.height() {
+        return Err(Error::Data(format!("{id}: the earlier decisions do not fit the loaded lines")));
+    }
+    let needed = lines.select(kept_columns()).ctx(|| "kept columns")?;
+    std::mem::drop(lines);
+    let kept = frame::filter_rows(needed, &kept_rows)?;
+    let mut kept = frame::collect_in_parts(kept, kept_plan(id), &format!("kept lines of {id}"))?;
+    kept.hstack_mut(columns.columns()).ctx(|| "decided columns")?;
+    let lines = prepared_lines(kept)?;
+    Ok(Prepared { id: id.to_string(), accounting, lines, keys, order_count, latest_day, kept: kept_rows })
+}
+
+/// The loaded columns a source's kept lines take as they are (the rest are derived).
+fn kept_columns() -> Vec<&'static str> {
+    let derived = [schema::SOURCE, schema::COUNTRY, schema::CUSTOMER_ID, schema::MARKET];
+    schema::ORDER_LINE_COLUMNS.into_iter().filter(|c| !derived.contains(c)).collect()
+}
+
+/// The kept lines' own changes: cancelled lines at 0, money in cents, the source.
+fn kept_plan(id: &str) -> impl Fn(LazyFrame) -> LazyFrame + Sync + '_ {
+    move |lf: LazyFrame| {
         let lf = lf.with_column(
             when(col(schema::STATUS).eq(lit(schema::status::CANCELLED)))
                 .then(lit(0.0))
@@ -148,21 +226,14 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
         // Money is published in cents; rounding here keeps reports and BI sums of the table equal.
         let cents = schema::MONEY_COLUMNS.map(|c| col(c).round(2, RoundMode::HalfAwayFromZero));
         lf.with_columns(cents).with_column(frame::category(lit(id)).alias(schema::SOURCE))
-    };
-    let mut kept = frame::collect_in_parts(kept, plan, &format!("kept lines of {id}"))?;
-    // The shipping country, else the billing one, as ISO alpha-2; a named country that is none
-    // is counted (those lines go to the `other` market).
-    let raw = [aux::SHIP_COUNTRY, aux::BILL_COUNTRY];
-    acc.unknown_country =
-        frame::put_first_category_mapped(&mut kept, schema::COUNTRY, raw, countries::to_alpha2)? as u64;
-    for used in [aux::SHIP_COUNTRY, aux::BILL_COUNTRY] {
-        kept.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
     }
-    frame::put_column(&mut kept, CUSTOMER, UInt32Chunked::from_vec(CUSTOMER.into(), customers))?;
-    // One contiguous chunk per column (a chunk per export file otherwise): the final gather
-    // over many chunks cost more than this copy.
-    let lines = frame::rechunk(kept)?;
-    Ok(Prepared { id: id.to_string(), accounting: acc, lines, keys, order_count })
+}
+
+/// A prepared source's lines in one column order, one contiguous chunk per column (a chunk per
+/// export file otherwise: the final gather over many chunks cost more than this copy).
+fn prepared_lines(kept: DataFrame) -> Result<DataFrame> {
+    let order = kept_columns().into_iter().chain([aux::ORDER_KEY, schema::SOURCE, schema::COUNTRY, CUSTOMER]);
+    frame::rechunk(kept.select(order).ctx(|| "prepared columns")?)
 }
 
 /// Kept and dropped records and revenue of one source, by reason. Accounting is in records

@@ -235,8 +235,9 @@ fn first_rows(report: DataFrame) -> Result<DataFrame> {
 impl super::cache::Cached for Report {
     const KIND: &'static str = "buyers";
     const TABLES: &'static [&'static str] = &["buyers.parquet"];
-    fn input(&self) -> &super::InputFile {
-        &self.input
+    type Info = super::InputFile;
+    fn info(&self) -> super::InputFile {
+        self.input.clone()
     }
     fn tables(&self) -> Vec<&DataFrame> {
         vec![&self.columns]

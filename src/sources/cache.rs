@@ -11,7 +11,8 @@
 //! as integer codes with their categories in the entry's `meta.json`
 //! (`frame::categories_to_codes`): read as categories, every row's text was hashed again. How
 //! each column is encoded: `encode.rs`. The cache holds parsed personal data, as the exports do:
-//! it is created private to its owner.
+//! it is created private to its owner. Whole sources' decisions (`crate::reuse`) are kept under
+//! `prepared/`, with the same checksums.
 //!
 //! Hashing every export on every run read and hashed all of them (3 GB at 10M lines, a tenth of
 //! the CPU of a rerun; on a cold page cache, mostly disk time). So the cache also remembers each
@@ -23,23 +24,25 @@
 
 mod encode;
 
-use super::{Export, InputFile, LoadCtx, hex};
+use super::{Export, LoadCtx, hex};
 use crate::error::{Context, Result};
 use polars::prelude::*;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// What parsing one file yields, as the cache stores it: named tables and the file as the
-/// manifest records it.
+/// What the cache stores of one file's parse (or of a whole prepared source, `crate::reuse`):
+/// named tables and what the entry says beside them (the file as the manifest records it).
 pub trait Cached: Sized {
     /// What the file is parsed as (order lines, buyers): part of the key.
     const KIND: &'static str;
     /// The entry's Parquet files, in the order of [`Cached::tables`].
     const TABLES: &'static [&'static str];
-    fn input(&self) -> &InputFile;
+    /// Kept in the entry's `meta.json`.
+    type Info: serde::Serialize + serde::de::DeserializeOwned;
+    fn info(&self) -> Self::Info;
     fn tables(&self) -> Vec<&DataFrame>;
-    fn from_tables(input: InputFile, tables: Vec<DataFrame>) -> std::result::Result<Self, String>;
+    fn from_tables(info: Self::Info, tables: Vec<DataFrame>) -> std::result::Result<Self, String>;
 }
 
 pub struct Cache {
@@ -48,8 +51,8 @@ pub struct Cache {
 
 /// What an entry says of itself; written last, so an entry without it is incomplete.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Meta {
-    input: InputFile,
+struct Meta<I> {
+    info: I,
     /// Of each of the entry's tables, in `Cached::TABLES` order ([`checksum`]).
     checksums: Vec<String>,
     /// Of each table, its category columns (stored as codes) and their categories by code.
@@ -57,6 +60,8 @@ struct Meta {
 }
 
 const META: &str = "meta.json";
+/// Where whole prepared sources are kept (`crate::reuse`), apart from the parsed files.
+const PREPARED: &str = "prepared";
 
 /// How a file's parse was obtained, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,16 +171,15 @@ impl Cache {
         let read_from = now_ns();
         let before = Stat::of(path);
         if let Some(sha256) = before.as_ref().and_then(|stat| self.remembered(path, stat))
-            && let Ok(Some(out)) = read_entry(&self.dir.join(key::<T>(ctx, path, &sha256)))
+            && let Ok(Some(out)) =
+                read_entry(&self.dir.join(key::<T>(ctx, &[&sha256, &path.display().to_string()])), |_: &T::Info| true)
         {
             return Ok((out, Outcome::Hit { read: false }));
         }
         let file = Export::open(path)?;
-        if let Some(stat) = before.filter(|s| s.settled(read_from) && Stat::of(path).as_ref() == Some(s)) {
-            self.remember(path, stat, &file.sha256);
-        }
-        let entry = self.dir.join(key::<T>(ctx, path, &file.sha256));
-        let outcome = match read_entry(&entry) {
+        self.remember_if_settled(path, before, read_from, &file.sha256);
+        let entry = self.dir.join(key::<T>(ctx, &[&file.sha256, &path.display().to_string()]));
+        let outcome = match read_entry(&entry, |_: &T::Info| true) {
             Ok(Some(out)) => return Ok((out, Outcome::Hit { read: true })),
             Ok(None) => Outcome::Parsed,
             Err(why) => {
@@ -188,6 +192,42 @@ impl Cache {
             tracing::warn!(file = %path.display(), "could not cache the parsed file: {e}");
         }
         Ok((out, outcome))
+    }
+
+    /// The SHA-256 remembered for the file at `path`, if its stat is the one it was hashed with.
+    pub fn remembered_sha256(&self, path: &Path) -> Option<String> {
+        self.remembered(path, &Stat::of(path)?)
+    }
+
+    /// The whole prepared source stored under `key` (`crate::reuse`), if its entry is sound and
+    /// `accept`s its info. An unsound entry is logged and taken as none.
+    pub fn prepared<T: Cached>(&self, key: &str, accept: impl FnOnce(&T::Info) -> bool) -> Stored<T> {
+        let entry = self.dir.join(PREPARED).join(key);
+        match read_entry(&entry, accept) {
+            Ok(Some(out)) => Stored::Found(out),
+            Ok(None) if entry.exists() => Stored::Refused,
+            Ok(None) => Stored::Missing,
+            Err(why) => {
+                tracing::warn!(entry = %entry.display(), "cache entry unusable ({why}): preparing the source again");
+                Stored::Refused
+            }
+        }
+    }
+
+    /// Stores a whole prepared source under `key`, in place of a `Refused` entry if `replace`.
+    /// Failing only costs the next run a preparation: it is logged.
+    pub fn store_prepared<T: Cached>(&self, key: &str, out: &T, replace: bool) {
+        if let Err(e) = write_entry(&self.dir.join(PREPARED).join(key), out, replace) {
+            tracing::warn!("could not cache a prepared source: {e}");
+        }
+    }
+
+    /// Remembers `sha256` for `path` if the file was untouched for [`SETTLED`] before it was
+    /// read (`read_from`) and its stat is still `before`.
+    fn remember_if_settled(&self, path: &Path, before: Option<Stat>, read_from: i128, sha256: &str) {
+        if let Some(stat) = before.filter(|s| s.settled(read_from) && Stat::of(path).as_ref() == Some(s)) {
+            self.remember(path, stat, sha256);
+        }
     }
 
     fn hash_file(&self, path: &Path) -> PathBuf {
@@ -216,23 +256,27 @@ impl Cache {
     }
 }
 
-fn key<T: Cached>(ctx: &LoadCtx, path: &Path, sha256: &str) -> String {
+/// The key of a `T` entry: the load's settings and `parts` (a file's hash and path, or a whole
+/// source's files and rules).
+pub fn key<T: Cached>(ctx: &LoadCtx, parts: &[&str]) -> String {
+    let (spec, fx, tests) = (format!("{:?}", ctx.spec), ctx.fx.digest(), format!("{:?}", ctx.tests));
+    let fixed = [env!("CARGO_PKG_VERSION"), env!("CLV_SOURCE_FINGERPRINT"), T::KIND];
+    let settings = [spec.as_str(), ctx.zone.name(), fx.as_str(), tests.as_str()];
     let mut h = Sha256::new();
-    for part in [
-        env!("CARGO_PKG_VERSION"),
-        env!("CLV_SOURCE_FINGERPRINT"),
-        T::KIND,
-        sha256,
-        &path.display().to_string(),
-        &format!("{:?}", ctx.spec),
-        ctx.zone.name(),
-        &ctx.fx.digest(),
-        &format!("{:?}", ctx.tests),
-    ] {
+    for part in fixed.into_iter().chain(settings).chain(parts.iter().copied()) {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
     hex(&h.finalize())
+}
+
+/// What the cache holds of a prepared source under a key.
+pub enum Stored<T> {
+    Found(T),
+    /// No entry.
+    Missing,
+    /// An entry that is unsound or not for this run: to be replaced.
+    Refused,
 }
 
 /// A table's checksum as its entry records it.
@@ -240,14 +284,21 @@ fn checksum(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
 
-/// `Ok(None)`: no entry. `Err`: an entry that must not be trusted, with why.
-fn read_entry<T: Cached>(entry: &Path) -> std::result::Result<Option<T>, String> {
+/// `Ok(None)`: no entry, or one whose info `accept` refuses. `Err`: an entry that must not be
+/// trusted, with why.
+fn read_entry<T: Cached>(
+    entry: &Path,
+    accept: impl FnOnce(&T::Info) -> bool,
+) -> std::result::Result<Option<T>, String> {
     let meta = match std::fs::read(entry.join(META)) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let meta: Meta = serde_json::from_slice(&meta).map_err(|e| format!("{META}: {e}"))?;
+    let meta: Meta<T::Info> = serde_json::from_slice(&meta).map_err(|e| format!("{META}: {e}"))?;
+    if !accept(&meta.info) {
+        return Ok(None);
+    }
     if meta.checksums.len() != T::TABLES.len() || meta.categories.len() != T::TABLES.len() {
         return Err(format!("{META}: {} tables, expected {}", meta.checksums.len(), T::TABLES.len()));
     }
@@ -263,7 +314,7 @@ fn read_entry<T: Cached>(entry: &Path) -> std::result::Result<Option<T>, String>
             crate::frame::codes_to_categories(df, categories).map_err(|e| format!("{name}: {e}"))
         })
         .collect::<std::result::Result<Vec<_>, String>>()?;
-    T::from_tables(meta.input, tables).map(Some)
+    T::from_tables(meta.info, tables).map(Some)
 }
 
 /// Writes the entry beside its final place and renames it in: a reader finds a whole entry or
@@ -287,7 +338,7 @@ fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
     let (tables, categories): (Vec<_>, Vec<_>) =
         out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?.into_iter().unzip();
     let checksums = tables.iter().map(|t| checksum(t)).collect();
-    let meta = Meta { input: out.input().clone(), checksums, categories };
+    let meta = Meta { info: out.info(), checksums, categories };
     let files = T::TABLES.iter().copied().zip(tables).chain([(META, serde_json::to_vec(&meta).expect("serializes"))]);
     for (file, bytes) in files {
         std::fs::write(tmp.join(file), bytes).ctx(|| format!("writing {}", tmp.join(file).display()))?;

@@ -66,21 +66,44 @@ pub struct Loaded {
     /// Net revenue of every parsed line in the base currency, taken before anything joins or
     /// drops: the "in" of the reconciliation.
     pub revenue_read: f64,
+    /// Files parsed by this run (the others came from the parse cache).
+    pub parsed: usize,
 }
 
-pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
-    let paths = expand(&ctx.spec.paths)?;
-    let buyers = match ctx.spec.kind {
-        SourceKind::Amazon if !ctx.spec.buyers.is_empty() => expand(&ctx.spec.buyers)?,
+/// The files a load stage reads: its export files and (Amazon) its buyer reports.
+pub fn files_of(spec: &LoadSpec) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let paths = expand(&spec.paths)?;
+    let buyers = match spec.kind {
+        SourceKind::Amazon if !spec.buyers.is_empty() => expand(&spec.buyers)?,
         _ => Vec::new(),
     };
+    Ok((paths, buyers))
+}
+
+/// Loads a source's files, Amazon's buyers attached.
+pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
+    load_files(ctx, true)
+}
+
+/// [`load`] without Amazon's buyers: an earlier run's decisions about them are reused
+/// (`crate::reuse`), and the buyer reports are not read.
+pub fn load_without_buyers(ctx: &LoadCtx) -> Result<Loaded> {
+    load_files(ctx, false)
+}
+
+fn load_files(ctx: &LoadCtx, with_buyers: bool) -> Result<Loaded> {
+    let (paths, mut buyers) = files_of(ctx.spec)?;
+    if !with_buyers {
+        buyers.clear();
+    }
     let (parsed, reports) = parse_files(ctx, &paths, &buyers);
     let mut outs = Vec::new();
     let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
-    let mut read = 0;
+    let (mut read, mut parsed_now) = (0, 0);
     let mut count = |outcome: cache::Outcome| {
         *outcomes.entry(outcome.name()).or_default() += 1;
         read += outcome.read() as usize;
+        parsed_now += !matches!(outcome, cache::Outcome::Hit { .. }) as usize;
     };
     for parsed in parsed {
         let (out, outcome) = parsed?;
@@ -101,6 +124,7 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
         rows_read: outs.iter().map(|o| o.input.rows).sum(),
         notes: Vec::new(),
         revenue_read: 0.0,
+        parsed: parsed_now,
     };
     std::mem::drop(outs);
     let lines =
@@ -108,7 +132,7 @@ pub fn load(ctx: &LoadCtx) -> Result<Loaded> {
     loaded.lines = frame::collect(lines, "net revenue in the base currency")?;
     loaded.revenue_read =
         loaded.lines.column(schema::NET_BASE).ctx(|| "net_base")?.f64().ctx(|| "net_base")?.sum().unwrap_or(0.0);
-    if ctx.spec.kind == SourceKind::Amazon {
+    if ctx.spec.kind == SourceKind::Amazon && with_buyers {
         amazon::attach_buyers(ctx, &mut loaded, buyer_reports)?;
     }
     Ok(loaded)
@@ -198,8 +222,9 @@ pub struct FileOut {
 impl cache::Cached for FileOut {
     const KIND: &'static str = "order lines";
     const TABLES: &'static [&'static str] = &["lines.parquet", "rejects.parquet"];
-    fn input(&self) -> &InputFile {
-        &self.input
+    type Info = InputFile;
+    fn info(&self) -> InputFile {
+        self.input.clone()
     }
     fn tables(&self) -> Vec<&DataFrame> {
         vec![&self.lines, &self.rejects]

@@ -23,12 +23,14 @@ fn setup(dir: &Path) -> PathBuf {
     path
 }
 
-/// A temporary directory with the sample data and pipeline (`setup`) and room for a cache.
+/// A temporary directory with the sample data and pipeline (`setup`) and room for a cache. A
+/// file's hash is remembered only once it has been left alone for two seconds: the copies are.
 fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let p = setup(&data);
     let cache = dir.path().join("cache");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     (dir, data, p, cache)
 }
 
@@ -66,8 +68,6 @@ fn a_rerun_reads_only_files_written_since_they_were_hashed() {
     let (dir, data, p, cache) = scratch();
     let out = |name: &str| dir.path().join(name);
     let reads = |name: &str| logged(&p, &out(name), Some(&cache)).into_iter().map(|l| l.2).collect::<Vec<_>>();
-    // A file's hash is remembered only once it has been left alone for two seconds.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(reads("cold"), [3, 2, 1], "every file read once");
     assert_eq!(reads("warm"), [0, 0, 0]);
     assert!(std::fs::read_dir(cache.join("hashes")).unwrap().count() == 6, "one remembered hash per file");
@@ -93,8 +93,9 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
 
     let cold = run(&p, &out("cold"), Some(&cache));
     assert_eq!(cold, ["amazon {\"parsed\": 3}", "shopify {\"parsed\": 2}", "shop {\"parsed\": 1}"]);
+    // Amazon's buyer report is not read again: the buyers are among the decisions reused.
     let warm = run(&p, &out("warm"), Some(&cache));
-    assert_eq!(warm, ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 2}", "shop {\"from cache\": 1}"]);
+    assert_eq!(warm, ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2}", "shop {\"from cache\": 1}"]);
     assert_eq!(snapshot(&out("cold")), snapshot(&out("warm")));
 
     // A new daily export arrives: only it is parsed, and the output is that of a run without cache.
@@ -124,7 +125,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let daily = run(&p, &out("daily"), Some(&cache));
     assert_eq!(
         daily,
-        ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 2, \"parsed\": 1}", "shop {\"from cache\": 1}"]
+        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"parsed\": 1}", "shop {\"from cache\": 1}"]
     );
     run(&p, &out("daily_uncached"), None);
     assert_eq!(snapshot(&out("daily")), snapshot(&out("daily_uncached")));
@@ -144,7 +145,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let repaired = run(&p, &out("repaired"), Some(&cache));
     assert_eq!(
         repaired,
-        ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 2, \"rebuilt\": 1}", "shop {\"from cache\": 1}"]
+        ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 2, \"rebuilt\": 1}", "shop {\"from cache\": 1}"]
     );
     assert_eq!(snapshot(&out("repaired")), snapshot(&out("daily_uncached")));
     assert_eq!(run(&p, &out("after_repair"), Some(&cache))[1], "shopify {\"from cache\": 3}");
@@ -153,7 +154,7 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let text = std::fs::read_to_string(&p).unwrap();
     std::fs::write(&p, text.replace("timezone: Europe/Berlin", "timezone: Europe/Paris")).unwrap();
     let settings = run(&p, &out("settings"), Some(&cache));
-    assert_eq!(settings, ["amazon {\"from cache\": 3}", "shopify {\"from cache\": 3}", "shop {\"parsed\": 1}"]);
+    assert_eq!(settings, ["amazon {\"from cache\": 2}", "shopify {\"from cache\": 3}", "shop {\"parsed\": 1}"]);
     // A changed file is a new file to the cache.
     let file = data.join("shop/webtoffee_orders_2025.csv");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -200,4 +201,88 @@ fn changed_test_order_patterns_reparse_and_drop_as_an_uncached_run() {
     {
         assert!(after > before, "{source}: {before} test orders without the patterns, {after} with them");
     }
+}
+
+/// Runs with `args` and returns the load stages that took an earlier run's decisions.
+fn reused(p: &Path, out: &Path, cache: &Path, args: &[&str]) -> Vec<String> {
+    let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+        .args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let lines = stderr.lines().filter(|l| l.contains("unchanged since an earlier run"));
+    lines.map(|l| l.split(" stage=").nth(1).unwrap().split_whitespace().next().unwrap().to_string()).collect()
+}
+
+/// The manifest without its timings: what a run published about its inputs and accounting.
+fn manifest(out: &Path) -> serde_json::Value {
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("timings_ms");
+    m
+}
+
+/// A source unchanged since an earlier run is not decided again (older copies, drops, buyers,
+/// numbering): its decisions come from the cache, and the run publishes what a run without the
+/// cache publishes, manifest and accounting included. A new file, a changed rule, an as-of date
+/// that drops lines or a damaged entry make the source decided afresh.
+#[test]
+fn an_unchanged_source_takes_its_earlier_decisions_and_publishes_the_same_bytes() {
+    let (dir, data, p, cache) = scratch();
+    let out = |name: &str| dir.path().join(name);
+    let same = |a: &str, b: &str| {
+        assert_eq!(snapshot(&out(a)), snapshot(&out(b)), "{a} against {b}");
+        assert_eq!(manifest(&out(a)), manifest(&out(b)), "{a} against {b}");
+    };
+    assert!(reused(&p, &out("cold"), &cache, &[]).is_empty());
+    assert_eq!(reused(&p, &out("warm"), &cache, &[]), ["amazon", "shopify", "shop"]);
+    run(&p, &out("uncached"), None);
+    same("warm", "uncached");
+    same("cold", "uncached");
+
+    // A later as-of date drops nothing more (the data ends 2025-12-31): the decisions serve it.
+    assert_eq!(reused(&p, &out("later"), &cache, &["--as-of", "2026-03-01"]), ["amazon", "shopify", "shop"]);
+    reused(&p, &out("later_uncached"), &dir.path().join("other_cache"), &["--as-of", "2026-03-01"]);
+    same("later", "later_uncached");
+    // An earlier one drops December's lines: decided afresh, and then kept for that date.
+    let early = ["--as-of", "2025-12-01"];
+    assert!(reused(&p, &out("early"), &cache, &early).is_empty());
+    reused(&p, &out("early_uncached"), &dir.path().join("early_cache"), &early);
+    same("early", "early_uncached");
+    assert_ne!(manifest(&out("early")), manifest(&out("warm")), "December's lines are dropped");
+    assert_eq!(reused(&p, &out("early_again"), &cache, &early), ["amazon", "shopify", "shop"]);
+    same("early_again", "early_uncached");
+    assert!(reused(&p, &out("back"), &cache, &[]).is_empty(), "entries were replaced for 2025-12-01");
+
+    // A new export: its source is decided afresh, the others are not.
+    let file = data.join("shop/webtoffee_orders_2025.csv");
+    std::fs::copy(&file, data.join("shop/webtoffee_orders_2026.csv")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(reused(&p, &out("new_file"), &cache, &[]), ["amazon", "shopify"]);
+    run(&p, &out("new_file_uncached"), None);
+    same("new_file", "new_file_uncached");
+
+    // A damaged entry is not trusted: the source is decided afresh, the output is the same.
+    for entry in std::fs::read_dir(cache.join("prepared")).unwrap() {
+        let lines = entry.unwrap().path().join("lines.parquet");
+        let mut bytes = std::fs::read(&lines).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&lines, bytes).unwrap();
+    }
+    assert!(reused(&p, &out("damaged"), &cache, &[]).is_empty());
+    same("damaged", "new_file_uncached");
+    assert_eq!(reused(&p, &out("repaired"), &cache, &[]), ["amazon", "shopify", "shop"]);
+
+    // A changed unify rule decides every source afresh.
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replace("inputs: [amazon, shopify, shop] }", "inputs: [amazon, shopify, shop], duplicate_channels: [] }"),
+    )
+    .unwrap();
+    assert!(reused(&p, &out("rules"), &cache, &[]).is_empty());
+    run(&p, &out("rules_uncached"), None);
+    same("rules", "rules_uncached");
 }
