@@ -40,6 +40,7 @@ pub enum Lookup {
 /// An earlier run's decisions about a source, with what its load said beyond its lines.
 pub struct Found {
     decided: Decided,
+    keys: Vec<String>,
     files: Vec<InputFile>,
     notes: Vec<String>,
 }
@@ -78,8 +79,8 @@ fn key(ctx: &LoadCtx, rules: &Rules, files: &[(String, String)]) -> String {
 /// without Amazon's buyers. Should they not fit (they always do: the key holds every input), the
 /// source is loaded again and prepared from scratch.
 pub fn apply(ctx: &LoadCtx, rules: &Rules, found: Found, loaded: &mut Loaded) -> Result<Prepared> {
-    let Found { decided, files, notes } = found;
-    match unify::apply(&ctx.spec.id, loaded, decided) {
+    let Found { decided, keys, files, notes } = found;
+    match unify::apply(&ctx.spec.id, loaded, decided, keys) {
         Ok(prepared) => {
             (loaded.files, loaded.notes) = (files, notes);
             Ok(prepared)
@@ -149,7 +150,7 @@ pub fn store(
         as_of: epoch_days(rules.as_of()) as i64,
         latest_day: decided.latest_day,
     };
-    let keys: StringChunked = decided.keys.iter().map(|k| Some(k.as_str())).collect();
+    let keys: StringChunked = prepared.keys().iter().map(|k| Some(k.as_str())).collect();
     let entry = Entry {
         info,
         kept: frame_of(decided.kept.with_name(KEPT.into()).into_column()),
@@ -211,7 +212,7 @@ impl Entry {
         let kept = kept.column(KEPT).expect("checked").bool().expect("checked").rechunk().into_owned();
         let keys = keys.column(KEY).expect("checked").str().expect("checked").clone();
         let keys = keys.iter().map(|k| k.unwrap_or_default().to_string()).collect();
-        Found { decided: Decided { kept, columns, keys, order_count, accounting, latest_day }, files, notes }
+        Found { decided: Decided { kept, columns, order_count, accounting, latest_day }, keys, files, notes }
     }
 }
 

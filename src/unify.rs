@@ -134,7 +134,8 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
         frame::side_by_side(|| older_copies(&all), || crate::slots::slots(customer_keys.iter()));
     let Copies { older, records, orders, order_count } = copies?;
     let drops = drop_reasons(&all, &older, rules.as_of)?;
-    let latest_day = frame::i64_column(&all, schema::ORDER_DATE)?.max();
+    let days = all.column(schema::ORDER_DATE).and_then(|c| c.date()).ctx(|| "order dates")?;
+    let latest_day = days.physical().max().map(i64::from);
     for used in [aux::FILE, aux::LINE, aux::UPDATED_AT, OWN_DROP] {
         all.drop_in_place(used).ctx(|| format!("dropping {used}"))?;
     }
@@ -164,37 +165,40 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
 
 /// What [`prepare`] decided of a source, kept to prepare the same lines again without deciding
 /// (`crate::reuse`): which lines are kept, and of each kept line its order and customer slots
-/// and its country; the customer keys, the order count and the accounting.
+/// and its country; the order count and the accounting (the customer keys go beside it).
 pub struct Decided {
     /// Over the source's loaded lines, in their order.
     pub kept: BooleanChunked,
     /// `aux::ORDER_KEY`, the customer slot and `schema::COUNTRY` of each kept line.
     pub columns: DataFrame,
-    pub keys: Vec<String>,
     pub order_count: u32,
     pub accounting: Accounting,
     pub latest_day: Option<i64>,
 }
 
 impl Prepared {
-    /// The decisions that [`apply`] turns into these lines again.
+    /// The decisions that [`apply`] turns into these lines again, with [`Prepared::keys`].
     pub fn decided(&self) -> Result<Decided> {
         Ok(Decided {
             kept: self.kept.clone(),
             columns: self.lines.select([aux::ORDER_KEY, CUSTOMER, schema::COUNTRY]).ctx(|| "decided columns")?,
-            keys: self.keys.clone(),
             order_count: self.order_count,
             accounting: self.accounting.clone(),
             latest_day: self.latest_day,
         })
+    }
+
+    /// The source's distinct customer keys, by customer slot.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 }
 
 /// [`prepare`] with its decisions taken from an earlier run (`crate::reuse`): the same lines,
 /// without the passes that decide (older copies, drop reasons, numbering, countries, Amazon's
 /// buyers). `loaded` must hold the lines those decisions were made on, buyers not attached.
-pub fn apply(id: &str, loaded: &mut Loaded, decided: Decided) -> Result<Prepared> {
-    let Decided { kept: kept_rows, columns, keys, order_count, accounting, latest_day } = decided;
+pub fn apply(id: &str, loaded: &mut Loaded, decided: Decided, keys: Vec<String>) -> Result<Prepared> {
+    let Decided { kept: kept_rows, columns, order_count, accounting, latest_day } = decided;
     let lines = std::mem::take(&mut loaded.lines);
     if lines.height() != kept_rows.len() || kept_rows.sum().unwrap_or(0) as usize != columns.height() {
         return Err(Error::Data(format!("{id}: the earlier decisions do not fit the loaded lines")));
