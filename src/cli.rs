@@ -51,8 +51,10 @@ pub enum Command {
         threads: Option<usize>,
         /// Keep each parsed export file here, keyed by its content and the load settings, so
         /// that the next run parses only new or changed files and does not read a file untouched
-        /// since it was hashed [default: $XDG_CACHE_HOME/clv/parsed or ~/.cache/clv/parsed]. It
-        /// holds parsed order data, personal fields included.
+        /// since it was hashed; a source none of whose files changed takes the earlier run's
+        /// decisions (kept lines, customers, accounting) from here too [default:
+        /// $XDG_CACHE_HOME/clv/parsed or ~/.cache/clv/parsed]. It holds parsed order data,
+        /// personal fields included.
         #[arg(long, env = "CLV_CACHE_DIR", value_name = "DIR")]
         cache_dir: Option<PathBuf>,
         /// Parse every file; neither read nor write the cache (wins over --cache-dir).

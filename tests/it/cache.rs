@@ -1,6 +1,7 @@
 //! The parsed-file cache: a rerun parses only new or changed files (order files and the Amazon
 //! buyer report alike) and publishes the same bytes as a run without the cache; changed settings
-//! re-parse; a corrupted entry is rebuilt.
+//! re-parse; a corrupted entry is rebuilt. A source none of whose files changed takes an earlier
+//! run's decisions, with the same output.
 
 use crate::support::snapshot;
 use std::path::{Path, PathBuf};
