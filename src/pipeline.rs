@@ -106,9 +106,23 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     // idled through every preparation).
     std::thread::scope(|scope| -> Result<()> {
         let mut preparing: Option<std::thread::ScopedJoinHandle<Result<LoadDone>>> = None;
+        // A source's decisions are written once the load after it is done: written beside that
+        // load, their buffers took a 10M run over its memory target, and the purge cost more
+        // than the writing (bench/RESULTS.md, twenty-fifth round).
+        let mut stores: Vec<reuse::ToStore> = Vec::new();
+        let write_stores = |stores: &mut Vec<reuse::ToStore>| {
+            let Some(cache) = cache.as_ref() else { return stores.clear() };
+            for store in stores.drain(..) {
+                match frame::threads() {
+                    1 => store.write(cache),
+                    _ => drop(scope.spawn(move || store.write(cache))),
+                }
+            }
+        };
         for stage in &p.stages {
             if !matches!(stage, Stage::Load(_)) {
-                finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;
+                finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings, &mut stores)?;
+                write_stores(&mut stores);
             }
             let started = Instant::now();
             let bar = progress::stage(stage.id());
@@ -131,33 +145,28 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                     }
                     let l = if found.is_some() { sources::load_without_buyers(&ctx) } else { sources::load(&ctx) };
                     // The earlier source's error, if any, comes first.
-                    finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;
+                    finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings, &mut stores)?;
+                    write_stores(&mut stores);
                     let mut l = l?;
                     tracing::info!(stage = %spec.id, records = l.rows_read, lines = l.lines.height(), rejected = l.rejects.height(), "loaded");
-                    let (rules, cache) = (&rules, cache.as_ref());
+                    let rules = &rules;
                     preparing = Some(scope.spawn(move || {
                         let prepared = match (for_unify, found) {
                             (false, _) => None,
                             (true, Some(found)) => Some(reuse::apply(&ctx, rules, found, &mut l)?),
                             (true, None) => Some(unify::prepare(rules, &spec.id, spec.kind, &mut l)?),
                         };
-                        // Written beside the next stages (0.2-0.35 s a source at 10M order lines).
                         let to_store = match slot.zip(prepared.as_ref()) {
                             Some((s, p)) => reuse::store(&ctx, s, &l, p, rules)?,
                             None => None,
                         };
-                        if let (Some(cache), Some(to_store)) = (cache, to_store) {
-                            match frame::threads() {
-                                1 => to_store.write(cache),
-                                _ => drop(scope.spawn(move || to_store.write(cache))),
-                            }
-                        }
                         bar.finish_and_clear();
-                        Ok(LoadDone { spec, loaded: l, prepared, started })
+                        Ok(LoadDone { spec, loaded: l, prepared, started, to_store })
                     }));
                     if frame::threads() < 2 {
                         // `--threads 1` asks for one busy core: nothing beside the preparation.
-                        finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)?;
+                        finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings, &mut stores)?;
+                        write_stores(&mut stores);
                     }
                     continue;
                 }
@@ -214,7 +223,9 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
             bar.finish_and_clear();
             timings.insert(stage.id().to_string(), started.elapsed().as_millis());
         }
-        finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings)
+        finish_load(preparing.take(), &mut loaded, &mut prepared, &mut timings, &mut stores)?;
+        write_stores(&mut stores);
+        Ok(())
     })?;
     let unified = unified.expect("validation requires a unify stage");
     let staged = staged.expect("staged with the unify stage");
@@ -232,6 +243,8 @@ struct LoadDone<'p> {
     loaded: Loaded,
     prepared: Option<unify::Prepared>,
     started: Instant,
+    /// The source's decisions to store for later runs.
+    to_store: Option<reuse::ToStore>,
 }
 
 type LoadedSources = BTreeMap<String, (crate::config::SourceKind, Loaded, f64)>;
@@ -242,9 +255,11 @@ fn finish_load(
     loaded: &mut LoadedSources,
     prepared: &mut BTreeMap<String, unify::Prepared>,
     timings: &mut BTreeMap<String, u128>,
+    stores: &mut Vec<reuse::ToStore>,
 ) -> Result<()> {
     let Some(handle) = preparing else { return Ok(()) };
-    let done = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let mut done = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    stores.extend(done.to_store.take());
     file_load(done, loaded, prepared, timings);
     Ok(())
 }
