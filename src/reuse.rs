@@ -40,7 +40,7 @@ pub enum Lookup {
 /// An earlier run's decisions about a source, with what its load said beyond its lines.
 pub struct Found {
     decided: Decided,
-    keys: Vec<String>,
+    keys: StringChunked,
     files: Vec<InputFile>,
     notes: Vec<String>,
 }
@@ -150,12 +150,11 @@ pub fn store(
         as_of: epoch_days(rules.as_of()) as i64,
         latest_day: decided.latest_day,
     };
-    let keys: StringChunked = prepared.keys().iter().map(|k| Some(k.as_str())).collect();
     let entry = Entry {
         info,
         kept: frame_of(decided.kept.with_name(KEPT.into()).into_column()),
         columns: decided.columns,
-        keys: frame_of(keys.with_name(KEY.into()).into_column()),
+        keys: frame_of(prepared.keys().clone().with_name(KEY.into()).into_column()),
     };
     Ok(Some(ToStore { key, replace: slot.replace, entry }))
 }
@@ -210,8 +209,7 @@ impl Entry {
             *m = f64::from_bits(b);
         }
         let kept = kept.column(KEPT).expect("checked").bool().expect("checked").rechunk().into_owned();
-        let keys = keys.column(KEY).expect("checked").str().expect("checked").clone();
-        let keys = keys.iter().map(|k| k.unwrap_or_default().to_string()).collect();
+        let keys = keys.column(KEY).expect("checked").str().expect("checked").rechunk().into_owned();
         Found { decided: Decided { kept, columns, order_count, accounting, latest_day }, keys, files, notes }
     }
 }

@@ -90,7 +90,8 @@ pub struct Prepared {
     pub id: String,
     pub accounting: Accounting,
     lines: DataFrame,
-    keys: Vec<String>,
+    /// The distinct customer keys, by slot (from 1): text in one column, not a string each.
+    keys: StringChunked,
     /// Lines carry `aux::ORDER_KEY` below this: a slot among the source's distinct order ids.
     order_count: u32,
     /// The latest order date among all the source's lines, kept or dropped (days since the
@@ -145,7 +146,7 @@ pub fn prepare(rules: &Rules, id: &str, kind: SourceKind, loaded: &mut Loaded) -
     count_records(&all, &mut acc)?;
     let kept_rows = all.column(DROP).ctx(|| "drops")?.is_null();
     let (customers, keys) = crate::slots::restricted(&customers, &keys, kept_rows.iter().map(|k| k == Some(true)));
-    let keys: Vec<String> = keys.into_iter().map(str::to_string).collect();
+    let keys: StringChunked = keys.into_iter().map(Some).collect();
     std::mem::drop(customer_keys);
 
     let needed = kept_columns().into_iter().chain([aux::SHIP_COUNTRY, aux::BILL_COUNTRY, aux::ORDER_KEY]);
@@ -189,7 +190,7 @@ impl Prepared {
     }
 
     /// The source's distinct customer keys, by customer slot.
-    pub fn keys(&self) -> &[String] {
+    pub fn keys(&self) -> &StringChunked {
         &self.keys
     }
 }
@@ -197,7 +198,7 @@ impl Prepared {
 /// [`prepare`] with its decisions taken from an earlier run (`crate::reuse`): the same lines,
 /// without the passes that decide (older copies, drop reasons, numbering, countries, Amazon's
 /// buyers). `loaded` must hold the lines those decisions were made on, buyers not attached.
-pub fn apply(id: &str, loaded: &mut Loaded, decided: Decided, keys: Vec<String>) -> Result<Prepared> {
+pub fn apply(id: &str, loaded: &mut Loaded, decided: Decided, keys: StringChunked) -> Result<Prepared> {
     let Decided { kept: kept_rows, columns, order_count, accounting, latest_day } = decided;
     let lines = std::mem::take(&mut loaded.lines);
     if lines.height() != kept_rows.len() || kept_rows.sum().unwrap_or(0) as usize != columns.height() {
@@ -273,7 +274,7 @@ fn count_records(all: &DataFrame, acc: &mut Accounting) -> Result<()> {
 pub fn unify(rules: &Rules, mut prepared: Vec<Prepared>) -> Result<Unified> {
     // The customers are numbered and hashed beside the stacking of the sources' lines: the one
     // reads the keys and a column of slots, the other copies every column once.
-    let keys: Vec<Vec<String>> = prepared.iter_mut().map(|p| std::mem::take(&mut p.keys)).collect();
+    let keys: Vec<StringChunked> = prepared.iter_mut().map(|p| std::mem::take(&mut p.keys)).collect();
     let local = |p: &Prepared| Ok(p.lines.column(CUSTOMER).ctx(|| "customers")?.u32().ctx(|| "customers")?.clone());
     let local: Vec<UInt32Chunked> = prepared.iter().map(local).collect::<Result<_>>()?;
     let (customers, combined) = frame::side_by_side(|| customers_of(&keys, &local), || combine(prepared));
@@ -287,8 +288,8 @@ pub fn unify(rules: &Rules, mut prepared: Vec<Prepared>) -> Result<Unified> {
 
 /// Each line's customer (sources in order) as a slot among all sources' distinct keys, with the
 /// ids: `keys` and `local` are each source's keys and its lines' slots among them.
-fn customers_of(keys: &[Vec<String>], local: &[UInt32Chunked]) -> Customers {
-    let (global, distinct) = crate::slots::slots(keys.iter().flatten().map(|k| Some(k.as_str())));
+fn customers_of(keys: &[StringChunked], local: &[UInt32Chunked]) -> Customers {
+    let (global, distinct) = crate::slots::slots(keys.iter().flat_map(|k| k.iter()));
     let mut global = global.as_slice();
     let mut slots: Vec<u32> = Vec::with_capacity(local.iter().map(|l| l.len()).sum());
     for (keys, local) in keys.iter().zip(local) {
