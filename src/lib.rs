@@ -18,7 +18,7 @@ pub mod pipeline; // runs the stages and publishes
 pub mod progress; // progress spinners on terminals
 pub mod publish; // staged, swapped-in Parquet and manifest
 pub mod report; // reports people read
-pub mod reuse; // sources unchanged since an earlier run, taken whole from the cache
+pub mod reuse; // an unchanged source takes an earlier run's decisions from the cache
 pub mod sample; // synthetic exports in the real formats
 pub mod schema; // canonical column names
 pub mod segment; // value tiers, RFM, lifecycle, action lists

@@ -31,8 +31,8 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// What the cache stores of one file's parse (or of a whole prepared source, `crate::reuse`):
-/// named tables and what the entry says beside them (the file as the manifest records it).
+/// What the cache stores of one file's parse (or of a source's decisions, `crate::reuse`): named
+/// tables and what the entry says beside them (the file as the manifest records it).
 pub trait Cached: Sized {
     /// What the file is parsed as (order lines, buyers): part of the key.
     const KIND: &'static str;
@@ -60,7 +60,7 @@ struct Meta<I> {
 }
 
 const META: &str = "meta.json";
-/// Where whole prepared sources are kept (`crate::reuse`), apart from the parsed files.
+/// Where sources' decisions are kept (`crate::reuse`), apart from the parsed files.
 const PREPARED: &str = "prepared";
 
 /// How a file's parse was obtained, for the log.
@@ -177,7 +177,9 @@ impl Cache {
             return Ok((out, Outcome::Hit { read: false }));
         }
         let file = Export::open(path)?;
-        self.remember_if_settled(path, before, read_from, &file.sha256);
+        if let Some(stat) = before.filter(|s| s.settled(read_from) && Stat::of(path).as_ref() == Some(s)) {
+            self.remember(path, stat, &file.sha256);
+        }
         let entry = self.dir.join(key::<T>(ctx, &[&file.sha256, &path.display().to_string()]));
         let outcome = match read_entry(&entry, |_: &T::Info| true) {
             Ok(Some(out)) => return Ok((out, Outcome::Hit { read: true })),
@@ -199,7 +201,7 @@ impl Cache {
         self.remembered(path, &Stat::of(path)?)
     }
 
-    /// The whole prepared source stored under `key` (`crate::reuse`), if its entry is sound and
+    /// The source's decisions stored under `key` (`crate::reuse`), if the entry is sound and
     /// `accept`s its info. An unsound entry is logged and taken as none.
     pub fn prepared<T: Cached>(&self, key: &str, accept: impl FnOnce(&T::Info) -> bool) -> Stored<T> {
         let entry = self.dir.join(PREPARED).join(key);
@@ -214,19 +216,11 @@ impl Cache {
         }
     }
 
-    /// Stores a whole prepared source under `key`, in place of a `Refused` entry if `replace`.
+    /// Stores a source's decisions under `key`, in place of a `Refused` entry if `replace`.
     /// Failing only costs the next run a preparation: it is logged.
     pub fn store_prepared<T: Cached>(&self, key: &str, out: &T, replace: bool) {
         if let Err(e) = write_entry(&self.dir.join(PREPARED).join(key), out, replace) {
-            tracing::warn!("could not cache a prepared source: {e}");
-        }
-    }
-
-    /// Remembers `sha256` for `path` if the file was untouched for [`SETTLED`] before it was
-    /// read (`read_from`) and its stat is still `before`.
-    fn remember_if_settled(&self, path: &Path, before: Option<Stat>, read_from: i128, sha256: &str) {
-        if let Some(stat) = before.filter(|s| s.settled(read_from) && Stat::of(path).as_ref() == Some(s)) {
-            self.remember(path, stat, sha256);
+            tracing::warn!("could not cache a source's decisions: {e}");
         }
     }
 
@@ -270,7 +264,7 @@ pub fn key<T: Cached>(ctx: &LoadCtx, parts: &[&str]) -> String {
     hex(&h.finalize())
 }
 
-/// What the cache holds of a prepared source under a key.
+/// What the cache holds of a source's decisions under a key.
 pub enum Stored<T> {
     Found(T),
     /// No entry.
