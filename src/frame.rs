@@ -453,8 +453,30 @@ pub fn shared_strings(slots: &[u32], values: &[String]) -> StringChunked {
 /// than the writer's scattered reads. The analyses read no text of the gathered table (customer
 /// ids are laid out in row order afterwards, see [`shared_strings`]).
 pub fn take_rows(df: DataFrame, idx: Vec<u32>) -> Result<DataFrame> {
-    let idx = IdxCa::from_vec("idx".into(), idx);
-    column_by_column(df, |c| c.take(&idx).ctx(|| format!("reordering {}", c.name())))
+    let ids = IdxCa::from_vec("idx".into(), idx);
+    let idx = ids.cont_slice().expect("one chunk, no nulls");
+    column_by_column(df, |c| {
+        if let Some(values) = c.as_series().and_then(|s| s.f64().ok())
+            && values.null_count() > 0
+            && values.chunks().len() == 1
+        {
+            return Ok(take_nullable(values, idx).into_column());
+        }
+        c.take(&ids).ctx(|| format!("reordering {}", c.name()))
+    })
+}
+
+/// `values` (one chunk) at `idx`: the values and the validity gathered apart. Polars' gather
+/// builds a nullable column value by value through `Option`s, twice as slow (the money columns
+/// with nulls were 40% of unify's gather at 10M lines).
+fn take_nullable(values: &Float64Chunked, idx: &[u32]) -> Float64Chunked {
+    let array = values.downcast_as_array();
+    let (all, valid) = (array.values().as_slice(), array.validity());
+    let gathered: Vec<f64> = idx.iter().map(|&i| all[i as usize]).collect();
+    let validity =
+        valid.map(|v| polars_arrow::bitmap::Bitmap::from_trusted_len_iter(idx.iter().map(|&i| v.get_bit(i as usize))));
+    let out = polars_arrow::array::PrimitiveArray::new(array.dtype().clone(), gathered.into(), validity);
+    Float64Chunked::with_chunk(values.name().clone(), out)
 }
 
 /// The rows of `df` where `keep` is true.
@@ -971,6 +993,19 @@ mod tests {
         assert_eq!(column.null_count(), 1000);
         let stored: usize = column.downcast_iter().map(|a| a.total_buffer_len()).sum();
         assert_eq!(stored, values[0].len(), "only the long value is stored, once (short ones are inline)");
+    }
+
+    /// The gather of a nullable money column (values and validity apart) gives Polars' gather.
+    #[test]
+    fn a_nullable_float_column_is_gathered_as_polars_gathers_it() {
+        let values: Vec<Option<f64>> = (0..1000).map(|i| (i % 7 != 3).then_some(i as f64 * 0.25)).collect();
+        let a = df!("m" => values, "n" => (0..1000i64).collect::<Vec<_>>()).unwrap();
+        let idx: Vec<u32> = (0..2000u32).map(|i| (i * 617) % 1000).collect();
+        let want = a.take(&IdxCa::from_vec("i".into(), idx.clone())).unwrap();
+        let got = take_rows(a, idx).unwrap();
+        assert!(got.equals_missing(&want));
+        assert_eq!(got.column("m").unwrap().null_count(), want.column("m").unwrap().null_count());
+        assert!(got.column("m").unwrap().null_count() > 0);
     }
 
     /// Filter, gather and rechunk column by column give what the whole-frame operations give,

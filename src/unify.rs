@@ -234,11 +234,13 @@ fn kept_plan(id: &str) -> impl Fn(LazyFrame) -> LazyFrame + Sync + '_ {
     }
 }
 
-/// A prepared source's lines in one column order, one contiguous chunk per column (a chunk per
-/// export file otherwise: the final gather over many chunks cost more than this copy).
+/// A prepared source's lines in one column order, in the chunks they were loaded in (one or more
+/// per export file): [`combine`] lays all sources' lines out in one chunk per column, and a copy
+/// here as well cost a warm rerun at 10M 0.2-0.5 s of its loads (bench/RESULTS.md, twenty-sixth
+/// round).
 fn prepared_lines(kept: DataFrame) -> Result<DataFrame> {
     let order = kept_columns().into_iter().chain([aux::ORDER_KEY, schema::SOURCE, schema::COUNTRY, CUSTOMER]);
-    frame::rechunk(kept.select(order).ctx(|| "prepared columns")?)
+    kept.select(order).ctx(|| "prepared columns")
 }
 
 /// Kept and dropped records and revenue of one source, by reason. Accounting is in records
@@ -300,8 +302,9 @@ fn customers_of(keys: &[StringChunked], local: &[UInt32Chunked]) -> Customers {
     Customers::of(slots, &distinct, &Hasher::from_env())
 }
 
-/// The sources' lines in one table, a chunk per column, and each source's accounting. Order slots
-/// become unique across sources: each source's after the ones before it.
+/// The sources' lines in one table, a chunk per column (the gather in [`sorted`] over a chunk per
+/// source cost more than this copy), and each source's accounting. Order slots become unique
+/// across sources: each source's after the ones before it.
 fn combine(prepared: Vec<Prepared>) -> Result<(DataFrame, BTreeMap<String, Accounting>)> {
     let mut accounting = BTreeMap::new();
     let mut frames = Vec::new();
