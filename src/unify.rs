@@ -434,21 +434,26 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
     // Per customer slot: (ordered_at, order_id, country) of the first line. Rows in spans side by
     // side, then merged in row order: a later span's line wins only if strictly earlier, as in one
     // pass.
-    type First<'a> = Option<(Option<i64>, Option<&'a str>, Option<&'a str>)>;
-    let columns = df.select([schema::ORDERED_AT, schema::ORDER_ID, schema::COUNTRY]).ctx(|| "first lines")?;
+    // The order key stands for the order id where two lines are of one order: ids are compared
+    // only between orders of the same instant.
+    type First<'a> = Option<(Option<i64>, u32, Option<&'a str>, Option<&'a str>)>;
+    let columns =
+        df.select([schema::ORDERED_AT, aux::ORDER_KEY, schema::ORDER_ID, schema::COUNTRY]).ctx(|| "first lines")?;
     let spans = frame::spans(df.height(), frame::threads());
     let parts: Vec<DataFrame> = spans.iter().map(|&(offset, len)| columns.slice(offset as i64, len)).collect();
     let jobs: Vec<(&DataFrame, &[u32])> =
         parts.iter().zip(&spans).map(|(part, &(offset, len))| (part, &customers.slots[offset..offset + len])).collect();
     let firsts = frame::on_threads(&jobs, |&(part, slots)| -> Result<Vec<First>> {
-        let at = frame::i64_column(part, schema::ORDERED_AT)?;
+        let (at, keys) = (frame::i64_column(part, schema::ORDERED_AT)?, frame::u32_values(part, aux::ORDER_KEY)?);
         let (orders, countries) = (frame::str_column(part, schema::ORDER_ID)?, frame::texts(part, schema::COUNTRY)?);
         let mut first: Vec<First> = vec![None; customers.ids.len() + 1];
-        for (((&c, t), o), country) in slots.iter().zip(at.iter()).zip(orders.iter()).zip(countries) {
-            let e = first[c as usize].get_or_insert((t, o, country));
+        let lines = slots.iter().zip(at.iter()).zip(keys.iter()).zip(orders.iter()).zip(countries);
+        for ((((&c, t), k), o), country) in lines {
+            let k = k.unwrap_or(u32::MAX);
+            let e = first[c as usize].get_or_insert((t, k, o, country));
             // Nulls sort first, as in Polars' default order.
-            if (t, o) < (e.0, e.1) {
-                *e = (t, o, country);
+            if t < e.0 || (t == e.0 && k != e.1 && o < e.2) {
+                *e = (t, k, o, country);
             }
         }
         Ok(first)
@@ -459,7 +464,7 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
         for (e, l) in first.iter_mut().zip(later?) {
             match (e.as_mut(), l) {
                 (None, l) => *e = l,
-                (Some(e), Some(l)) if (l.0, l.1) < (e.0, e.1) => *e = l,
+                (Some(e), Some(l)) if (l.0, l.2) < (e.0, e.2) => *e = l,
                 _ => {}
             }
         }
@@ -472,7 +477,7 @@ fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<Strin
     let of_country: foldhash::HashMap<&str, usize> = market_of.iter().map(|(c, m)| (c.as_str(), index(m))).collect();
     let other = index(OTHER_MARKET);
     let markets: Vec<usize> =
-        first.iter().map(|f| f.and_then(|f| f.2).and_then(|c| of_country.get(c).copied()).unwrap_or(other)).collect();
+        first.iter().map(|f| f.and_then(|f| f.3).and_then(|c| of_country.get(c).copied()).unwrap_or(other)).collect();
     frame::categories_of(schema::MARKET, &names, customers.slots.iter().map(|&c| markets[c as usize]))
 }
 
@@ -603,6 +608,7 @@ mod tests {
         let df = df!(
             schema::ORDERED_AT => [10i64, 5, 5, 5],
             schema::ORDER_ID => ["B", "A", "A", "A"],
+            aux::ORDER_KEY => [2u32, 1, 1, 1],
             schema::COUNTRY => ["DE", "US", "GB", "FR"],
         )
         .unwrap();
@@ -652,6 +658,7 @@ mod tests {
         let df = df!(
             schema::ORDERED_AT => [Some(5i64), Some(1), Some(1), Some(3), None],
             schema::ORDER_ID => ["E", "B", "A", "C", "D"],
+            aux::ORDER_KEY => [5u32, 2, 1, 3, 4],
             schema::COUNTRY => [Some("US"), Some("DE"), Some("FR"), Some("US"), None],
         )
         .unwrap();
@@ -707,6 +714,60 @@ mod tests {
             .collect();
         let want = [("D", 1), ("C", 1), ("A", 1), ("A", 2), ("B", 1)];
         assert_eq!(got, want.map(|(o, l)| (o.to_string(), l)));
+    }
+
+    /// Over many customers, markets, sources, null times and orders of one instant, the order is
+    /// a plain sort by (market, customer id, time with nulls first, source, order id, line, row).
+    #[test]
+    fn published_order_is_that_of_a_plain_sort() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        let rows = 3000;
+        let (markets, sources) = (["uk", "us", "eu"], ["shopify", "amazon"]);
+        // (market, customer slot, time, source, order id, line)
+        type Line<'a> = (&'a str, u32, Option<i64>, &'a str, String, i64);
+        let mut lines: Vec<Line> = Vec::new();
+        for _ in 0..rows {
+            let source = sources[next(2) as usize];
+            let time = (next(10) > 0).then(|| next(6) as i64);
+            let slot = next(40) as u32; // 0: no customer
+            let order = format!("{}{}", &source[..1], next(30));
+            lines.push((markets[next(3) as usize], slot, time, source, order, next(3) as i64));
+        }
+        // Order keys: one per (source, order id).
+        let mut key_of: HashMap<(String, String), u32> = HashMap::new();
+        let keys: Vec<u32> = lines
+            .iter()
+            .map(|l| {
+                let n = key_of.len() as u32;
+                *key_of.entry((l.3.to_string(), l.4.clone())).or_insert(n)
+            })
+            .collect();
+        let df = df!(
+            schema::MARKET => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+            schema::SOURCE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
+            schema::ORDERED_AT => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
+            schema::ORDER_ID => lines.iter().map(|l| l.4.as_str()).collect::<Vec<_>>(),
+            aux::ORDER_KEY => keys,
+            schema::LINE_NO => lines.iter().map(|l| l.5).collect::<Vec<_>>(),
+            "row" => (0..rows as i64).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let names: Vec<String> = (1..40).map(|c| format!("customer {c}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let hasher = Hasher::from_env();
+        let out = sorted(df, &Customers::of(lines.iter().map(|l| l.1).collect(), &names, &hasher)).unwrap();
+        let got: Vec<i64> = frame::i64_column(&out, "row").unwrap().into_no_null_iter().collect();
+        let id = |slot: u32| (slot > 0).then(|| hasher.customer_id(names[slot as usize - 1]));
+        let mut want: Vec<usize> = (0..rows).collect();
+        want.sort_by_key(|&i| {
+            let l = &lines[i];
+            (l.0, id(l.1), l.2, l.3, l.4.clone(), l.5, i)
+        });
+        assert_eq!(got, want.iter().map(|&i| i as i64).collect::<Vec<_>>());
     }
 
     #[test]
