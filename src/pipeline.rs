@@ -151,10 +151,13 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
                     tracing::info!(stage = %spec.id, records = l.rows_read, lines = l.lines.height(), rejected = l.rejects.height(), "loaded");
                     let rules = &rules;
                     preparing = Some(scope.spawn(move || {
-                        let prepared = match (for_unify, found) {
-                            (false, _) => None,
-                            (true, Some(found)) => Some(reuse::apply(&ctx, rules, found, &mut l)?),
-                            (true, None) => Some(unify::prepare(rules, &spec.id, spec.kind, &mut l)?),
+                        let (prepared, slot) = match (for_unify, found) {
+                            (false, _) => (None, slot),
+                            (true, Some(found)) => {
+                                let (prepared, again) = reuse::apply(&ctx, rules, found, &mut l)?;
+                                (Some(prepared), again)
+                            }
+                            (true, None) => (Some(unify::prepare(rules, &spec.id, spec.kind, &mut l)?), slot),
                         };
                         let to_store = match slot.zip(prepared.as_ref()) {
                             Some((s, p)) => reuse::store(&ctx, s, &l, p, rules)?,

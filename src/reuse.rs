@@ -77,18 +77,20 @@ fn key(ctx: &LoadCtx, rules: &Rules, files: &[(String, String)]) -> String {
 
 /// Prepares the source `ctx` loads with an earlier run's decisions; `loaded` holds its lines
 /// without Amazon's buyers. Should they not fit (they always do: the key holds every input), the
-/// source is loaded again and prepared from scratch.
-pub fn apply(ctx: &LoadCtx, rules: &Rules, found: Found, loaded: &mut Loaded) -> Result<Prepared> {
+/// source is loaded again and prepared from scratch, and the slot to [`store`] its decisions
+/// under, replacing the entry, comes back with it.
+pub fn apply(ctx: &LoadCtx, rules: &Rules, found: Found, loaded: &mut Loaded) -> Result<(Prepared, Option<Slot>)> {
     let Found { decided, keys, files, notes } = found;
     match unify::apply(&ctx.spec.id, loaded, decided, keys) {
         Ok(prepared) => {
             (loaded.files, loaded.notes) = (files, notes);
-            Ok(prepared)
+            Ok((prepared, None))
         }
         Err(e) => {
             tracing::warn!(stage = %ctx.spec.id, "earlier decisions unusable ({e}): preparing the source again");
             *loaded = crate::sources::load(ctx)?;
-            unify::prepare(rules, &ctx.spec.id, ctx.spec.kind, loaded)
+            let prepared = unify::prepare(rules, &ctx.spec.id, ctx.spec.kind, loaded)?;
+            Ok((prepared, Some(Slot { key: None, files: Vec::new(), replace: true })))
         }
     }
 }

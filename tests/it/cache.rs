@@ -287,3 +287,54 @@ fn an_unchanged_source_takes_its_earlier_decisions_and_publishes_the_same_bytes(
     run(&p, &out("rules_uncached"), None);
     same("rules", "rules_uncached");
 }
+
+/// An entry that passes its checksums yet does not fit the loaded lines (it cannot happen, since
+/// the key holds every input: forged here, one line short) is not used: the source is loaded and
+/// prepared afresh, the run publishes what an uncached run publishes, and the entry is replaced.
+#[test]
+fn decisions_that_do_not_fit_the_lines_are_made_afresh_and_replaced() {
+    let (dir, _data, p, cache) = scratch();
+    let out = |name: &str| dir.path().join(name);
+    assert!(reused(&p, &out("cold"), &cache, &[]).is_empty());
+    let entries: Vec<PathBuf> = std::fs::read_dir(cache.join("prepared")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 3, "one entry per source");
+    for entry in &entries {
+        one_line_short(entry);
+    }
+    let warnings = |name: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_clv"))
+            .args(["run", p.to_str().unwrap(), "--out", out(name).to_str().unwrap()])
+            .args(["--cache-dir", cache.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{stderr}");
+        stderr.lines().filter(|l| l.contains("earlier decisions unusable")).count()
+    };
+    assert_eq!(warnings("forged"), 3);
+    run(&p, &out("uncached"), None);
+    for name in ["forged", "cold"] {
+        assert_eq!(snapshot(&out(name)), snapshot(&out("uncached")), "{name}");
+        assert_eq!(manifest(&out(name)), manifest(&out("uncached")), "{name}");
+    }
+    // Replaced: the next run takes every source's decisions from the cache, without a warning.
+    assert_eq!(warnings("after"), 0);
+    assert_eq!(reused(&p, &out("again"), &cache, &[]), ["amazon", "shopify", "shop"]);
+    assert_eq!(snapshot(&out("again")), snapshot(&out("uncached")));
+}
+
+/// Rewrites a decisions entry's kept-line flags one line short, with a checksum that matches.
+fn one_line_short(entry: &Path) {
+    use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
+    let kept = entry.join("kept.parquet");
+    let all = ParquetReader::new(std::fs::File::open(&kept).unwrap()).finish().unwrap();
+    let mut short = all.slice(0, all.height() - 1);
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes).finish(&mut short).unwrap();
+    std::fs::write(&kept, &bytes).unwrap();
+    let meta = entry.join("meta.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["checksums"].as_array().map(Vec::len), Some(3), "kept, lines, keys");
+    m["checksums"][0] = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)).into();
+    std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+}
