@@ -34,8 +34,9 @@ pub fn log_add_exp<T: Real>(a: T, b: T) -> T {
     if b.value() == f64::NEG_INFINITY {
         return a;
     }
-    let m = if b.value() > a.value() { b } else { a };
-    m + ((a - m).exp() + (b - m).exp()).ln()
+    // e^(m-m) is 1 exactly (and constant): one exp call instead of two, the same bits.
+    let (m, other) = if b.value() > a.value() { (b, a) } else { (a, b) };
+    m + (T::constant(1.0) + (other - m).exp()).ln()
 }
 
 /// ln(e^a - e^b) for a >= b; -inf when they are equal (or b > a by rounding).
@@ -127,6 +128,18 @@ mod tests {
         assert!((log_add_exp(1000.0, 1000.0) - (1000.0 + 2f64.ln())).abs() < 1e-12);
         assert!((log_sub_exp(3f64.ln(), 1f64.ln()) - 2f64.ln()).abs() < 1e-12);
         assert_eq!(log_sub_exp(1.0, 1.0), f64::NEG_INFINITY);
+    }
+
+    proptest::proptest! {
+        /// One exp call gives the bits the two-call form gave (e^0 = 1 exactly): fits and their
+        /// published parameters do not move.
+        #[test]
+        fn log_add_exp_gives_the_two_exp_forms_bits(a in -800.0f64..800.0, b in -800.0f64..800.0) {
+            let m = if b > a { b } else { a };
+            let two = m + ((a - m).exp() + (b - m).exp()).ln();
+            proptest::prop_assert_eq!(log_add_exp(a, b).to_bits(), two.to_bits());
+            proptest::prop_assert_eq!(log_add_exp(a, a).to_bits(), (a + 2f64.ln()).to_bits());
+        }
     }
 
     #[test]
