@@ -10,7 +10,8 @@
 # needs a cache warmed by the same binary (the cache key holds the build's fingerprint), so each
 # binary first gets its own warm cache and output root: a full run without the newest file.
 # Copy the binaries out of the target directory and `strip` them first: each unstripped copy is
-# ~1.5 GB, each 10M cache and output ~1.3 GB (under $WORK, default /tmp/clv-ab).
+# ~1.5 GB, each 10M cache and output ~1.3 GB (under $WORK, default /tmp/clv-ab; removed at the
+# end unless KEEP=1).
 set -euo pipefail
 mode=${1:?full or rerun}; a=${2:?binary A}; b=${3:?binary B}; pairs=${4:-3}
 data=${CLV_BENCH_DATA:-$HOME/.cache/clv-bench-data}/lines-10000000
@@ -69,4 +70,6 @@ for _ in $(seq "$pairs"); do
   done
 done
 echo "outputs differ (beyond the manifest's timings and the locks):"
-diff -rq "$work/out-A" "$work/out-B" | grep -v -e manifest.json -e '\.lock' || echo "  none"
+differ=$(diff -rq "$work/out-A" "$work/out-B" | grep -v -e manifest.json -e '\.lock' || true)
+echo "${differ:-  none}"
+[ "${KEEP:-0}" = 1 ] || rm -rf "$work"
