@@ -431,11 +431,10 @@ impl Customers {
 /// `order_id`, then file order): the market listing that line's country, else `other`. One pass
 /// over the customer slots; a sorted window per customer cost a second per million lines.
 fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<Column> {
-    // Per customer slot: (ordered_at, order_id, country) of the first line. Rows in spans side by
-    // side, then merged in row order: a later span's line wins only if strictly earlier, as in one
-    // pass.
-    // The order key stands for the order id where two lines are of one order: ids are compared
-    // only between orders of the same instant.
+    // Per customer slot: (ordered_at, order key, order_id, country) of the first line. Rows in
+    // spans side by side, then merged in row order: a later span's line wins only if strictly
+    // earlier, as in one pass. The order key says when two lines are of one order: ids are
+    // compared only between orders of the same instant.
     type First<'a> = Option<(Option<i64>, u32, Option<&'a str>, Option<&'a str>)>;
     let columns =
         df.select([schema::ORDERED_AT, aux::ORDER_KEY, schema::ORDER_ID, schema::COUNTRY]).ctx(|| "first lines")?;
