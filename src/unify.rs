@@ -279,11 +279,12 @@ pub fn unify(rules: &Rules, mut prepared: Vec<Prepared>) -> Result<Unified> {
     let keys: Vec<StringChunked> = prepared.iter_mut().map(|p| std::mem::take(&mut p.keys)).collect();
     let local = |p: &Prepared| Ok(p.lines.column(CUSTOMER).ctx(|| "customers")?.u32().ctx(|| "customers")?.clone());
     let local: Vec<UInt32Chunked> = prepared.iter().map(local).collect::<Result<_>>()?;
+    let t0 = std::time::Instant::now();
     let (customers, combined) = frame::side_by_side(|| customers_of(&keys, &local), || combine(prepared));
-    let (mut df, accounting) = combined?;
-    df.with_column(first_market(&df, &customers, &rules.market_of)?).ctx(|| "markets")?;
+    let (df, accounting) = combined?;
     let columns = schema::ORDER_LINE_COLUMNS.into_iter().chain([aux::ORDER_KEY, aux::CUSTOMER]);
-    let orders = sorted(df, &customers)?.select(columns).ctx(|| "order lines")?;
+    let orders = sorted(df, &customers, &rules.market_of)?.select(columns).ctx(|| "order lines")?;
+    eprintln!("UNIFY {:?}", t0.elapsed());
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
 }
@@ -427,84 +428,61 @@ impl Customers {
     }
 }
 
-/// Each line's market: the market of its customer's first line (earliest `ordered_at`, then
-/// `order_id`, then file order): the market listing that line's country, else `other`. One pass
-/// over the customer slots; a sorted window per customer cost a second per million lines.
-fn first_market(df: &DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<Column> {
-    // Per customer slot: (ordered_at, order key, order_id, country) of the first line. Rows in
-    // spans side by side, then merged in row order: a later span's line wins only if strictly
-    // earlier, as in one pass. The order key says when two lines are of one order: ids are
-    // compared only between orders of the same instant.
-    type First<'a> = Option<(Option<i64>, u32, Option<&'a str>, Option<&'a str>)>;
-    let columns =
-        df.select([schema::ORDERED_AT, aux::ORDER_KEY, schema::ORDER_ID, schema::COUNTRY]).ctx(|| "first lines")?;
-    let spans = frame::spans(df.height(), frame::threads());
-    let parts: Vec<DataFrame> = spans.iter().map(|&(offset, len)| columns.slice(offset as i64, len)).collect();
-    let jobs: Vec<(&DataFrame, &[u32])> =
-        parts.iter().zip(&spans).map(|(part, &(offset, len))| (part, &customers.slots[offset..offset + len])).collect();
-    let firsts = frame::on_threads(&jobs, |&(part, slots)| -> Result<Vec<First>> {
-        let (at, keys) = (frame::i64_column(part, schema::ORDERED_AT)?, frame::u32_values(part, aux::ORDER_KEY)?);
-        let (orders, countries) = (frame::str_column(part, schema::ORDER_ID)?, frame::texts(part, schema::COUNTRY)?);
-        let mut first: Vec<First> = vec![None; customers.ids.len() + 1];
-        let lines = slots.iter().zip(at.iter()).zip(keys.iter()).zip(orders.iter()).zip(countries);
-        for ((((&c, t), k), o), country) in lines {
-            let k = k.unwrap_or(u32::MAX);
-            let e = first[c as usize].get_or_insert((t, k, o, country));
-            // Nulls sort first, as in Polars' default order.
-            if t < e.0 || (t == e.0 && k != e.1 && o < e.2) {
-                *e = (t, k, o, country);
-            }
-        }
-        Ok(first)
-    });
-    let mut firsts = firsts.into_iter();
-    let mut first = firsts.next().transpose()?.unwrap_or_else(|| vec![None; customers.ids.len() + 1]);
-    for later in firsts {
-        for (e, l) in first.iter_mut().zip(later?) {
-            match (e.as_mut(), l) {
-                (None, l) => *e = l,
-                (Some(e), Some(l)) if (l.0, l.2) < (e.0, e.2) => *e = l,
-                _ => {}
-            }
-        }
-    }
-    // Each customer's market as an index among the market names, found once per customer.
-    let mut names: Vec<&str> = market_of.values().map(String::as_str).chain([OTHER_MARKET]).collect();
-    names.sort_unstable();
-    names.dedup();
-    let index = |m: &str| names.binary_search(&m).expect("listed above");
-    let of_country: foldhash::HashMap<&str, usize> = market_of.iter().map(|(c, m)| (c.as_str(), index(m))).collect();
-    let other = index(OTHER_MARKET);
-    let markets: Vec<usize> =
-        first.iter().map(|f| f.and_then(|f| f.3).and_then(|c| of_country.get(c).copied()).unwrap_or(other)).collect();
-    frame::categories_of(schema::MARKET, &names, customers.slots.iter().map(|&c| markets[c as usize]))
+/// The markets a run can publish, in published order, and each listed country's among them.
+struct Markets<'a> {
+    names: Vec<&'a str>,
+    of_country: foldhash::HashMap<&'a str, u16>,
+    other: u16,
 }
 
-/// The published order: market, customer, time, source, order, line. Text keys are replaced by
-/// their rank among the distinct values first, so that the sort compares integers (`df` has the
-/// rows `customers` describes, in the same order). Adds the customer ids and `aux::CUSTOMER`.
-fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
-    let rank = |name: &str| frame::column_ranks(&df, name);
-    let (market, source) = (rank(schema::MARKET)?, rank(schema::SOURCE)?);
+impl<'a> Markets<'a> {
+    fn new(market_of: &'a HashMap<String, String>) -> Self {
+        let mut names: Vec<&str> = market_of.values().map(String::as_str).chain([OTHER_MARKET]).collect();
+        names.sort_unstable();
+        names.dedup();
+        let index = |m: &str| names.binary_search(&m).expect("listed above") as u16;
+        let of_country = market_of.iter().map(|(c, m)| (c.as_str(), index(m))).collect();
+        let other = index(OTHER_MARKET);
+        Markets { names, of_country, other }
+    }
+
+    /// A country's market: the one listing it, else `other`.
+    fn of(&self, country: Option<&str>) -> u16 {
+        country.and_then(|c| self.of_country.get(c).copied()).unwrap_or(self.other)
+    }
+}
+
+/// A line's sort key: customer rank, time (null first), source rank, row.
+type Key = (u32, i64, u32, u32);
+
+/// The published order: market, customer, time, source, order, line. Each customer is in the
+/// market of their first line (earliest `ordered_at`, nulls first, then `order_id`, then the line
+/// read first): the market listing that line's country, else `other`. Lines are sorted by customer
+/// first and each customer's market read off their first lines; a stable pass by market then gives
+/// the published order, as markets are per customer. (Finding first lines in table order was a
+/// cache miss per line.) Text keys are replaced by their rank among the distinct values first, so
+/// that the sort compares integers (`df` has the rows `customers` describes, in the same order).
+/// Adds the markets, the customer ids and `aux::CUSTOMER`.
+fn sorted(df: DataFrame, customers: &Customers, market_of: &HashMap<String, String>) -> Result<DataFrame> {
+    let source = frame::column_ranks(&df, schema::SOURCE)?;
     let at = frame::i64_column(&df, schema::ORDERED_AT)?;
     let at = at.rechunk();
     let at = at.downcast_as_array();
     let (times, valid) = (at.values().as_slice(), at.validity());
     let (slots, ranks) = (&customers.slots, &customers.ranks);
-    // (market, customer) packed in one integer, then time (null first) and source; order and
-    // line break ties. 24 bytes a line, built on both cores (plain slices: no Polars inside).
+    // 24 bytes a line, built on both cores (plain slices: no Polars inside).
     use rayon::prelude::*;
-    let mut keys: Vec<(u64, i64, u32, u32)> = (0..df.height())
+    let mut keys: Vec<Key> = (0..df.height())
         .into_par_iter()
         .map(|i| {
             let t = if valid.is_none_or(|v| v.get_bit(i)) { times[i] } else { i64::MIN };
-            ((market[i] as u64) << 32 | ranks[slots[i] as usize] as u64, t, source[i], i as u32)
+            (ranks[slots[i] as usize], t, source[i], i as u32)
         })
         .collect();
-    std::mem::drop((market, source));
-    // Integers first, on both cores; then each run of equal (market, customer, time, source), the
-    // lines of one order as a rule, by order id and line, the runs on both cores too. Comparing
-    // order ids inside the main sort compared the strings of every such pair it met.
+    std::mem::drop(source);
+    // Integers first, on both cores; then each run of equal (customer, time, source), the lines
+    // of one order as a rule, by order id and line, the runs on both cores too. Comparing order
+    // ids inside the main sort compared the strings of every such pair it met.
     keys.par_sort_unstable();
     let (order, line) = (frame::str_column(&df, schema::ORDER_ID)?.rechunk(), frame::i64_column(&df, schema::LINE_NO)?);
     let (line, order_keys) = (line.rechunk(), frame::u32_values(&df, aux::ORDER_KEY)?.rechunk());
@@ -513,26 +491,56 @@ fn sorted(df: DataFrame, customers: &Customers) -> Result<DataFrame> {
     // A run has one source, whose lines share an order id exactly when they share an order key:
     // ids are read only to order two orders of the same instant (reading them for every pair of
     // lines of one order was as slow as the main sort).
-    let by_order = |a: &(u64, i64, u32, u32), b: &(u64, i64, u32, u32)| {
+    let ids = |i: usize, j: usize| match order_keys.value(i) == order_keys.value(j) {
+        true => std::cmp::Ordering::Equal,
+        false => order.get(i).cmp(&order.get(j)),
+    };
+    let by_order = |a: &Key, b: &Key| {
         let (i, j) = (a.3 as usize, b.3 as usize);
-        let ids = match order_keys.value(i) == order_keys.value(j) {
-            true => std::cmp::Ordering::Equal,
-            false => order.get(i).cmp(&order.get(j)),
-        };
-        ids.then_with(|| (line.get(i), a.3).cmp(&(line.get(j), b.3)))
+        ids(i, j).then_with(|| (line.get(i), a.3).cmp(&(line.get(j), b.3)))
     };
     keys.par_chunk_by_mut(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2))
         .filter(|run| run.len() > 1)
         .for_each(|run| run.sort_unstable_by(by_order));
-    let idx: Vec<u32> = keys.par_iter().map(|k| k.3).collect();
+    // Each customer's first line: of the lines of their earliest time, the least (order id, row).
+    let markets = Markets::new(market_of);
+    let line_market: Vec<u16> = frame::map_texts(&df, schema::COUNTRY, |c| markets.of(c))?.collect();
+    let first_markets: Vec<(u32, u16)> = keys
+        .par_chunk_by(|a, b| a.0 == b.0)
+        .map(|lines| {
+            let earliest = lines.iter().take_while(|k| k.1 == lines[0].1).map(|k| k.3 as usize);
+            let first = earliest.reduce(|b, i| if ids(i, b).then(i.cmp(&b)).is_lt() { i } else { b });
+            (lines[0].0, line_market[first.expect("a run has a line")])
+        })
+        .collect();
+    std::mem::drop(line_market);
+    let mut market_of_rank = vec![0u16; customers.ids.len() + 1];
+    for (rank, market) in first_markets {
+        market_of_rank[rank as usize] = market;
+    }
+    // Stable by market: each market's lines keep the customer order.
+    let mut start = vec![0usize; markets.names.len() + 1];
+    for k in &keys {
+        start[market_of_rank[k.0 as usize] as usize + 1] += 1;
+    }
+    for m in 1..start.len() {
+        start[m] += start[m - 1];
+    }
+    let (mut idx, mut line_ranks) = (vec![0u32; keys.len()], vec![0u32; keys.len()]);
+    for k in &keys {
+        let at = &mut start[market_of_rank[k.0 as usize] as usize];
+        (idx[*at], line_ranks[*at]) = (k.3, k.0);
+        *at += 1;
+    }
     std::mem::drop(keys);
+    let mut df = frame::take_rows(df, idx)?;
+    let market_of_line = line_ranks.iter().map(|&r| market_of_rank[r as usize] as usize);
+    df.with_column(frame::categories_of(schema::MARKET, &markets.names, market_of_line)?).ctx(|| "markets")?;
     // After the gather, which copies text into row order: each customer's id is stored once and
     // every line refers to it (32 bytes per line otherwise).
-    let ranks: Vec<u32> = idx.par_iter().map(|&i| ranks[slots[i as usize] as usize]).collect();
-    let mut df = frame::take_rows(df, idx)?;
-    let ids = frame::shared_strings(&ranks, &customers.ids);
+    let ids = frame::shared_strings(&line_ranks, &customers.ids);
     frame::put_column(&mut df, schema::CUSTOMER_ID, ids)?;
-    frame::put_column(&mut df, aux::CUSTOMER, UInt32Chunked::from_vec(aux::CUSTOMER.into(), ranks))?;
+    frame::put_column(&mut df, aux::CUSTOMER, UInt32Chunked::from_vec(aux::CUSTOMER.into(), line_ranks))?;
     Ok(df)
 }
 
@@ -600,26 +608,39 @@ pub(crate) fn with_customers(mut df: DataFrame) -> DataFrame {
 mod tests {
     use super::*;
 
-    /// The first line decides, wherever it is in the table; of two equally early lines, the one
-    /// read first. (The rows are looked at in spans side by side and merged.)
+    /// Each row's market after [`sorted`] (`df` has a `row` column numbering its rows).
+    fn markets_by_row(df: DataFrame, customers: &Customers, market_of: &[(&str, &str)]) -> Vec<String> {
+        let market_of: HashMap<String, String> = market_of.iter().map(|&(c, m)| (c.into(), m.into())).collect();
+        let out = sorted(df, customers, &market_of).unwrap();
+        let rows = frame::i64_column(&out, "row").unwrap();
+        let markets: Vec<String> =
+            frame::texts(&out, schema::MARKET).unwrap().map(|m| m.unwrap().to_string()).collect();
+        let mut by_row = vec![String::new(); markets.len()];
+        for (row, market) in rows.into_no_null_iter().zip(markets) {
+            by_row[row as usize] = market;
+        }
+        by_row
+    }
+
+    /// The first line decides, wherever it is in the table; of two equally early lines of one
+    /// order, the one read first.
     #[test]
     fn a_customers_market_is_that_of_their_first_line() {
         let df = df!(
+            schema::SOURCE => ["shop"; 4],
             schema::ORDERED_AT => [10i64, 5, 5, 5],
             schema::ORDER_ID => ["B", "A", "A", "A"],
             aux::ORDER_KEY => [2u32, 1, 1, 1],
+            schema::LINE_NO => [1i64, 1, 2, 2],
             schema::COUNTRY => ["DE", "US", "GB", "FR"],
+            "row" => [0i64, 1, 2, 3],
         )
         .unwrap();
         let customers =
             Customers { slots: vec![1, 2, 1, 2], ranks: vec![0, 1, 2], ids: vec!["c1".into(), "c2".into()] };
-        let market_of: HashMap<String, String> =
-            [("US", "us"), ("GB", "uk"), ("DE", "eu"), ("FR", "eu")].map(|(c, m)| (c.into(), m.into())).into();
-        let markets = first_market(&df, &customers, &market_of).unwrap();
-        let got: Vec<Option<&str>> = markets.cat16().unwrap().iter_str().collect();
-        assert_eq!(got, [Some("uk"), Some("us"), Some("uk"), Some("us")]);
+        let got = markets_by_row(df, &customers, &[("US", "us"), ("GB", "uk"), ("DE", "eu"), ("FR", "eu")]);
+        assert_eq!(got, ["uk", "us", "uk", "us"]);
     }
-
     fn accounting(read: f64, kept: f64, dropped: f64) -> BTreeMap<String, Accounting> {
         let a = Accounting {
             rows_read: 3,
@@ -655,20 +676,18 @@ mod tests {
     #[test]
     fn market_of_the_first_line() {
         let df = df!(
+            schema::SOURCE => ["shop", "shopify", "shop", "shop", "shop"],
             schema::ORDERED_AT => [Some(5i64), Some(1), Some(1), Some(3), None],
             schema::ORDER_ID => ["E", "B", "A", "C", "D"],
             aux::ORDER_KEY => [5u32, 2, 1, 3, 4],
+            schema::LINE_NO => [1i64; 5],
             schema::COUNTRY => [Some("US"), Some("DE"), Some("FR"), Some("US"), None],
+            "row" => [0i64, 1, 2, 3, 4],
         )
         .unwrap();
         let customers = Customers::of(vec![1, 1, 1, 2, 3], &["a", "b", "c"], &Hasher::from_env());
-        let market_of: HashMap<String, String> =
-            [("US", "us"), ("FR", "eu"), ("DE", "eu")].map(|(c, m)| (c.to_string(), m.to_string())).into();
-        let markets = first_market(&df, &customers, &market_of).unwrap();
-        assert_eq!(markets.name().as_str(), schema::MARKET);
-        let got: Vec<Option<&str>> = markets.cat16().unwrap().iter_str().collect();
-        let want = ["eu", "eu", "eu", "us", OTHER_MARKET];
-        assert_eq!(got, want.map(Some));
+        let got = markets_by_row(df, &customers, &[("US", "us"), ("FR", "eu"), ("DE", "de")]);
+        assert_eq!(got, ["eu", "eu", "eu", "us", OTHER_MARKET]);
     }
 
     /// After `as_of` wins over an older copy, which wins over the line's own reason.
@@ -693,30 +712,34 @@ mod tests {
     #[test]
     fn published_order() {
         let df = df!(
-            schema::MARKET => ["us", "us", "us", "us", "eu"],
             schema::SOURCE => ["shop", "shop", "shop", "shop", "shop"],
             schema::ORDERED_AT => [1i64, 1, 1, 0, 5],
             schema::ORDER_ID => ["B", "A", "A", "C", "D"],
             aux::ORDER_KEY => [0u32, 1, 1, 2, 3],
             schema::LINE_NO => [1i64, 2, 1, 1, 1],
+            schema::COUNTRY => ["US", "US", "US", "US", "DE"],
         )
         .unwrap();
         let hasher = Hasher::from_env();
-        let out = sorted(df, &Customers::of(vec![1; 5], &["k"], &hasher)).unwrap();
-        let ids = frame::strings(&out, schema::CUSTOMER_ID).unwrap();
-        assert!(ids.iter().all(|id| id.as_deref() == Some(hasher.customer_id("k").as_str())), "{ids:?}");
-        let got: Vec<(String, i64)> = frame::strings(&out, schema::ORDER_ID)
+        let market_of: HashMap<String, String> = [("US", "us"), ("DE", "eu")].map(|(c, m)| (c.into(), m.into())).into();
+        let out = sorted(df, &Customers::of(vec![1, 1, 1, 1, 2], &["k", "j"], &hasher), &market_of).unwrap();
+        let got: Vec<(String, i64, String, String)> = frame::strings(&out, schema::ORDER_ID)
             .unwrap()
             .into_iter()
             .zip(frame::i64_column(&out, schema::LINE_NO).unwrap().iter())
-            .map(|(o, l)| (o.unwrap(), l.unwrap()))
+            .zip(frame::strings(&out, schema::CUSTOMER_ID).unwrap())
+            .zip(frame::texts(&out, schema::MARKET).unwrap())
+            .map(|(((o, l), c), m)| (o.unwrap(), l.unwrap(), c.unwrap(), m.unwrap().to_string()))
             .collect();
-        let want = [("D", 1), ("C", 1), ("A", 1), ("A", 2), ("B", 1)];
-        assert_eq!(got, want.map(|(o, l)| (o.to_string(), l)));
+        let (k, j) = (hasher.customer_id("k"), hasher.customer_id("j"));
+        let want = [("D", 1, &j, "eu"), ("C", 1, &k, "us"), ("A", 1, &k, "us"), ("A", 2, &k, "us"), ("B", 1, &k, "us")];
+        assert_eq!(got, want.map(|(o, l, c, m)| (o.to_string(), l, c.clone(), m.to_string())));
     }
 
-    /// Over many customers, markets, sources, null times and orders of one instant, the order is
-    /// a plain sort by (market, customer id, time with nulls first, source, order id, line, row).
+    /// Over many customers, countries, sources, null times and orders of one instant (order ids
+    /// shared across sources), the order is a plain sort by (market, customer id, time with nulls
+    /// first, source, order id, line, row), each customer in the market of the country of their
+    /// least (time, order id, row) line.
     #[test]
     fn published_order_is_that_of_a_plain_sort() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -725,16 +748,16 @@ mod tests {
             (state >> 33) % n
         };
         let rows = 3000;
-        let (markets, sources) = (["uk", "us", "eu"], ["shopify", "amazon"]);
-        // (market, customer slot, time, source, order id, line)
-        type Line<'a> = (&'a str, u32, Option<i64>, &'a str, String, i64);
+        let (countries, sources) = ([Some("GB"), Some("US"), Some("DE"), Some("JP"), None], ["shopify", "amazon"]);
+        // (country, customer slot, time, source, order id, line)
+        type Line<'a> = (Option<&'a str>, u32, Option<i64>, &'a str, String, i64);
         let mut lines: Vec<Line> = Vec::new();
         for _ in 0..rows {
             let source = sources[next(2) as usize];
             let time = (next(10) > 0).then(|| next(6) as i64);
             let slot = next(40) as u32; // 0: no customer
-            let order = format!("{}{}", &source[..1], next(30));
-            lines.push((markets[next(3) as usize], slot, time, source, order, next(3) as i64));
+            let order = next(30).to_string();
+            lines.push((countries[next(5) as usize], slot, time, source, order, next(3) as i64));
         }
         // Order keys: one per (source, order id).
         let mut key_of: HashMap<(String, String), u32> = HashMap::new();
@@ -746,7 +769,7 @@ mod tests {
             })
             .collect();
         let df = df!(
-            schema::MARKET => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+            schema::COUNTRY => lines.iter().map(|l| l.0).collect::<Vec<_>>(),
             schema::SOURCE => lines.iter().map(|l| l.3).collect::<Vec<_>>(),
             schema::ORDERED_AT => lines.iter().map(|l| l.2).collect::<Vec<_>>(),
             schema::ORDER_ID => lines.iter().map(|l| l.4.as_str()).collect::<Vec<_>>(),
@@ -758,15 +781,24 @@ mod tests {
         let names: Vec<String> = (1..40).map(|c| format!("customer {c}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let hasher = Hasher::from_env();
-        let out = sorted(df, &Customers::of(lines.iter().map(|l| l.1).collect(), &names, &hasher)).unwrap();
+        let market_of: HashMap<String, String> =
+            [("GB", "uk"), ("US", "us"), ("DE", "eu")].map(|(c, m)| (c.into(), m.into())).into();
+        let out = sorted(df, &Customers::of(lines.iter().map(|l| l.1).collect(), &names, &hasher), &market_of).unwrap();
         let got: Vec<i64> = frame::i64_column(&out, "row").unwrap().into_no_null_iter().collect();
         let id = |slot: u32| (slot > 0).then(|| hasher.customer_id(names[slot as usize - 1]));
+        let first = |slot: u32| (0..rows).filter(|&i| lines[i].1 == slot).min_by_key(|&i| (lines[i].2, &lines[i].4, i));
+        let market = |slot: u32| {
+            let country = first(slot).and_then(|i| lines[i].0).unwrap_or("none");
+            market_of.get(country).map_or(OTHER_MARKET, String::as_str)
+        };
         let mut want: Vec<usize> = (0..rows).collect();
         want.sort_by_key(|&i| {
             let l = &lines[i];
-            (l.0, id(l.1), l.2, l.3, l.4.clone(), l.5, i)
+            (market(l.1), id(l.1), l.2, l.3, l.4.clone(), l.5, i)
         });
         assert_eq!(got, want.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        let markets: Vec<&str> = frame::texts(&out, schema::MARKET).unwrap().map(Option::unwrap).collect();
+        assert_eq!(markets, want.iter().map(|&i| market(lines[i].1)).collect::<Vec<_>>());
     }
 
     #[test]
