@@ -32,14 +32,12 @@ impl Kind {
             Kind::ParetoNbd => paretonbd::fit(d, starts, prior),
         }
     }
-    pub fn p_alive(self, p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
+    /// P(alive) of each triple of `d`.
+    fn p_alive_each(self, p: &[f64], d: &Rfm) -> Vec<f64> {
         match self {
-            Kind::BgNbd => bgnbd::p_alive(p, x, t_x, t),
-            Kind::ParetoNbd => paretonbd::p_alive(p, x, t_x, t),
+            Kind::BgNbd => (0..d.len()).into_par_iter().map(|i| bgnbd::p_alive(p, d.x[i], d.t_x[i], d.t[i])).collect(),
+            Kind::ParetoNbd => paretonbd::p_alive_each(p, d),
         }
-    }
-    pub fn expected(self, p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
-        self.expected_if_alive(p, h, x, t) * self.p_alive(p, x, t_x, t)
     }
     fn expected_if_alive(self, p: &[f64], h: f64, x: f64, t: f64) -> f64 {
         match self {
@@ -57,10 +55,13 @@ struct Data {
     t_x: Vec<f64>,
     t: Vec<f64>,
     m: Vec<f64>,
+    /// The distinct (x, t_x, T) triples the purchase models are fitted to and score: a market of
+    /// 600,000 customers holds ~240,000.
+    rfm: Rfm,
 }
 
 fn data(customers: &[Customer], cutoff: i32, unit_days: f64) -> Data {
-    let mut d = Data { who: vec![], x: vec![], t_x: vec![], t: vec![], m: vec![] };
+    let mut d = Data { who: vec![], x: vec![], t_x: vec![], t: vec![], m: vec![], rfm: Rfm::default() };
     for (i, c) in customers.iter().enumerate() {
         if let Some(r) = c.rfm_at(cutoff, unit_days) {
             d.who.push(i);
@@ -70,6 +71,7 @@ fn data(customers: &[Customer], cutoff: i32, unit_days: f64) -> Data {
             d.m.push(r.monetary);
         }
     }
+    d.rfm = Rfm::compress(&d.x, &d.t_x, &d.t);
     d
 }
 
@@ -103,7 +105,7 @@ fn kinds(choice: ModelChoice) -> Vec<Kind> {
 /// calibration), whose optima and curvatures start these fits: they lie close, so BFGS needs a
 /// few steps.
 fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<&Fits>) -> Fits {
-    let rfm = Rfm::compress(&d.x, &d.t_x, &d.t);
+    let rfm = &d.rfm;
     let prior_for = |fit: Option<&Fit>| {
         pooled.and_then(|(_, precision)| {
             fit.map(|f| Prior { center: f.params.iter().map(|p| p.ln()).collect(), precision })
@@ -126,10 +128,10 @@ fn fit_all(d: &Data, kinds: &[Kind], pooled: Option<(&Fits, f64)>, warm: Option<
             let f = match (k, &prior, earlier) {
                 (Kind::ParetoNbd, None, None) => {
                     // Start near the optimum (see paretonbd::start): from the BG/NBD fit.
-                    let bg = out.bgnbd.clone().unwrap_or_else(|| bgnbd::fit(&rfm, &bgnbd::starts(&rfm), None));
-                    paretonbd::fit(&rfm, &[paretonbd::start(&rfm, &bg)], None)
+                    let bg = out.bgnbd.clone().unwrap_or_else(|| bgnbd::fit(rfm, &bgnbd::starts(rfm), None));
+                    paretonbd::fit(rfm, &[paretonbd::start(rfm, &bg)], None)
                 }
-                _ => k.fit(&rfm, &start(earlier, prior.as_ref(), || bgnbd::starts(&rfm)), prior.as_ref()),
+                _ => k.fit(rfm, &start(earlier, prior.as_ref(), || bgnbd::starts(rfm)), prior.as_ref()),
             };
             match k {
                 Kind::BgNbd => out.bgnbd = Some(f),
@@ -293,10 +295,15 @@ fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: 
         let (act_n, act_v): (Vec<f64>, Vec<f64>) = actual.iter().copied().unzip();
         let spend = |j: usize| spend_estimate(fits.gg.as_ref(), ds.x[j], ds.m[j], &m.customers[ds.who[j]]);
         let mut rows = Vec::new();
-        let distinct = Distinct::of(&ds);
         for &k in kinds {
             let Some(f) = fits.purchase(k) else { continue };
-            let pred_n = distinct.spread(|x, t_x, t| k.expected(&f.params, h, x, t_x, t));
+            let alive = k.p_alive_each(&f.params, &ds.rfm);
+            let r = &ds.rfm;
+            let per: Vec<f64> = (0..r.len())
+                .into_par_iter()
+                .map(|u| k.expected_if_alive(&f.params, h, r.x[u], r.t[u]) * alive[u])
+                .collect();
+            let pred_n: Vec<f64> = r.of.iter().map(|&u| per[u as usize]).collect();
             let pred_v: Vec<f64> = pred_n.iter().enumerate().map(|(j, p)| p * spend(j)).collect();
             rows.push(HoldoutRow {
                 model: k.name().into(),
@@ -407,16 +414,21 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
     let purchase = model.and_then(|k| fits.purchase(k).map(|f| (k, f)));
     // Per distinct (x, t_x, T): P(alive), then the purchases expected by the horizon and by the
     // end of each month.
-    let distinct = Distinct::of(d);
+    let r = &d.rfm;
     let expected: Vec<Vec<f64>> = match purchase {
-        Some((k, f)) => distinct.each(|x, t_x, t| {
-            let alive = k.p_alive(&f.params, x, t_x, t);
-            let by = |h: f64| alive * k.expected_if_alive(&f.params, h, x, t);
-            [alive, by(horizon)]
-                .into_iter()
-                .chain((1..=months).map(|step| by((step as f64 * month).min(horizon))))
+        Some((k, f)) => {
+            let alive = k.p_alive_each(&f.params, r);
+            (0..r.len())
+                .into_par_iter()
+                .map(|u| {
+                    let by = |h: f64| alive[u] * k.expected_if_alive(&f.params, h, r.x[u], r.t[u]);
+                    [alive[u], by(horizon)]
+                        .into_iter()
+                        .chain((1..=months).map(|step| by((step as f64 * month).min(horizon))))
+                        .collect()
+                })
                 .collect()
-        }),
+        }
         None => Vec::new(),
     };
     for (j, &i) in d.who.iter().enumerate() {
@@ -424,8 +436,7 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
         s.rfm[i] = Some(crate::summarize::Rfm { frequency: x, recency: t_x, tenure: t, monetary: d.m[j] });
         let spend = spend_estimate(fits.gg.as_ref(), x, d.m[j], &m.customers[i]);
         s.expected_spend[i] = Some(spend);
-        let Some([alive, by_horizon, by_month @ ..]) = expected.get(distinct.triple_of[j] as usize).map(Vec::as_slice)
-        else {
+        let Some([alive, by_horizon, by_month @ ..]) = expected.get(r.of[j] as usize).map(Vec::as_slice) else {
             continue;
         };
         s.p_alive[i] = Some(*alive);
@@ -440,43 +451,6 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
         s.predicted_clv[i] = Some(spec.margin * clv);
     }
     s
-}
-
-/// Each customer's (x, t_x, T) as an index among the distinct triples. Model scores depend on
-/// nothing else, and a market of 600,000 customers holds ~240,000 triples: Pareto/NBD's P(alive)
-/// (two hypergeometric series) per customer was most of the scoring time.
-struct Distinct {
-    /// Per customer of the `Data`, the index of its triple.
-    triple_of: Vec<u32>,
-    triples: Vec<(f64, f64, f64)>,
-}
-
-impl Distinct {
-    fn of(d: &Data) -> Distinct {
-        let mut index: foldhash::HashMap<(u64, u64, u64), u32> = foldhash::HashMap::default();
-        let mut triples = Vec::new();
-        let triple_of = (0..d.x.len())
-            .map(|j| {
-                let triple = (d.x[j], d.t_x[j], d.t[j]);
-                *index.entry((triple.0.to_bits(), triple.1.to_bits(), triple.2.to_bits())).or_insert_with(|| {
-                    triples.push(triple);
-                    (triples.len() - 1) as u32
-                })
-            })
-            .collect();
-        Distinct { triple_of, triples }
-    }
-
-    /// `f` of each distinct triple, in parallel (plain Rust: no Polars here).
-    fn each<T: Send>(&self, f: impl Fn(f64, f64, f64) -> T + Sync) -> Vec<T> {
-        self.triples.par_iter().map(|&(x, t_x, t)| f(x, t_x, t)).collect()
-    }
-
-    /// `f` of each customer's triple, computed once per triple.
-    fn spread(&self, f: impl Fn(f64, f64, f64) -> f64 + Sync) -> Vec<f64> {
-        let per = self.each(f);
-        self.triple_of.iter().map(|&u| per[u as usize]).collect()
-    }
 }
 
 fn formulas(spec: &ClvSpec, m: &Market, cal: i32) -> Formulas {
@@ -586,8 +560,7 @@ mod tests {
         let all = &r.all_markets.bgnbd.as_ref().unwrap().params;
         let pooled = &tiny.fits.bgnbd.as_ref().unwrap().params;
         let d = data(&summary.markets[1].customers, 365, 7.0);
-        let rfm = Rfm::compress(&d.x, &d.t_x, &d.t);
-        let free = bgnbd::fit(&rfm, &bgnbd::starts(&rfm), None).params;
+        let free = bgnbd::fit(&d.rfm, &bgnbd::starts(&d.rfm), None).params;
         let distance = |p: &[f64]| p.iter().zip(all).map(|(a, b)| (a.ln() - b.ln()).powi(2)).sum::<f64>();
         // r and alpha move together (the data pin down roughly their ratio), so shrinkage is judged
         // on the whole vector of log-parameters: it at least halves the distance.
@@ -630,7 +603,7 @@ mod tests {
         let m = &r.markets[0];
         let (p, gg) = (&m.fits.pnbd.as_ref().unwrap().params, m.fits.gg.as_ref());
         let d = data(&summary.markets[0].customers, 365, 7.0);
-        assert!(Distinct::of(&d).triples.len() < d.x.len() * 3 / 4, "the test needs shared triples");
+        assert!(d.rfm.len() < d.x.len() * 3 / 4, "the test needs shared triples");
         let (month, discount) = (MONTH_DAYS / 7.0, 1.1f64.powf(1.0 / 12.0));
         for (j, &i) in d.who.iter().enumerate() {
             let (x, t_x, t) = (d.x[j], d.t_x[j], d.t[j]);

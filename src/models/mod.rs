@@ -31,6 +31,8 @@ pub struct Rfm {
     pub pairs: Vec<(f64, f64)>,
     pub pair_tx: Vec<u32>,
     pub pair_t: Vec<u32>,
+    /// Each customer's triple, in the order the customers were given.
+    pub of: Vec<u32>,
 }
 
 /// Index of `v` in `values`, adding it when new.
@@ -52,7 +54,7 @@ impl Rfm {
         let mut keys: Vec<(i64, i64, i64, u32)> =
             (0..x.len()).map(|i| (key(x[i]), key(t_x[i]), key(t[i]), i as u32)).collect();
         keys.sort_unstable_by_key(|k| (k.0, k.1, k.2));
-        let mut out = Rfm::default();
+        let mut out = Rfm { of: vec![0; x.len()], ..Rfm::default() };
         for (_, _, _, i) in keys {
             let i = i as usize;
             let n = out.x.len();
@@ -64,6 +66,7 @@ impl Rfm {
                 out.t.push(t[i]);
                 out.w.push(1.0);
             }
+            out.of[i] = (out.x.len() - 1) as u32;
         }
         let (mut tm, mut txm, mut pm) = (HashMap::default(), HashMap::default(), HashMap::default());
         for i in 0..out.x.len() {

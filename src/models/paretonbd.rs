@@ -100,6 +100,24 @@ pub fn p_alive(p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
     logistic(alive - died)
 }
 
+/// [`p_alive`] of each triple of `d`, F computed once per distinct (x, t) pair (a market's
+/// 240,000 triples hold ~12,000 pairs), in parallel (plain Rust: no Polars here).
+pub fn p_alive_each(p: &[f64], d: &Rfm) -> Vec<f64> {
+    use rayon::prelude::*;
+    let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
+    let ln_fs: Vec<f64> = d.pairs.par_iter().map(|&(x, t)| ln_f(r, alpha, s, beta, x, t)).collect();
+    (0..d.len())
+        .into_par_iter()
+        .map(|i| {
+            let (x, t) = (d.x[i], d.t[i]);
+            let ln_t = ((alpha + t).ln(), (beta + t).ln());
+            let ln_f = (ln_fs[d.pair_tx[i] as usize], ln_fs[d.pair_t[i] as usize]);
+            let (alive, died) = terms_from(r, s, x, ln_t, s.ln() - (r + s + x).ln(), ln_f);
+            logistic(alive - died)
+        })
+        .collect()
+}
+
 /// Expected purchases in (T, T + h].
 pub fn expected_purchases(p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
     expected_if_alive(p, h, x, t) * p_alive(p, x, t_x, t)
