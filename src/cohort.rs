@@ -28,10 +28,17 @@ pub struct Cohorts {
     pub cumulative_revenue_per_customer: Vec<f64>,
 }
 
-/// Months since year 0: year * 12 + month - 1.
+/// Months since year 0 of a day counted from 1970-01-01: year * 12 + month - 1. Integer
+/// arithmetic (Hinnant's `civil_from_days`): through chrono it was a seventh of the stage.
 fn month_index(day: i64) -> i64 {
-    let d = crate::fx::from_epoch_days(day as i32);
-    d.year() as i64 * 12 + d.month0() as i64
+    let z = day + 719_468; // days since 0000-03-01
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let (year, month0) = if mp < 10 { (era * 400 + yoe, mp + 2) } else { (era * 400 + yoe + 1, mp - 10) };
+    year * 12 + month0
 }
 
 /// (grouping: 0 whole market, 1 by source; market; source or "all"; cohort month).
@@ -133,10 +140,11 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
 /// A cohort row's key with its text owned: (grouping, market, source, cohort month).
 type OwnedKey = (u8, String, String, i64);
 
-/// One market's cohorts, from one pass over its lines (consecutive per customer).
+/// One market's cohorts, from one pass over its lines (consecutive per customer): `orders` holds
+/// one market's lines ([`frame::by_runs`]).
 fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Months)>> {
-    let text = |name: &str| frame::texts(orders, name);
-    let (markets, sources) = (text(schema::MARKET)?, text(schema::SOURCE)?);
+    let market = frame::texts(orders, schema::MARKET)?.next().flatten().unwrap_or_default();
+    let sources = frame::texts(orders, schema::SOURCE)?;
     let customers = frame::u32_values(orders, schema::aux::CUSTOMER)?.into_no_null_iter();
     let counted = frame::map_texts(orders, schema::STATUS, |s| s.is_some_and(|s| s != schema::status::CANCELLED))?;
     let net = frame::f64_column(orders, schema::NET_BASE)?;
@@ -146,14 +154,14 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
     let mut who = None;
     let mut lines: Lines = Vec::new();
     let mut month_of = (i64::MIN, 0);
-    let rows = markets.zip(customers).zip(sources.zip(counted).zip(net.iter().zip(days.iter())));
-    for ((market, customer), ((source, counted), (net, day))) in rows {
-        if !who.is_some_and(|(m, c)| frame::same_text(m, market) && c == customer) {
-            if let Some((m, _)) = who {
-                add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
+    let rows = customers.zip(sources.zip(counted).zip(net.iter().zip(days.iter())));
+    for (customer, ((source, counted), (net, day))) in rows {
+        if who != Some(customer) {
+            if who.is_some() {
+                add_customer(&mut grid, market, &mut lines, by_source);
             }
             lines.clear();
-            who = Some((market, customer));
+            who = Some(customer);
         }
         let (true, Some(day)) = (counted, day) else { continue };
         if month_of.0 != day {
@@ -161,8 +169,8 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
         }
         lines.push((source.unwrap_or_default(), month_of.1, net.unwrap_or(0.0)));
     }
-    if let Some((m, _)) = who {
-        add_customer(&mut grid, m.unwrap_or_default(), &mut lines, by_source);
+    if who.is_some() {
+        add_customer(&mut grid, market, &mut lines, by_source);
     }
     Ok(grid.into_iter().map(|((g, m, s, c), months)| ((g, m.to_string(), s.to_string(), c), months)).collect())
 }
@@ -171,6 +179,33 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
 mod tests {
     use super::*;
     use crate::config::Period;
+
+    proptest::proptest! {
+        /// The integer month index is chrono's year * 12 + month0, from year -2000 to 4000.
+        #[test]
+        fn month_index_is_chronos(day in -1_450_000i64..745_000) {
+            let d = crate::fx::from_epoch_days(day as i32);
+            proptest::prop_assert_eq!(month_index(day), d.year() as i64 * 12 + d.month0() as i64);
+        }
+    }
+
+    #[test]
+    fn month_index_at_month_and_year_edges() {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (1969, 12, 31),
+            (2000, 2, 29),
+            (2000, 3, 1),
+            (1900, 2, 28),
+            (1900, 3, 1),
+            (2024, 12, 31),
+            (2025, 1, 1),
+            (1, 1, 1),
+        ] {
+            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(month_index(crate::fx::epoch_days(date) as i64), y as i64 * 12 + m as i64 - 1, "{date}");
+        }
+    }
 
     /// Two customers in one market, sorted as unify sorts them; every figure worked out by hand.
     #[test]
