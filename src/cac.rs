@@ -8,7 +8,7 @@ use crate::cohort::Cohorts;
 use crate::error::{Error, Result};
 use crate::fx::{FxRates, epoch_days};
 use crate::sources::parse;
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -125,10 +125,4 @@ pub fn cac(spend: &[Spend], cohorts: &Cohorts, margin: f64, future: &BTreeMap<(S
         }
     }
     out
-}
-
-/// Epoch day of the first day of the month of an epoch day.
-pub fn month_start(day: i32) -> i32 {
-    let d = crate::fx::from_epoch_days(day);
-    epoch_days(NaiveDate::from_ymd_opt(d.year(), d.month(), 1).expect("valid"))
 }

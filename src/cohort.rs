@@ -28,19 +28,6 @@ pub struct Cohorts {
     pub cumulative_revenue_per_customer: Vec<f64>,
 }
 
-/// Months since year 0 of a day counted from 1970-01-01: year * 12 + month - 1. Integer
-/// arithmetic (Hinnant's `civil_from_days`): through chrono it was a seventh of the stage.
-fn month_index(day: i64) -> i64 {
-    let z = day + 719_468; // days since 0000-03-01
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1
-    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
-    let (year, month0) = if mp < 10 { (era * 400 + yoe, mp + 2) } else { (era * 400 + yoe + 1, mp - 10) };
-    year * 12 + month0
-}
-
 /// (grouping: 0 whole market, 1 by source; market; source or "all"; cohort month).
 type CohortKey<'a> = (u8, &'a str, &'a str, i64);
 
@@ -117,15 +104,13 @@ pub fn cohorts(spec: &CohortsSpec, orders: &DataFrame, as_of: NaiveDate) -> Resu
     grid.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for ((_, market, source, cohort), months) in grid {
         let size = months.first().map_or(0, |m| m.0);
-        let first_day =
-            NaiveDate::from_ymd_opt((cohort / 12) as i32, (cohort % 12) as u32 + 1, 1).expect("valid month");
         let mut cumulative = 0.0;
         for k in 0..=(last_month - cohort).max(0) {
             let (active, revenue) = months.get(k as usize).copied().unwrap_or((0, 0.0));
             cumulative += revenue;
             out.market.push(market.clone());
             out.source.push(source.clone());
-            out.cohort.push(crate::fx::epoch_days(first_day));
+            out.cohort.push(crate::fx::month_first_day(cohort));
             out.months_since.push(k);
             out.customers.push(size);
             out.active_customers.push(active);
@@ -165,7 +150,7 @@ fn market_grid(orders: &DataFrame, by_source: bool) -> Result<Vec<(OwnedKey, Mon
         }
         let (true, Some(day)) = (counted, day) else { continue };
         if month_of.0 != day {
-            month_of = (day, month_index(day));
+            month_of = (day, crate::fx::month_index(day));
         }
         lines.push((source.unwrap_or_default(), month_of.1, net.unwrap_or(0.0)));
     }
@@ -180,34 +165,6 @@ mod tests {
     use super::*;
     use crate::config::Period;
 
-    proptest::proptest! {
-        /// The integer month index is chrono's year * 12 + month0, from year -2000 to 4000.
-        #[test]
-        fn month_index_is_chronos(day in -1_450_000i64..745_000) {
-            let d = crate::fx::from_epoch_days(day as i32);
-            proptest::prop_assert_eq!(month_index(day), d.year() as i64 * 12 + d.month0() as i64);
-        }
-    }
-
-    #[test]
-    fn month_index_at_month_and_year_edges() {
-        for (y, m, d) in [
-            (1970, 1, 1),
-            (1969, 12, 31),
-            (2000, 2, 29),
-            (2000, 3, 1),
-            (1900, 2, 28),
-            (1900, 3, 1),
-            (2024, 12, 31),
-            (2025, 1, 1),
-            (1, 1, 1),
-        ] {
-            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
-            assert_eq!(month_index(crate::fx::epoch_days(date) as i64), y as i64 * 12 + m as i64 - 1, "{date}");
-        }
-    }
-
-    /// Two customers in one market, sorted as unify sorts them; every figure worked out by hand.
     #[test]
     fn cohorts_by_hand() {
         use schema::status::*;

@@ -29,6 +29,25 @@ pub fn from_epoch_days(days: i32) -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid") + chrono::Duration::days(days as i64)
 }
 
+/// Months since year 0 of a day counted from 1970-01-01: year * 12 + month - 1. Integer
+/// arithmetic (Hinnant's `civil_from_days`): through chrono it was a seventh of the cohorts stage.
+pub fn month_index(day: i64) -> i64 {
+    let z = day + 719_468; // days since 0000-03-01
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365], from March 1
+    let mp = (5 * doy + 2) / 153; // [0, 11], March = 0
+    let (year, month0) = if mp < 10 { (era * 400 + yoe, mp + 2) } else { (era * 400 + yoe + 1, mp - 10) };
+    year * 12 + month0
+}
+
+/// The epoch day of the first day of a [`month_index`].
+pub fn month_first_day(month: i64) -> i32 {
+    let (year, month0) = (month.div_euclid(12), month.rem_euclid(12));
+    epoch_days(NaiveDate::from_ymd_opt(year as i32, month0 as u32 + 1, 1).expect("a month of a valid date"))
+}
+
 impl FxRates {
     /// Rates for the base currency only (no file configured).
     pub fn base_only(base: &str) -> Self {
@@ -128,7 +147,38 @@ pub fn net_base(fx: &FxRates) -> polars::prelude::Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Datelike;
 
+    proptest::proptest! {
+        /// The integer month index is chrono's year * 12 + month0, from year -2000 to 4000.
+        #[test]
+        fn month_index_is_chronos(day in -1_450_000i64..745_000) {
+            let d = from_epoch_days(day as i32);
+            proptest::prop_assert_eq!(month_index(day), d.year() as i64 * 12 + d.month0() as i64);
+        }
+    }
+
+    #[test]
+    fn month_index_at_month_and_year_edges() {
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (1969, 12, 31),
+            (2000, 2, 29),
+            (2000, 3, 1),
+            (1900, 2, 28),
+            (1900, 3, 1),
+            (2024, 12, 31),
+            (2025, 1, 1),
+            (1, 1, 1),
+        ] {
+            let date = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            let month = month_index(epoch_days(date) as i64);
+            assert_eq!(month, y as i64 * 12 + m as i64 - 1, "{date}");
+            assert_eq!(month_first_day(month), epoch_days(NaiveDate::from_ymd_opt(y, m, 1).unwrap()), "{date}");
+        }
+    }
+
+    /// Two customers in one market, sorted as unify sorts them; every figure worked out by hand.
     #[test]
     fn latest_earlier_rate_and_base() {
         let dir = tempfile::tempdir().unwrap();

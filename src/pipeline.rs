@@ -366,19 +366,24 @@ impl Analyses {
     fn cac(&self) -> Option<Vec<cac::Cac>> {
         let (spend, cohorts) = (self.spend.as_ref()?, self.cohorts.as_ref()?);
         let margin = self.clv.as_ref().map_or(1.0, |c| c.margin);
-        // Mean predicted CLV per (market, acquisition month), for the predicted LTV.
-        let mut future: BTreeMap<(String, i32), (f64, f64)> = BTreeMap::new();
+        // Mean predicted CLV per (market, acquisition month), for the predicted LTV. Months as
+        // indices per market: a market name and a date per customer cost ~0.2 s at 10M lines.
+        let mut future: BTreeMap<(String, i32), f64> = BTreeMap::new();
         if let (Some(summary), Some(result)) = (&self.summary, &self.clv) {
             for (m, r) in summary.markets.iter().zip(&result.markets) {
+                let mut by_month: BTreeMap<i64, (f64, f64)> = BTreeMap::new();
                 for (c, v) in m.customers.iter().zip(&r.scores.predicted_clv) {
                     if let (Some(first), Some(v)) = (c.first_day(), v) {
-                        let e = future.entry((m.name.clone(), cac::month_start(first))).or_default();
+                        let e = by_month.entry(crate::fx::month_index(first as i64)).or_default();
                         *e = (e.0 + v, e.1 + 1.0);
                     }
                 }
+                let months = by_month
+                    .into_iter()
+                    .map(|(month, (sum, n))| ((m.name.clone(), crate::fx::month_first_day(month)), sum / n));
+                future.extend(months);
             }
         }
-        let future = future.into_iter().map(|(k, (sum, n))| (k, sum / n)).collect();
         Some(cac::cac(spend, cohorts, margin, &future))
     }
 }
