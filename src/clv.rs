@@ -39,10 +39,11 @@ impl Kind {
             Kind::ParetoNbd => paretonbd::p_alive_each(p, d),
         }
     }
-    fn expected_if_alive(self, p: &[f64], h: f64, x: f64, t: f64) -> f64 {
+    /// Expected purchases in (T, T + h] of a customer still alive at T, for each of `hs`.
+    fn expected_if_alive(self, p: &[f64], hs: &[f64], x: f64, t: f64) -> Vec<f64> {
         match self {
-            Kind::BgNbd => bgnbd::expected_if_alive(p, h, x, t),
-            Kind::ParetoNbd => paretonbd::expected_if_alive(p, h, x, t),
+            Kind::BgNbd => hs.iter().map(|&h| bgnbd::expected_if_alive(p, h, x, t)).collect(),
+            Kind::ParetoNbd => hs.iter().copied().map(paretonbd::expected_if_alive_by(p, x, t)).collect(),
         }
     }
 }
@@ -301,7 +302,7 @@ fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: 
             let r = &ds.rfm;
             let per: Vec<f64> = (0..r.len())
                 .into_par_iter()
-                .map(|u| k.expected_if_alive(&f.params, h, r.x[u], r.t[u]) * alive[u])
+                .map(|u| k.expected_if_alive(&f.params, &[h], r.x[u], r.t[u])[0] * alive[u])
                 .collect();
             let pred_n: Vec<f64> = r.of.iter().map(|&u| per[u as usize]).collect();
             let pred_v: Vec<f64> = pred_n.iter().enumerate().map(|(j, p)| p * spend(j)).collect();
@@ -415,17 +416,16 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
     // Per distinct (x, t_x, T): P(alive), then the purchases expected by the horizon and by the
     // end of each month.
     let r = &d.rfm;
+    let horizons: Vec<f64> =
+        std::iter::once(horizon).chain((1..=months).map(|step| (step as f64 * month).min(horizon))).collect();
     let expected: Vec<Vec<f64>> = match purchase {
         Some((k, f)) => {
             let alive = k.p_alive_each(&f.params, r);
             (0..r.len())
                 .into_par_iter()
                 .map(|u| {
-                    let by = |h: f64| alive[u] * k.expected_if_alive(&f.params, h, r.x[u], r.t[u]);
-                    [alive[u], by(horizon)]
-                        .into_iter()
-                        .chain((1..=months).map(|step| by((step as f64 * month).min(horizon))))
-                        .collect()
+                    let by = k.expected_if_alive(&f.params, &horizons, r.x[u], r.t[u]);
+                    std::iter::once(alive[u]).chain(by.into_iter().map(|e| alive[u] * e)).collect()
                 })
                 .collect()
         }

@@ -125,14 +125,23 @@ pub fn expected_purchases(p: &[f64], h: f64, x: f64, t_x: f64, t: f64) -> f64 {
 
 /// Expected purchases in (T, T + h] of a customer still alive at T (x, T known).
 pub fn expected_if_alive(p: &[f64], h: f64, x: f64, t: f64) -> f64 {
-    if h <= 0.0 {
-        return 0.0;
-    }
+    expected_if_alive_by(p, x, t)(h)
+}
+
+/// [`expected_if_alive`] of one customer as a function of h: what does not depend on h is
+/// computed once (the scores ask for thirteen horizons per customer), with the same bits.
+pub fn expected_if_alive_by(p: &[f64], x: f64, t: f64) -> impl Fn(f64) -> f64 {
     let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
-    // (1 - ((β+T)/(β+T+h))^(s-1)) / (s-1), continuous through s = 1 (limit ln((β+T+h)/(β+T))).
-    let ln_ratio = (beta + t).ln() - (beta + t + h).ln();
-    let factor = if (s - 1.0).abs() < 1e-10 { -ln_ratio } else { -((s - 1.0) * ln_ratio).exp_m1() / (s - 1.0) };
-    (r + x) * (beta + t) / (alpha + t) * factor
+    let (ln_bt, scale) = ((beta + t).ln(), (r + x) * (beta + t) / (alpha + t));
+    move |h| {
+        if h <= 0.0 {
+            return 0.0;
+        }
+        // (1 - ((β+T)/(β+T+h))^(s-1)) / (s-1), continuous through s = 1 (limit ln((β+T+h)/(β+T))).
+        let ln_ratio = ln_bt - (beta + t + h).ln();
+        let factor = if (s - 1.0).abs() < 1e-10 { -ln_ratio } else { -((s - 1.0) * ln_ratio).exp_m1() / (s - 1.0) };
+        scale * factor
+    }
 }
 
 #[cfg(test)]
