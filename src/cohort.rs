@@ -165,6 +165,7 @@ mod tests {
     use super::*;
     use crate::config::Period;
 
+    /// Two customers in one market, sorted as unify sorts them; every figure worked out by hand.
     #[test]
     fn cohorts_by_hand() {
         use schema::status::*;

@@ -178,7 +178,6 @@ mod tests {
         }
     }
 
-    /// Two customers in one market, sorted as unify sorts them; every figure worked out by hand.
     #[test]
     fn latest_earlier_rate_and_base() {
         let dir = tempfile::tempdir().unwrap();

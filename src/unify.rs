@@ -279,12 +279,10 @@ pub fn unify(rules: &Rules, mut prepared: Vec<Prepared>) -> Result<Unified> {
     let keys: Vec<StringChunked> = prepared.iter_mut().map(|p| std::mem::take(&mut p.keys)).collect();
     let local = |p: &Prepared| Ok(p.lines.column(CUSTOMER).ctx(|| "customers")?.u32().ctx(|| "customers")?.clone());
     let local: Vec<UInt32Chunked> = prepared.iter().map(local).collect::<Result<_>>()?;
-    let t0 = std::time::Instant::now();
     let (customers, combined) = frame::side_by_side(|| customers_of(&keys, &local), || combine(prepared));
     let (df, accounting) = combined?;
     let columns = schema::ORDER_LINE_COLUMNS.into_iter().chain([aux::ORDER_KEY, aux::CUSTOMER]);
     let orders = sorted(df, &customers, &rules.market_of)?.select(columns).ctx(|| "order lines")?;
-    eprintln!("UNIFY {:?}", t0.elapsed());
     reconcile(&orders, &accounting)?;
     Ok(Unified { orders, accounting })
 }
@@ -641,6 +639,7 @@ mod tests {
         let got = markets_by_row(df, &customers, &[("US", "us"), ("GB", "uk"), ("DE", "eu"), ("FR", "eu")]);
         assert_eq!(got, ["uk", "us", "uk", "us"]);
     }
+
     fn accounting(read: f64, kept: f64, dropped: f64) -> BTreeMap<String, Accounting> {
         let a = Accounting {
             rows_read: 3,

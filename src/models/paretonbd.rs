@@ -34,13 +34,6 @@ fn terms_from<T: Real>(r: T, s: T, x: f64, ln_t: (T, T), ln_s_over_rsx: T, ln_f:
     (alive, ln_s_over_rsx + log_sub_exp(ln_f.0, ln_f.1))
 }
 
-fn terms(p: &[f64], x: f64, t_x: f64, t: f64) -> (f64, f64) {
-    let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
-    let ln_t = ((alpha + t).ln(), (beta + t).ln());
-    let ln_f = (ln_f(r, alpha, s, beta, x, t_x), ln_f(r, alpha, s, beta, x, t));
-    terms_from(r, s, x, ln_t, s.ln() - (r + s + x).ln(), ln_f)
-}
-
 /// The log-likelihood, on `f64` (its value) or on [`Dual`] inputs (value and gradient).
 pub fn ll<T: Real>(p: &[T], d: &Rfm) -> T {
     let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
@@ -96,7 +89,15 @@ pub fn fit(d: &Rfm, starts: &[Start], prior: Option<&Prior>) -> Fit {
 }
 
 pub fn p_alive(p: &[f64], x: f64, t_x: f64, t: f64) -> f64 {
-    let (alive, died) = terms(p, x, t_x, t);
+    let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
+    p_alive_given(p, x, t, (ln_f(r, alpha, s, beta, x, t_x), ln_f(r, alpha, s, beta, x, t)))
+}
+
+/// P(alive | x, t_x, T) given ln F at t_x and at T.
+fn p_alive_given(p: &[f64], x: f64, t: f64, ln_f: (f64, f64)) -> f64 {
+    let (r, alpha, s, beta) = (p[0], p[1], p[2], p[3]);
+    let ln_t = ((alpha + t).ln(), (beta + t).ln());
+    let (alive, died) = terms_from(r, s, x, ln_t, s.ln() - (r + s + x).ln(), ln_f);
     logistic(alive - died)
 }
 
@@ -108,13 +109,7 @@ pub fn p_alive_each(p: &[f64], d: &Rfm) -> Vec<f64> {
     let ln_fs: Vec<f64> = d.pairs.par_iter().map(|&(x, t)| ln_f(r, alpha, s, beta, x, t)).collect();
     (0..d.len())
         .into_par_iter()
-        .map(|i| {
-            let (x, t) = (d.x[i], d.t[i]);
-            let ln_t = ((alpha + t).ln(), (beta + t).ln());
-            let ln_f = (ln_fs[d.pair_tx[i] as usize], ln_fs[d.pair_t[i] as usize]);
-            let (alive, died) = terms_from(r, s, x, ln_t, s.ln() - (r + s + x).ln(), ln_f);
-            logistic(alive - died)
-        })
+        .map(|i| p_alive_given(p, d.x[i], d.t[i], (ln_fs[d.pair_tx[i] as usize], ln_fs[d.pair_t[i] as usize])))
         .collect()
 }
 
