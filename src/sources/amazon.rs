@@ -128,11 +128,12 @@ fn lines(df: &DataFrame, ts: &parse::Timestamps) -> Result<Vec<Column>> {
     let mut countries = fields::Normalised::new(n);
     let mut marketplaces = fields::Memo::default();
     let mut statuses = fields::Memo::default();
+    let (mut purchased, mut last_updated) = (fields::Last::default(), fields::Last::default());
     for r in 0..n {
         let row = r as u32;
         let purchase_raw = purchase_date.get(row);
-        let ordered_at = purchase_raw.and_then(|s| ts.parse(s));
-        updated_at.push(updated.get(row).and_then(|s| ts.parse(s)));
+        let ordered_at = purchase_raw.and_then(|s| purchased.get(s, |s| ts.parse(s)));
+        updated_at.push(updated.get(row).and_then(|s| last_updated.get(s, |s| ts.parse(s))));
         let order_raw = order_status.get(row);
         let order = order_raw.and_then(|s| statuses.get(s, parse::status));
         let item = item_status.get(row).and_then(|s| statuses.get(s, parse::status));

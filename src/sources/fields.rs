@@ -185,6 +185,27 @@ impl<'a, V: Copy> Memo<'a, V> {
     }
 }
 
+/// `f` of a text, computed again only when the text differs from the one before: for columns
+/// whose rows repeat in runs (an Amazon order's lines share their timestamps).
+pub struct Last<'a, V> {
+    last: Option<(&'a str, V)>,
+}
+
+impl<V> Default for Last<'_, V> {
+    fn default() -> Self {
+        Last { last: None }
+    }
+}
+
+impl<'a, V: Copy> Last<'a, V> {
+    pub fn get(&mut self, text: &'a str, f: impl FnOnce(&str) -> V) -> V {
+        match self.last {
+            Some((t, v)) if t == text => v,
+            _ => self.last.insert((text, f(text))).1,
+        }
+    }
+}
+
 /// A text column of normalised values (upper-cased codes, countries), each distinct raw text
 /// normalised once.
 pub struct Normalised<'a> {
@@ -231,6 +252,24 @@ mod tests {
         let got: Vec<Option<f64>> = c.f64().unwrap().iter().collect();
         assert_eq!(got, [Some(-1.0), None, Some(2.5), None]);
         assert_eq!(c.name().as_str(), "x");
+    }
+
+    /// The function runs once per run of equal texts, and every row gets its own text's value.
+    #[test]
+    fn last_computes_once_per_run_of_equal_texts() {
+        let texts = ["a", "a", "b", "a", "a", "a", "c"];
+        let (mut last, mut calls) = (Last::default(), 0);
+        let got: Vec<usize> = texts
+            .iter()
+            .map(|t| {
+                last.get(t, |t| {
+                    calls += 1;
+                    t.len() + t.as_bytes()[0] as usize
+                })
+            })
+            .collect();
+        assert_eq!(got, texts.map(|t| t.len() + t.as_bytes()[0] as usize));
+        assert_eq!(calls, 4);
     }
 
     #[test]
