@@ -19,12 +19,22 @@ work=${WORK:-/tmp/clv-ab}
 newest=shop/webtoffee_orders_2025-12.csv
 [ -f "$data/pipeline.yaml" ] || { echo "no bench data at $data: run make bench first" >&2; exit 2; }
 mkdir -p "$work"
+# A rerun A/B holds two warm caches, two previous outputs and a copy of each (~5 GB at 10M), a
+# full one two outputs and two caches (~3.5 GB); a run that fills the disk fails mid-publication.
+need_gb=$([ "$mode" = rerun ] && echo 6 || echo 4)
+free_gb=$(df -P -BG "$work" | awk 'NR == 2 { sub("G", "", $4); print $4 }')
+[ "$free_gb" -ge "$need_gb" ] || { echo "$work has ${free_gb} GB free; this A/B needs ~${need_gb} GB" >&2; exit 2; }
 
-# run TAG BIN OUT CACHE: one timed run with a debug log; prints the /usr/bin/time figures.
+# run TAG BIN OUT CACHE: one timed run with a debug log; prints the /usr/bin/time figures. A
+# failed run stops the A/B with its log's last lines.
 run() {
   local tag=$1 bin=$2 out=$3 cache=$4
-  /usr/bin/time -f "%e %U %S %M %R" -o "$work/$tag.time" "$bin" run "$data/pipeline.yaml" --out "$out" \
-    --as-of 2026-01-01 --cache-dir "$cache" --log-level debug >/dev/null 2>"$work/$tag.log"
+  if ! /usr/bin/time -f "%e %U %S %M %R" -o "$work/$tag.time" "$bin" run "$data/pipeline.yaml" --out "$out" \
+    --as-of 2026-01-01 --cache-dir "$cache" --log-level debug >/dev/null 2>"$work/$tag.log"; then
+    echo "$tag: $bin failed; the end of $work/$tag.log:" >&2
+    tail -3 "$work/$tag.log" >&2
+    exit 1
+  fi
   cat "$work/$tag.time"
 }
 
