@@ -200,8 +200,8 @@ mod tests {
         assert_eq!(fx.rate("EUR", day("2024-01-03")), Some(1.20));
         assert_eq!(fx.rate("EUR", day("2023-12-31")), None);
         assert_eq!(fx.rate("USD", 0), Some(1.0));
-        // Codes are exact text: no case folding, no prefixes, no longer or shorter codes.
-        for other in ["usd", "eur", "EURO", "EU", "", "US"] {
+        // Codes are exact text: no case folding, no prefixes, no other lengths ("€" is 3 bytes).
+        for other in ["usd", "eur", "EURO", "EU", "", "US", "€"] {
             assert_eq!(fx.rate(other, day("2024-01-03")), None, "{other:?}");
         }
         assert_eq!(fx.rate("EUR", day("2030-06-01")), Some(1.20), "the latest rate carries on");
