@@ -205,13 +205,26 @@ pub fn country(raw: &str) -> String {
 
 /// `e-mail` -> the identity key: trimmed, lower-cased; `None` if it is not an address.
 pub fn email(raw: &str) -> Option<String> {
-    let e = raw.trim().to_lowercase();
-    (e.len() >= 3 && e.contains('@') && !e.starts_with('@') && !e.ends_with('@')).then_some(e)
+    normalised_email(String::new(), raw)
 }
 
 /// The customer key of an e-mail address: `email:<normalised address>`, or `None` if unusable.
+/// Built in one string: keys are made once per order.
 pub fn email_key(raw: &str) -> Option<String> {
-    email(raw).map(|e| format!("email:{e}"))
+    normalised_email("email:".to_string(), raw)
+}
+
+/// `prefix` followed by `raw` trimmed and lower-cased, if that is an address.
+fn normalised_email(mut prefix: String, raw: &str) -> Option<String> {
+    let (start, t) = (prefix.len(), raw.trim());
+    if t.is_ascii() {
+        prefix.reserve(t.len());
+        prefix.extend(t.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        prefix.push_str(&t.to_lowercase());
+    }
+    let e = &prefix[start..];
+    (e.len() >= 3 && e.contains('@') && !e.starts_with('@') && !e.ends_with('@')).then_some(prefix)
 }
 
 /// A `*`-wildcard pattern (whole string), for test-order patterns. Compiled once: it is tried on
@@ -462,6 +475,22 @@ mod tests {
         assert!(wildcard("*", "") && wildcard("", "") && !wildcard("", "x") && !wildcard("x", "xy"));
         assert!(wildcard("test", "test") && !wildcard("test", "tesx") && !wildcard("test", "xest"));
         assert!(!wildcard("ab*", "ax") && !wildcard("*ab", "xb") && wildcard("ab*yz", "abyz"));
+    }
+
+    proptest::proptest! {
+        /// E-mails and their keys as `trim().to_lowercase()` and a `format!` made them, on any
+        /// text: ASCII, letters with special lower cases (a final sigma, a dotted capital I),
+        /// spaces of other scripts, and the `@` rules.
+        #[test]
+        fn emails_and_keys_equal_the_plain_definitions(
+            raw in "[ \u{3000}\t]{0,2}[a-zA-Z@.ΣΑİß\u{0130}é]{0,8}[ \u{3000}]{0,2}"
+        ) {
+            let plain = raw.trim().to_lowercase();
+            let plain = (plain.len() >= 3 && plain.contains('@') && !plain.starts_with('@') && !plain.ends_with('@'))
+                .then_some(plain);
+            proptest::prop_assert_eq!(email(&raw), plain.clone());
+            proptest::prop_assert_eq!(email_key(&raw), plain.map(|e| format!("email:{e}")));
+        }
     }
 
     #[test]

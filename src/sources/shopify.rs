@@ -92,13 +92,10 @@ struct Lines {
     firsts: Vec<u32>,
     line_no: Vec<i64>,
     typed: Typed,
-    /// Per order: the customer key, countries, currency, channel and tags.
+    /// Per order: the customer key; the countries, currency, channel and tags, named as their
+    /// line columns, each distinct text normalised once (a `String` per order and field before).
     customer_key: Vec<Option<String>>,
-    ship_country: Vec<Option<String>>,
-    bill_country: Vec<Option<String>>,
-    currency: Vec<Option<String>>,
-    channel: Vec<Option<String>>,
-    tags: Vec<Option<String>>,
+    texts: Vec<Column>,
 }
 
 impl Lines {
@@ -153,22 +150,20 @@ impl Lines {
             line_no: vec![0; n],
             typed: Typed::new(n),
             customer_key: Vec::with_capacity(n_orders),
-            ship_country: Vec::with_capacity(n_orders),
-            bill_country: Vec::with_capacity(n_orders),
-            currency: Vec::with_capacity(n_orders),
-            channel: Vec::with_capacity(n_orders),
-            tags: Vec::with_capacity(n_orders),
+            texts: Vec::new(),
         };
+        let [mut ship, mut bill, mut currencies, mut channels, mut tag_texts] =
+            std::array::from_fn(|_| fields::Normalised::new(n_orders));
         let (mut gross, mut net_before) = (Vec::new(), Vec::new());
         for (o, rows) in orders.each().enumerate() {
             let first = rows[0];
             out.firsts.push(first);
             out.customer_key.push(email.get(first).and_then(parse::email_key));
-            out.ship_country.push(ship_country.get(first).map(parse::country));
-            out.bill_country.push(bill_country.get(first).map(parse::country));
-            out.currency.push(currency.get(first).map(str::to_uppercase));
-            out.channel.push(source.get(first).map(str::to_lowercase));
-            out.tags.push(tags.get(first).map(str::to_lowercase));
+            ship.push_with(ship_country.get(first), parse::country);
+            bill.push_with(bill_country.get(first), parse::country);
+            currencies.push_with(currency.get(first), str::to_uppercase);
+            channels.push_with(source.get(first), str::to_lowercase);
+            tag_texts.push_with(tags.get(first), str::to_lowercase);
             let [sub, ship, tax, tot, disc, refund] =
                 [&subtotal, &shipping, &taxes, &total, &discount, &refunded].map(|c| Amount::at(c, first, false));
             let created_raw = created.get(first);
@@ -241,6 +236,13 @@ impl Lines {
                 out.typed.net.set(r as usize, nb.zip(line_refund).map(|(nb, lr)| nb - lr));
             }
         }
+        out.texts = vec![
+            ship.finish("_ship_country"),
+            bill.finish("_bill_country"),
+            currencies.finish("_currency"),
+            channels.finish("_channel"),
+            tag_texts.finish("_tags"),
+        ];
         Ok(out)
     }
 
@@ -248,23 +250,21 @@ impl Lines {
     fn columns(self, raw: &DataFrame) -> Result<Vec<Column>> {
         let firsts = IdxCa::from_vec("".into(), self.firsts);
         let order_of_row = IdxCa::from_vec("".into(), self.order_of_row);
-        let per_line = |name: &str, per_order: Vec<Option<String>>| -> Result<Column> {
-            let ca = StringChunked::from_iter_options(name.into(), per_order.into_iter());
-            Ok(ca.take(&order_of_row).ctx(|| format!("Shopify {name}"))?.into_column())
-        };
+        let per_line =
+            |per_order: Column| per_order.take(&order_of_row).ctx(|| format!("Shopify {}", per_order.name()));
         let email = frame::str_column(raw, "email")?.take(&firsts).ctx(|| "Shopify e-mails")?;
         let email = email.take(&order_of_row).ctx(|| "Shopify e-mails")?.with_name("_email".into());
         let mut columns = self.typed.columns();
         columns.extend([
             Column::new("_line_no".into(), self.line_no),
             email.into_column(),
-            per_line("_customer_key", self.customer_key)?,
-            per_line("_ship_country", self.ship_country)?,
-            per_line("_bill_country", self.bill_country)?,
-            per_line("_currency", self.currency)?,
-            per_line("_channel", self.channel)?,
-            per_line("_tags", self.tags)?,
+            per_line(
+                StringChunked::from_iter_options("_customer_key".into(), self.customer_key.into_iter()).into_column(),
+            )?,
         ]);
+        for texts in self.texts {
+            columns.push(per_line(texts)?);
+        }
         Ok(columns)
     }
 }
