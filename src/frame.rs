@@ -304,8 +304,31 @@ pub fn put_first_category_mapped(
 #[inline]
 pub fn same_text(a: Option<&str>, b: Option<&str>) -> bool {
     match (a, b) {
-        (Some(a), Some(b)) => std::ptr::eq(a, b) || a == b,
+        (Some(a), Some(b)) => std::ptr::eq(a, b) || same_str(a, b),
         (a, b) => a.is_none() && b.is_none(),
+    }
+}
+
+/// `a == b`, inline up to 32 bytes (two overlapping loads from each end): the passes that compare
+/// each row with the one before (order ids, keys, codes) called libc's `memcmp` for every row,
+/// and the call cost more than such a compare.
+#[inline]
+pub fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    fn ends<const W: usize>(s: &[u8]) -> ([u8; W], [u8; W]) {
+        (s[..W].try_into().expect("W bytes"), s[s.len() - W..].try_into().expect("W bytes"))
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => ends::<4>(a) == ends::<4>(b),
+        8..=15 => ends::<8>(a) == ends::<8>(b),
+        16..=32 => ends::<16>(a) == ends::<16>(b),
+        _ => a == b,
     }
 }
 
@@ -776,6 +799,23 @@ pub fn on_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Equal exactly when the strings are: lengths 0 to 40 (every inline width and past it),
+        /// pairs that differ in one byte anywhere, in length only, or not at all.
+        #[test]
+        fn same_str_is_string_equality(a in "[ab]{0,40}", at in 0usize..40, change in 0u8..3) {
+            let mut b = a.clone().into_bytes();
+            match change {
+                0 if !b.is_empty() => { let i = at % b.len(); b[i] = if b[i] == b'a' { b'b' } else { b'a' }; }
+                1 => b.push(b'a'),
+                _ => {}
+            }
+            let b = String::from_utf8(b).unwrap();
+            proptest::prop_assert_eq!(same_str(&a, &b), a == b);
+            proptest::prop_assert_eq!(same_str(&b, &a), a == b);
+        }
+    }
 
     #[test]
     fn same_text_compares_text_not_addresses() {

@@ -24,7 +24,7 @@ fn slots_by<'a>(values: impl Iterator<Item = Option<&'a str>>, hash: impl Fn(&st
                 previous = None;
                 return 0;
             };
-            if previous != Some(v) {
+            if !previous.is_some_and(|p| crate::frame::same_str(p, v)) {
                 runs.push(v);
                 previous = Some(v);
             }
@@ -38,7 +38,7 @@ fn slots_by<'a>(values: impl Iterator<Item = Option<&'a str>>, hash: impl Fn(&st
     let mut earliest: Vec<u32> = (0..runs.len() as u32).collect();
     for same_hash in by_hash.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
         let lead = same_hash[0].1;
-        if same_hash.iter().all(|&(_, r)| runs[r as usize] == runs[lead as usize]) {
+        if same_hash.iter().all(|&(_, r)| crate::frame::same_str(runs[r as usize], runs[lead as usize])) {
             same_hash[1..].iter().for_each(|&(_, r)| earliest[r as usize] = lead);
         } else {
             // Different values with one hash: the earliest run of each value.

@@ -360,7 +360,7 @@ fn buyer_columns(
     for (row, own_bill) in (0..rows as u32).zip(frame::texts(lines, aux::BILL_COUNTRY)?) {
         let order = orders.get(row);
         let r = match &run {
-            Some(r) if r.order == order => r,
+            Some(r) if frame::same_text(r.order, order) => r,
             _ => {
                 let found = order.and_then(|o| first.get(o));
                 let buyer = found.map(|f| f.0);

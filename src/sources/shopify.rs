@@ -49,7 +49,7 @@ impl Orders {
         let mut index: PlHashMap<Option<&str>, u32> = PlHashMap::new();
         let (mut previous, mut current, mut contiguous) = (None, 0u32, true);
         for name in names.iter() {
-            if previous != Some(name) {
+            if !previous.is_some_and(|p| frame::same_text(p, name)) {
                 let next = index.len() as u32;
                 current = *index.entry(name).or_insert(next);
                 contiguous &= current == next;

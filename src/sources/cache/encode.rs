@@ -75,7 +75,7 @@ fn as_written(array: Box<dyn Array>) -> Box<dyn Array> {
     let mut starts: Vec<u32> = Vec::new();
     let mut previous = None;
     for (row, value) in text.iter().enumerate() {
-        if value.is_some() && value != previous {
+        if value.is_some() && !crate::frame::same_text(value, previous) {
             starts.push(row as u32);
         }
         previous = value;
