@@ -2,7 +2,7 @@
 //! Poisson process with rate ~ Gamma(r, alpha); after each purchase the customer drops out with
 //! probability ~ Beta(a, b).
 
-use super::special::{digamma, hyp2f1, ln_beta, ln_gamma, log_add_exp};
+use super::special::{digamma, hyp2f1, ln_beta, ln_gamma, log_add_exp_share};
 use super::{Fit, Likelihood, Prior, Rfm, Start, chunked};
 
 pub const NAMES: &[&str] = &["r", "alpha", "a", "b"];
@@ -45,6 +45,10 @@ fn eval(p: &[f64], d: &Rfm, want_gradient: bool) -> (f64, [f64; 4]) {
     let base = r * alpha.ln() - ln_gamma(r);
     let ln_t: Vec<f64> = d.ts.iter().map(|t| (alpha + t).ln()).collect();
     let ln_tx: Vec<f64> = d.txs.iter().map(|t| (alpha + t).ln()).collect();
+    let inverse = |times: &[f64]| -> Vec<f64> {
+        if want_gradient { times.iter().map(|t| 1.0 / (alpha + t)).collect() } else { Vec::new() }
+    };
+    let (inv_t, inv_tx) = (inverse(&d.ts), inverse(&d.txs));
     let (psi_r, ln_alpha) = (digamma(r), alpha.ln());
     let parts = chunked(d.len(), |range| {
         let mut cur: Option<PerX> = None;
@@ -57,18 +61,12 @@ fn eval(p: &[f64], d: &Rfm, want_gradient: bool) -> (f64, [f64; 4]) {
             let c = cur.as_ref().expect("set above");
             let (lt, ltx) = (ln_t[d.t_at[i] as usize], ln_tx[d.tx_at[i] as usize]);
             let t1 = c.lb1 - (r + x) * lt;
-            let (tail, pi) = if x > 0.0 {
-                let t2 = c.lb2 - (r + x) * ltx;
-                let tail = log_add_exp(t1, t2);
-                (tail, (t1 - tail).exp())
-            } else {
-                (t1, 1.0)
-            };
+            let (tail, pi) = if x > 0.0 { log_add_exp_share(t1, c.lb2 - (r + x) * ltx) } else { (t1, 1.0) };
             let w = d.w[i];
             ll += w * (base + c.lg_rx + tail);
             if want_gradient {
                 let q = 1.0 - pi;
-                let (it, itx) = (1.0 / (alpha + d.t[i]), 1.0 / (alpha + d.t_x[i]));
+                let (it, itx) = (inv_t[d.t_at[i] as usize], inv_tx[d.tx_at[i] as usize]);
                 g[0] += w * (c.psi_rx - psi_r + ln_alpha - pi * lt - q * ltx);
                 g[1] += w * (r / alpha - (r + x) * (pi * it + q * itx));
                 g[2] += w * (pi * c.d1a + q * c.d2a);

@@ -39,6 +39,19 @@ pub fn log_add_exp<T: Real>(a: T, b: T) -> T {
     m + (T::constant(1.0) + (other - m).exp()).ln()
 }
 
+/// ln(e^a + e^b) as [`log_add_exp`] computes it (the same bits; NaN where both are -inf), with
+/// a's share e^a / (e^a + e^b) from the same exp: a likelihood's gradient weighs each term by
+/// its share.
+pub fn log_add_exp_share(a: f64, b: f64) -> (f64, f64) {
+    if b > a {
+        let ratio = (a - b).exp();
+        (b + (1.0 + ratio).ln(), ratio / (1.0 + ratio))
+    } else {
+        let ratio = (b - a).exp();
+        (a + (1.0 + ratio).ln(), 1.0 / (1.0 + ratio))
+    }
+}
+
 /// ln(e^a - e^b) for a >= b; -inf when they are equal (or b > a by rounding).
 pub fn log_sub_exp<T: Real>(a: T, b: T) -> T {
     if b.value() >= a.value() {
@@ -139,6 +152,17 @@ mod tests {
             let two = m + ((a - m).exp() + (b - m).exp()).ln();
             proptest::prop_assert_eq!(log_add_exp(a, b).to_bits(), two.to_bits());
             proptest::prop_assert_eq!(log_add_exp(a, a).to_bits(), (a + 2f64.ln()).to_bits());
+        }
+
+        /// The log is log_add_exp's, bit for bit; the share is e^(a - log) and the two shares
+        /// add up to one, also where one is below e^-700.
+        #[test]
+        fn log_add_exp_share_is_the_first_terms_share(a in -800.0f64..800.0, b in -800.0f64..800.0) {
+            let (log, share) = log_add_exp_share(a, b);
+            proptest::prop_assert_eq!(log.to_bits(), log_add_exp(a, b).to_bits());
+            let direct = (a - log).exp();
+            proptest::prop_assert!((share - direct).abs() <= 1e-13 * direct.max(f64::MIN_POSITIVE), "{share} vs {direct}");
+            proptest::prop_assert!((share + log_add_exp_share(b, a).1 - 1.0).abs() < 1e-15);
         }
     }
 
