@@ -91,6 +91,16 @@ fn is_thousands_grouped(s: &str) -> bool {
 pub struct Timestamps {
     formats: Vec<Format>,
     zone: Tz,
+    /// The first format's shape when it is one [`Timestamps::quick`] reads by hand.
+    quick: Option<Quick>,
+}
+
+/// `%Y-%m-%d %H:%M:%S`, with ` %z` (Shopify) or without (WooCommerce): the shapes of most
+/// timestamps read. chrono's general parser took ~100 ns for one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Quick {
+    Local,
+    WithOffset,
 }
 
 #[derive(Debug, Clone)]
@@ -123,16 +133,59 @@ impl Timestamps {
             items: StrftimeItems::new(f).parse_to_owned().ok(),
             offset: f.contains("%z") || f.contains("%:z") || f.contains("%#z"),
         };
-        Timestamps { formats: formats.into_iter().map(compile).collect(), zone }
+        let quick = match formats.first() {
+            Some(&"%Y-%m-%d %H:%M:%S") => Some(Quick::Local),
+            Some(&"%Y-%m-%d %H:%M:%S %z") => Some(Quick::WithOffset),
+            _ => None,
+        };
+        Timestamps { formats: formats.into_iter().map(compile).collect(), zone, quick }
     }
 
     /// Microseconds since the epoch, UTC.
     pub fn parse(&self, raw: &str) -> Option<i64> {
         let s = raw.trim();
+        self.quick.and_then(|q| self.quick(s, q)).or_else(|| self.parse_general(s))
+    }
+
+    /// RFC 3339, then the formats in order.
+    fn parse_general(&self, s: &str) -> Option<i64> {
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Some(t.timestamp_micros());
         }
         self.formats.iter().find_map(|f| self.parse_with(s, f))
+    }
+
+    /// `s` in the first format's shape, read by hand: exactly `YYYY-MM-DD HH:MM:SS`, then a
+    /// space and `±HHMM` for [`Quick::WithOffset`]. RFC 3339 cannot read such a text (no `T`
+    /// with a zone, no colon in the offset), so the first format is what would read it; `None`
+    /// for anything else, a valid value chrono reads differently included (a leap second, an
+    /// offset of a day or more), which then goes the general way.
+    fn quick(&self, s: &str, shape: Quick) -> Option<i64> {
+        let b = s.as_bytes();
+        let len = if shape == Quick::WithOffset { 25 } else { 19 };
+        let separators = [(4, b'-'), (7, b'-'), (10, b' '), (13, b':'), (16, b':')];
+        if b.len() != len || separators.iter().any(|&(i, c)| b[i] != c) {
+            return None;
+        }
+        let number = |from: usize, to: usize| -> Option<u32> {
+            b[from..to].iter().try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+        };
+        let date = chrono::NaiveDate::from_ymd_opt(number(0, 4)? as i32, number(5, 7)?, number(8, 10)?)?;
+        let naive = date.and_hms_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?)?;
+        if shape == Quick::Local {
+            return Some(localize(self.zone, naive).timestamp_micros());
+        }
+        let sign = match (b[19], b[20]) {
+            (b' ', b'+') => 1,
+            (b' ', b'-') => -1,
+            _ => return None,
+        };
+        let (hours, minutes) = (number(21, 23)?, number(23, 25)?);
+        if hours > 23 || minutes > 59 {
+            return None;
+        }
+        let east = sign * i64::from(hours * 3600 + minutes * 60);
+        Some(naive.and_utc().timestamp_micros() - east * 1_000_000)
     }
 
     /// As chrono's `DateTime::parse_from_str` (with an offset) or `NaiveDateTime::parse_from_str`
@@ -437,6 +490,65 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Texts of the quick shapes (any digits, so impossible dates and times too, and now and
+        /// then a wrong separator or sign) read as the general path reads them.
+        #[test]
+        fn quick_shapes_read_as_the_general_path_does(
+            digits in proptest::collection::vec(0u8..10, 18),
+            plausible in proptest::bool::ANY,
+            separator in proptest::sample::select(vec![' ', 'T', '-', ':', '+', 'x']),
+            at in 0usize..8,
+            sign in proptest::sample::select(vec!['+', '-', ' ', 'Z']),
+            offset in proptest::bool::ANY,
+            zone in proptest::sample::select(vec!["UTC", "Europe/Berlin", "America/New_York"]),
+        ) {
+            let d: Vec<char> = digits.iter().map(|&v| char::from(b'0' + v)).collect();
+            // Plausible: a month, day, hour, minute and second in range, as exports have.
+            let two = |i: usize, max: u8| -> String {
+                let v = if plausible { (digits[i] * 10 + digits[i + 1]) % max } else { digits[i] * 10 + digits[i + 1] };
+                format!("{v:02}")
+            };
+            let mut text: Vec<char> = format!(
+                "2{}{}{}-{}-{} {}:{}:{}",
+                d[0], d[1], d[2], two(4, 12).replace("00", "01"), two(6, 28).replace("00", "01"),
+                two(8, 24), two(10, 60), two(12, 60)
+            )
+            .chars()
+            .collect();
+            if offset {
+                text.extend(format!(" {sign}{}{}{}{}", d[14], d[15], d[16], d[17]).chars());
+            }
+            if !plausible {
+                let positions = [4, 7, 10, 13, 16, 19, 2, 0];
+                if let Some(c) = text.get_mut(positions[at]) {
+                    *c = separator;
+                }
+            }
+            let text: String = text.into_iter().collect();
+            let zone: Tz = zone.parse().unwrap();
+            for first in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S %z"] {
+                let t = Timestamps::new(None, &[first, "%Y-%m-%d %H:%M:%S%.f %z", "%m/%d/%Y %H:%M"], zone);
+                proptest::prop_assert!(t.quick.is_some());
+                proptest::prop_assert_eq!(t.parse(&text), t.parse_general(text.trim()), "{:?} as {}", text, first);
+            }
+        }
+    }
+
+    /// Only a first format of a quick shape turns the quick path on.
+    #[test]
+    fn quick_shapes_only_as_the_first_format() {
+        let us = Timestamps::new(None, &["%Y-%d-%m %H:%M:%S", "%Y-%m-%d %H:%M:%S"], Tz::UTC);
+        assert_eq!(us.quick, None);
+        // Read day first: 5 January, not 1 May.
+        assert_eq!(us.parse("2024-05-01 00:00:00"), Some(1_704_412_800_000_000));
+        let shop = Timestamps::new(None, &["%Y-%m-%d %H:%M:%S %z"], Tz::UTC);
+        assert_eq!(shop.quick, Some(Quick::WithOffset));
+        assert_eq!(shop.parse(" 2022-01-11 04:32:31 -0500 "), Some(1_641_893_551_000_000));
+        assert_eq!(shop.quick("2022-01-11 04:32:31 +2400", Quick::WithOffset), None, "a day's offset: chrono's call");
+        assert_eq!(shop.quick("2016-12-31 23:59:60 +0000", Quick::WithOffset), None, "a leap second: chrono's call");
+    }
+
     #[test]
     fn dst_gap_and_overlap() {
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
@@ -480,10 +592,10 @@ mod tests {
     proptest::proptest! {
         /// E-mails and their keys as `trim().to_lowercase()` and a `format!` made them, on any
         /// text: ASCII, letters with special lower cases (a final sigma, a dotted capital I),
-        /// spaces of other scripts, and the `@` rules.
+        /// line breaks and spaces of other scripts at either end, and the `@` rules.
         #[test]
         fn emails_and_keys_equal_the_plain_definitions(
-            raw in "[ \u{3000}\t]{0,2}[a-zA-Z@.ΣΑİß\u{0130}é]{0,8}[ \u{3000}]{0,2}"
+            raw in "[ \u{3000}\t\r\n\u{85}\u{a0}]{0,2}[a-zA-Z@.ΣΑİß\u{0130}é]{0,8}[ \u{3000}\u{85}\u{a0}\n]{0,2}"
         ) {
             let plain = raw.trim().to_lowercase();
             let plain = (plain.len() >= 3 && plain.contains('@') && !plain.starts_with('@') && !plain.ends_with('@'))
