@@ -38,6 +38,7 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
         assert_rel(se.unwrap(), want, 1e-3, "BG/NBD standard error");
     }
 
+    let bg = fit;
     let fit = paretonbd::fit(&d, &[vec![1.0; 4].into()], None);
     assert!(fit.converged);
     for (got, want, name) in
@@ -46,6 +47,17 @@ fn cdnow_published_summaries_reproduce_the_published_fits() {
         assert_rel(got, want, 1e-3, name);
     }
     assert!((fit.ll - -9594.97).abs() < 0.05, "Pareto/NBD LL {}", fit.ll);
+    // From the start the clv stage uses (read off the BG/NBD fit): the same optimum, in fewer
+    // evaluations than from the BG/NBD point itself.
+    let start = paretonbd::start(&d, &bg);
+    let from_start = paretonbd::fit(&d, std::slice::from_ref(&start), None);
+    assert!(from_start.converged);
+    for (got, want) in from_start.params.iter().zip(&fit.params) {
+        assert_rel(*got, *want, 1e-5, "Pareto/NBD from its start");
+    }
+    let unscaled = vec![bg.params[0], bg.params[1], start.params[2], start.params[3]];
+    let from_bg = paretonbd::fit(&d, &[unscaled.into()], None);
+    assert!(from_start.evaluations < from_bg.evaluations, "{} vs {}", from_start.evaluations, from_bg.evaluations);
 
     let s = gammagamma::Spend::new(&x, &zbar);
     assert_eq!(s.customers(), 946.0);
