@@ -83,8 +83,13 @@ pub fn ll_gradient(p: &[f64], d: &Rfm) -> (f64, Vec<f64>) {
 pub fn start(d: &Rfm, bgnbd: &Fit) -> Start {
     let mean_t = d.t.iter().zip(&d.w).map(|(t, w)| t * w).sum::<f64>() / d.customers().max(1.0);
     let at = |k: f64| vec![bgnbd.params[0] * k, bgnbd.params[1] * k, 1.0, mean_t.max(1e-3)];
-    let value = |p: &Vec<f64>| Some(ll(p, d)).filter(|v| !v.is_nan()).unwrap_or(f64::NEG_INFINITY);
-    [1.0, 2.0, 4.0].map(at).into_iter().max_by(|a, b| value(a).total_cmp(&value(b))).expect("three").into()
+    let valued = |k: f64| {
+        let p = at(k);
+        (Some(ll(&p, d)).filter(|v| !v.is_nan()).unwrap_or(f64::NEG_INFINITY), p)
+    };
+    // On a tie (every candidate -inf on degenerate data) the BG/NBD point itself.
+    let [first, rest @ ..] = [1.0, 2.0, 4.0].map(valued);
+    rest.into_iter().fold(first, |best, c| if c.0 > best.0 { c } else { best }).1.into()
 }
 
 /// Maximum-likelihood fit, the gradient by dual numbers.
@@ -177,6 +182,34 @@ mod tests {
         for p in [CDNOW, [0.9, 12.0, 1.3, 4.0], [2.0, 3.0, 0.4, 3.0]] {
             let (_, gradient) = ll_gradient(&p, &d);
             crate::models::assert_gradient(NAMES, &p, |q| ll(q, &d), &gradient);
+        }
+    }
+
+    /// The start is the candidate the likelihood prefers, and on a tie (no customers: every
+    /// candidate's likelihood is 0) the BG/NBD point itself.
+    #[test]
+    fn the_start_is_the_likeliest_scaling_of_the_bgnbd_point() {
+        let bg = Fit {
+            names: crate::models::bgnbd::NAMES,
+            params: vec![0.3, 40.0, 1.0, 5.0],
+            se: vec![None; 4],
+            ll: 0.0,
+            converged: true,
+            iterations: 0,
+            evaluations: 0,
+            at_boundary: vec![],
+            curvature: None,
+        };
+        assert_eq!(start(&Rfm::default(), &bg).params[..2], [0.3, 40.0]);
+        let d = Rfm::compress(
+            &[0.0, 1.0, 3.0, 2.0, 0.0],
+            &[0.0, 30.0, 200.0, 90.0, 0.0],
+            &[300.0, 310.0, 320.0, 100.0, 50.0],
+        );
+        let chosen = start(&d, &bg);
+        for k in [1.0, 2.0, 4.0] {
+            let candidate = [0.3 * k, 40.0 * k, chosen.params[2], chosen.params[3]];
+            assert!(ll(&chosen.params, &d) >= ll(&candidate, &d), "x{k} is likelier");
         }
     }
 
