@@ -413,38 +413,47 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
     let horizon = spec.horizon_days / unit;
     let monthly_discount = (1.0 + spec.annual_discount_rate).powf(1.0 / 12.0);
     let purchase = model.and_then(|k| fits.purchase(k).map(|f| (k, f)));
-    // Per distinct (x, t_x, T): P(alive), then the purchases expected by the horizon and by the
-    // end of each month.
+    // P(alive) per distinct (x, t_x, T); the purchases expected of a customer alive at T, by the
+    // horizon and by the end of each month, per distinct (x, T), which far fewer customers tell
+    // apart (BG/NBD's is a 2F1 series per horizon).
     let r = &d.rfm;
     let horizons: Vec<f64> =
         std::iter::once(horizon).chain((1..=months).map(|step| (step as f64 * month).min(horizon))).collect();
-    let expected: Vec<Vec<f64>> = match purchase {
+    let (alive, if_alive): (Vec<f64>, Vec<Vec<f64>>) = match purchase {
         Some((k, f)) => {
-            let alive = k.p_alive_each(&f.params, r);
-            (0..r.len())
+            let mut tenure_pair = vec![false; r.pairs.len()];
+            for &p in &r.pair_t {
+                tenure_pair[p as usize] = true;
+            }
+            let if_alive = (0..r.pairs.len())
                 .into_par_iter()
-                .map(|u| {
-                    let by = k.expected_if_alive(&f.params, &horizons, r.x[u], r.t[u]);
-                    std::iter::once(alive[u]).chain(by.into_iter().map(|e| alive[u] * e)).collect()
+                .map(|p| match tenure_pair[p] {
+                    true => k.expected_if_alive(&f.params, &horizons, r.pairs[p].0, r.pairs[p].1),
+                    false => Vec::new(),
                 })
-                .collect()
+                .collect();
+            (k.p_alive_each(&f.params, r), if_alive)
         }
-        None => Vec::new(),
+        None => (Vec::new(), Vec::new()),
     };
     for (j, &i) in d.who.iter().enumerate() {
         let (x, t_x, t) = (d.x[j], d.t_x[j], d.t[j]);
         s.rfm[i] = Some(crate::summarize::Rfm { frequency: x, recency: t_x, tenure: t, monetary: d.m[j] });
         let spend = spend_estimate(fits.gg.as_ref(), x, d.m[j], &m.customers[i]);
         s.expected_spend[i] = Some(spend);
-        let Some([alive, by_horizon, by_month @ ..]) = expected.get(r.of[j] as usize).map(Vec::as_slice) else {
+        let u = r.of[j] as usize;
+        let (Some(&alive), Some([by_horizon, by_month @ ..])) =
+            (alive.get(u), if_alive.get(r.pair_t[u] as usize).map(Vec::as_slice))
+        else {
             continue;
         };
-        s.p_alive[i] = Some(*alive);
-        s.expected_purchases[i] = Some(*by_horizon);
+        s.p_alive[i] = Some(alive);
+        s.expected_purchases[i] = Some(alive * by_horizon);
         // Discounted month by month: purchases expected in month k, valued at the month's end.
         let mut clv = 0.0;
         let mut before = 0.0;
         for (step, &until) in (1..).zip(by_month) {
+            let until = alive * until;
             clv += (until - before) * spend / monthly_discount.powi(step);
             before = until;
         }
@@ -581,47 +590,57 @@ mod tests {
 
     #[test]
     fn every_customer_is_scored_from_their_own_triple() {
-        // Many customers share (x, t_x, T): the scores are computed once per triple, and each
-        // customer's must equal the formulas evaluated on that customer alone.
+        // Many customers share (x, t_x, T), and more share (x, T): P(alive) is computed once per
+        // triple and the expected purchases once per (x, T), and each customer's scores must
+        // equal the formulas evaluated on that customer alone, for either purchase model.
         let summary = Summary {
             markets: vec![market("m", 2000, [0.5, 20.0, 1.0, 3.0], 3)],
             calibration_end: 365,
             unit_days: 7.0,
         };
-        let spec = ClvSpec {
-            id: "clv".into(),
-            input: "rfm".into(),
-            model: ModelChoice::ParetoNbd,
-            spend_model: SpendModel::GammaGamma,
-            holdout_days: Some(91.0),
-            horizon_days: 365.25,
-            annual_discount_rate: 0.1,
-            margin: 0.3,
-            min_customers: 200,
-        };
-        let r = run(&spec, &summary, &[]);
-        let m = &r.markets[0];
-        let (p, gg) = (&m.fits.pnbd.as_ref().unwrap().params, m.fits.gg.as_ref());
-        let d = data(&summary.markets[0].customers, 365, 7.0);
-        assert!(d.rfm.len() < d.x.len() * 3 / 4, "the test needs shared triples");
-        let (month, discount) = (MONTH_DAYS / 7.0, 1.1f64.powf(1.0 / 12.0));
-        for (j, &i) in d.who.iter().enumerate() {
-            let (x, t_x, t) = (d.x[j], d.t_x[j], d.t[j]);
-            let alive = paretonbd::p_alive(p, x, t_x, t);
-            assert_eq!(m.scores.p_alive[i], Some(alive));
-            let horizon = 365.25 / 7.0;
-            assert_eq!(m.scores.expected_purchases[i], Some(alive * paretonbd::expected_if_alive(p, horizon, x, t)));
-            let spend = spend_estimate(gg, x, d.m[j], &summary.markets[0].customers[i]);
-            let (mut clv, mut before) = (0.0, 0.0);
-            for step in 1..=12 {
-                let until = alive * paretonbd::expected_if_alive(p, (step as f64 * month).min(horizon), x, t);
-                clv += (until - before) * spend / discount.powi(step);
-                before = until;
+        for model in [ModelChoice::ParetoNbd, ModelChoice::BgNbd] {
+            let spec = ClvSpec {
+                id: "clv".into(),
+                input: "rfm".into(),
+                model,
+                spend_model: SpendModel::GammaGamma,
+                holdout_days: Some(91.0),
+                horizon_days: 365.25,
+                annual_discount_rate: 0.1,
+                margin: 0.3,
+                min_customers: 200,
+            };
+            let r = run(&spec, &summary, &[]);
+            let m = &r.markets[0];
+            type Formulas = (fn(&[f64], f64, f64, f64) -> f64, fn(&[f64], f64, f64, f64) -> f64);
+            let (p, (p_alive, expected_if_alive)): (&Vec<f64>, Formulas) = match model {
+                ModelChoice::BgNbd => {
+                    (&m.fits.bgnbd.as_ref().unwrap().params, (bgnbd::p_alive, bgnbd::expected_if_alive))
+                }
+                _ => (&m.fits.pnbd.as_ref().unwrap().params, (paretonbd::p_alive, paretonbd::expected_if_alive)),
+            };
+            let gg = m.fits.gg.as_ref();
+            let d = data(&summary.markets[0].customers, 365, 7.0);
+            assert!(d.rfm.len() < d.x.len() * 3 / 4, "the test needs shared triples");
+            let (month, discount) = (MONTH_DAYS / 7.0, 1.1f64.powf(1.0 / 12.0));
+            for (j, &i) in d.who.iter().enumerate() {
+                let (x, t_x, t) = (d.x[j], d.t_x[j], d.t[j]);
+                let alive = p_alive(p, x, t_x, t);
+                assert_eq!(m.scores.p_alive[i], Some(alive));
+                let horizon = 365.25 / 7.0;
+                assert_eq!(m.scores.expected_purchases[i], Some(alive * expected_if_alive(p, horizon, x, t)));
+                let spend = spend_estimate(gg, x, d.m[j], &summary.markets[0].customers[i]);
+                let (mut clv, mut before) = (0.0, 0.0);
+                for step in 1..=12 {
+                    let until = alive * expected_if_alive(p, (step as f64 * month).min(horizon), x, t);
+                    clv += (until - before) * spend / discount.powi(step);
+                    before = until;
+                }
+                assert_eq!(m.scores.predicted_clv[i], Some(0.3 * clv));
             }
-            assert_eq!(m.scores.predicted_clv[i], Some(0.3 * clv));
+            let holdout = m.holdout.as_ref().unwrap();
+            assert_eq!(holdout.customers, data(&summary.markets[0].customers, 365 - 91, 7.0).who.len());
         }
-        let holdout = m.holdout.as_ref().unwrap();
-        assert_eq!(holdout.customers, data(&summary.markets[0].customers, 365 - 91, 7.0).who.len());
     }
 
     #[test]
