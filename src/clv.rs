@@ -300,11 +300,9 @@ fn market(spec: &ClvSpec, m: &Market, cal: i32, unit: f64, kinds: &[Kind], all: 
             let Some(f) = fits.purchase(k) else { continue };
             let alive = k.p_alive_each(&f.params, &ds.rfm);
             let r = &ds.rfm;
-            let per: Vec<f64> = (0..r.len())
-                .into_par_iter()
-                .map(|u| k.expected_if_alive(&f.params, &[h], r.x[u], r.t[u])[0] * alive[u])
-                .collect();
-            let pred_n: Vec<f64> = r.of.iter().map(|&u| per[u as usize]).collect();
+            let if_alive = r.by_tenure_pair(|x, t| k.expected_if_alive(&f.params, &[h], x, t)[0]);
+            let pred_n: Vec<f64> =
+                r.of.iter().map(|&u| if_alive[r.pair_t[u as usize] as usize] * alive[u as usize]).collect();
             let pred_v: Vec<f64> = pred_n.iter().enumerate().map(|(j, p)| p * spend(j)).collect();
             rows.push(HoldoutRow {
                 model: k.name().into(),
@@ -421,18 +419,7 @@ fn score(spec: &ClvSpec, m: &Market, d: &Data, fits: &Fits, model: Option<Kind>,
         std::iter::once(horizon).chain((1..=months).map(|step| (step as f64 * month).min(horizon))).collect();
     let (alive, if_alive): (Vec<f64>, Vec<Vec<f64>>) = match purchase {
         Some((k, f)) => {
-            let mut tenure_pair = vec![false; r.pairs.len()];
-            for &p in &r.pair_t {
-                tenure_pair[p as usize] = true;
-            }
-            let if_alive = (0..r.pairs.len())
-                .into_par_iter()
-                .map(|p| match tenure_pair[p] {
-                    true => k.expected_if_alive(&f.params, &horizons, r.pairs[p].0, r.pairs[p].1),
-                    false => Vec::new(),
-                })
-                .collect();
-            (k.p_alive_each(&f.params, r), if_alive)
+            (k.p_alive_each(&f.params, r), r.by_tenure_pair(|x, t| k.expected_if_alive(&f.params, &horizons, x, t)))
         }
         None => (Vec::new(), Vec::new()),
     };

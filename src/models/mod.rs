@@ -90,6 +90,21 @@ impl Rfm {
     pub fn customers(&self) -> f64 {
         self.w.iter().sum()
     }
+
+    /// `f(x, T)` of each distinct (x, T) among the triples, in parallel, indexed like `pairs`
+    /// (look a triple's up through `pair_t`); pairs that are only someone's (x, t_x) get the
+    /// default. What a customer alive at T is expected to do depends on (x, T) alone, which far
+    /// fewer customers tell apart than (x, t_x, T).
+    pub fn by_tenure_pair<T: Send + Default>(&self, f: impl Fn(f64, f64) -> T + Sync) -> Vec<T> {
+        let mut tenure = vec![false; self.pairs.len()];
+        for &p in &self.pair_t {
+            tenure[p as usize] = true;
+        }
+        (0..self.pairs.len())
+            .into_par_iter()
+            .map(|p| if tenure[p] { f(self.pairs[p].0, self.pairs[p].1) } else { T::default() })
+            .collect()
+    }
 }
 
 /// Work per parallel task: partial sums are over fixed chunks and added in chunk order, so a
