@@ -625,8 +625,20 @@ mod tests {
                 }
                 assert_eq!(m.scores.predicted_clv[i], Some(0.3 * clv));
             }
+            // The holdout's predictions, customer by customer from a fit on the calibration data.
             let holdout = m.holdout.as_ref().unwrap();
-            assert_eq!(holdout.customers, data(&summary.markets[0].customers, 365 - 91, 7.0).who.len());
+            let (customers, split) = (&summary.markets[0].customers, 365 - 91);
+            let ds = data(customers, split, 7.0);
+            assert_eq!(holdout.customers, ds.who.len());
+            let kind = if model == ModelChoice::BgNbd { Kind::BgNbd } else { Kind::ParetoNbd };
+            let calibrated = fit_all(&ds, &[kind], None, None);
+            let pc = &calibrated.purchase(kind).unwrap().params;
+            let predicted: Vec<f64> = (0..ds.who.len())
+                .map(|j| p_alive(pc, ds.x[j], ds.t_x[j], ds.t[j]) * expected_if_alive(pc, 91.0 / 7.0, ds.x[j], ds.t[j]))
+                .collect();
+            let actual: Vec<f64> = ds.who.iter().map(|&i| customers[i].between(split, 365).0).collect();
+            let row = holdout.rows.iter().find(|r| r.model == kind.name()).unwrap();
+            assert_eq!(row.purchases.mae, errors(&predicted, &actual).mae, "{}", kind.name());
         }
     }
 
