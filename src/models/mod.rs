@@ -189,7 +189,9 @@ pub struct Likelihood<'a> {
     pub gradient: ValueAndGradient<'a>,
 }
 
-/// Maximises the likelihood from each start (natural parameters), keeping the best.
+/// Maximises the likelihood from the starts (natural parameters) in turn, keeping the best. The
+/// first start whose optimum converges inside the space ends the search: later starts are
+/// fallbacks for a start that stalls or runs to the boundary.
 pub fn fit(lik: &Likelihood, starts: &[Start], prior: Option<&Prior>) -> Fit {
     let names = lik.names;
     let natural = |theta: &[f64]| -> Vec<f64> { theta.iter().map(|t| t.clamp(-CLAMP, CLAMP).exp()).collect() };
@@ -218,8 +220,12 @@ pub fn fit(lik: &Likelihood, starts: &[Start], prior: Option<&Prior>) -> Fit {
         let theta0: Vec<f64> = start.params.iter().map(|v| v.ln()).collect();
         let m = optimize::minimize(&objective, &with_gradient, &theta0, start.curvature.as_deref(), 1e-9);
         evaluations += m.evaluations;
+        let settled = m.converged && m.x.iter().all(|t| t.abs() <= BOUNDARY);
         if best.as_ref().is_none_or(|b| m.f < b.f) {
             best = Some(m);
+        }
+        if settled {
+            break;
         }
     }
     let m = best.expect("at least one start");
@@ -279,6 +285,33 @@ pub(crate) fn assert_gradient(names: &[&str], p: &[f64], ll: impl Fn(&[f64]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Starts are fallbacks: a start that converges inside the space ends the search, one that
+    /// runs to the boundary lets the next start run too.
+    #[test]
+    fn a_start_that_settles_inside_ends_the_search() {
+        const NAMES: &[&str] = &["a", "b"];
+        // A concave bowl in the log-parameters, peaked at (2, 3).
+        let bowl = |p: &[f64]| -((p[0] / 2.0).ln().powi(2) + (p[1] / 3.0).ln().powi(2));
+        let bowl_gradient =
+            |p: &[f64]| (bowl(p), vec![-2.0 * (p[0] / 2.0).ln() / p[0], -2.0 * (p[1] / 3.0).ln() / p[1]]);
+        let lik = Likelihood { names: NAMES, value: &bowl, gradient: &bowl_gradient };
+        let (near, far): (Start, Start) = (vec![1.5, 4.0].into(), vec![40.0, 0.1].into());
+        let alone = fit(&lik, std::slice::from_ref(&near), None);
+        let both = fit(&lik, &[near.clone(), far.clone()], None);
+        assert!(alone.converged && alone.at_boundary.is_empty());
+        assert_eq!(both.evaluations, alone.evaluations, "the second start did not run");
+        assert_eq!(both.params, alone.params);
+        // Rising without end as a -> 0: every start runs to the boundary, so both run.
+        let slope = |p: &[f64]| -p[0] - (p[1] / 3.0).ln().powi(2);
+        let slope_gradient = |p: &[f64]| (slope(p), vec![-1.0, -2.0 * (p[1] / 3.0).ln() / p[1]]);
+        let lik = Likelihood { names: NAMES, value: &slope, gradient: &slope_gradient };
+        let (first, second) =
+            (fit(&lik, std::slice::from_ref(&near), None), fit(&lik, std::slice::from_ref(&far), None));
+        assert_eq!(first.at_boundary, ["a"]);
+        let both = fit(&lik, &[near, far], None);
+        assert_eq!(both.evaluations, first.evaluations + second.evaluations, "the second start ran");
+    }
 
     /// The distinct triples in ascending order with their counts, and every index pointing at its
     /// value, against a brute-force count (values include a negative and repeats out of order).
