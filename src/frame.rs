@@ -189,7 +189,7 @@ fn local_codes(c: &Categorical16Chunked) -> (UInt16Chunked, Vec<String>) {
             texts.push(mapping.cat_to_str(code as u32).unwrap_or_default().to_string());
         }
     }
-    // Null rows hold any code: they map to any value.
+    // A null row's physical code is arbitrary: it may map to any code (the row stays null).
     (c.physical().apply_values(|code| local.get(code as usize).copied().unwrap_or(0)), texts)
 }
 
@@ -595,8 +595,8 @@ pub fn to_record_batch(df: &DataFrame) -> Result<arrow::record_batch::RecordBatc
 }
 
 /// A [`category_type`] column as an arrow-rs dictionary of its own categories. Polars' export
-/// numbers each row's category through a hash map (~1% of a run's CPU when the orders partitions
-/// are written); here each distinct category is looked up once.
+/// numbers each row's category through a hash map (~0.7% of a 3M full run's CPU, the orders
+/// partitions' slices); here each distinct category is looked up once.
 fn arrow_dictionary(c: &Categorical16Chunked) -> arrow::array::ArrayRef {
     use arrow::array::{DictionaryArray, StringArray, UInt16Array};
     let (codes, texts) = local_codes(c);
@@ -623,7 +623,7 @@ pub fn local_date(e: Expr, zone: chrono_tz::Tz) -> Expr {
 /// up once per UTC hour: where it is the same at the hour's first and last microsecond, the hour
 /// holds no transition (no zone changes its offset twice within an hour) and its instants share
 /// it. Loaders' rows come roughly in time order, so most rows reuse the last hour's offset; a
-/// lookup for each row (chrono-tz searches its transitions) was ~1% of a run's CPU.
+/// lookup for each row (chrono-tz searches its transitions) was ~0.6% of a 3M full run's CPU.
 struct LocalDays {
     zone: chrono_tz::Tz,
     hour: Option<i64>,

@@ -106,7 +106,7 @@ pub fn starts(d: &Rfm) -> Vec<Start> {
     vec![vec![0.5, 0.5 / rate, 1.0, (1.0 - once) / once * 4.0].into(), vec![1.0; 4].into()]
 }
 
-/// Maximum-likelihood fit (analytic gradient); the best optimum over `starts`.
+/// Maximum-likelihood fit (analytic gradient) from `starts` in turn (see [`super::fit`]).
 pub fn fit(d: &Rfm, starts: &[Start], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);

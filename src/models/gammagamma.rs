@@ -109,7 +109,7 @@ pub fn starts(d: &Spend) -> Vec<Start> {
     vec![vec![p, q, (mean * (q - 1.0) / p).max(1e-6)].into(), vec![1.0; 3].into()]
 }
 
-/// Maximum-likelihood fit (analytic gradient); the best optimum over `starts`.
+/// Maximum-likelihood fit (analytic gradient) from `starts` in turn (see [`super::fit`]).
 pub fn fit(d: &Spend, starts: &[Start], prior: Option<&Prior>) -> Fit {
     let value = |p: &[f64]| ll(p, d);
     let gradient = |p: &[f64]| ll_gradient(p, d);

@@ -200,7 +200,7 @@ impl<V> Default for Last<'_, V> {
 impl<'a, V: Copy> Last<'a, V> {
     pub fn get(&mut self, text: &'a str, f: impl FnOnce(&str) -> V) -> V {
         match self.last {
-            Some((t, v)) if t == text => v,
+            Some((t, v)) if crate::frame::same_str(t, text) => v,
             _ => self.last.insert((text, f(text))).1,
         }
     }
