@@ -8,6 +8,7 @@ pub mod clv; // the clv stage: fits per market, holdout, scores, formulas
 pub mod cohort; // acquisition cohorts: retention and LTV curves
 pub mod config; // pipeline YAML -> typed, validated Pipeline
 pub mod countries; // country codes and names -> ISO alpha-2
+pub mod direct; // files written around the page cache
 pub mod error; // error type and exit codes
 pub mod frame; // the thin wrapper around Polars' API
 pub mod fx; // exchange rates

@@ -2,6 +2,7 @@
 //! `TIMESTAMP(MICROS, UTC)`, dates `DATE`, money `DECIMAL(18,2)`, counts `INT64`, plain strings,
 //! Snappy, statistics on, a bloom filter on `customer_id`, and run metadata as key-value pairs.
 
+use crate::direct::DirectFile;
 use crate::error::{Context, Result};
 use crate::frame;
 use arrow::array::{Array, ArrayRef};
@@ -45,7 +46,7 @@ pub fn write(df: &DataFrame, path: &Path, money: &[&str], meta: &Meta) -> Result
 }
 
 /// A writer of `schema` to a new file at `path` with the contract's settings.
-pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> Result<ArrowWriter<std::fs::File>> {
+pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> Result<ArrowWriter<DirectFile>> {
     let has_customer = schema.field_with_name(crate::schema::CUSTOMER_ID).is_ok();
     let compression = if meta.zstd { Compression::ZSTD(Default::default()) } else { Compression::SNAPPY };
     let mut props = WriterProperties::builder()
@@ -65,7 +66,7 @@ pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> 
     for id in [crate::schema::CUSTOMER_ID, crate::schema::ORDER_ID] {
         props = props.set_column_dictionary_enabled(id.into(), false);
     }
-    let file = std::fs::File::create(path).ctx(|| format!("creating {}", path.display()))?;
+    let file = DirectFile::create(path).ctx(|| format!("creating {}", path.display()))?;
     // Readers take the types from the Parquet schema: the Arrow types handed to the writer
     // (string views, dictionaries, 64-bit decimals) are how Polars holds the data, not the contract.
     let options = ArrowWriterOptions::new().with_properties(props.build()).with_skip_arrow_metadata(true);
@@ -73,7 +74,8 @@ pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> 
 }
 
 /// Makes a written file durable.
-pub fn finish(file: std::fs::File, path: &Path) -> Result<()> {
+pub fn finish(file: DirectFile, path: &Path) -> Result<()> {
+    let file = file.finish().ctx(|| format!("writing {}", path.display()))?;
     file.sync_all().ctx(|| format!("syncing {}", path.display()))
 }
 
