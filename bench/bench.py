@@ -95,6 +95,16 @@ def clv_run(data, out, cache, previous=None):
     return r
 
 
+def fresh_cache_run(data, out, work):
+    """A full run: `clv_run` with an empty parse cache, removed afterwards (at 10M lines each
+    cache holds ~0.5 GB, and a bench keeps only the last run's output)."""
+    cache = tempfile.mkdtemp(dir=work)
+    try:
+        return clv_run(data, out, cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def compare(out, reference):
     """clv's published figures against the reference's, per market."""
     customers = pq.read_table(os.path.join(out, "customers")).to_pandas()
@@ -141,7 +151,7 @@ def main():
         runs = {"clv": [], "floor": [], "python": []}
         out, ref_out = os.path.join(work, "out"), os.path.join(work, "ref")
         contestants = {
-            "clv": lambda: clv_run(data, out, tempfile.mkdtemp(dir=work)),
+            "clv": lambda: fresh_cache_run(data, out, work),
             "floor": lambda: timed([FLOOR, data], inputs=data),
             "python": lambda: timed([sys.executable, os.path.join(ROOT, "bench", "reference.py"), data, ref_out, AS_OF],
                                     inputs=data),
@@ -170,6 +180,7 @@ def main():
             cache = os.path.join(work, f"cache-{rep}")
             shutil.copytree(warm, cache)
             incremental.append(clv_run(data, out, cache, previous=yesterday))
+            shutil.rmtree(cache, ignore_errors=True)
             print(f"  clv incremental run {rep + 1}: {incremental[-1]['wall']:.1f} s", flush=True)
         results.append({"lines": lines, "records": records, "all_records": all_records, "bytes": size, "runs": runs,
                         "incremental": incremental, "fairness": fairness})
