@@ -12,8 +12,9 @@
 //! (`frame::categories_to_codes`): read as categories, every row's text was hashed again. How
 //! each column is encoded: `encode.rs`. The cache holds parsed personal data, as the exports do:
 //! it is created private to its owner. Whole sources' decisions (`crate::reuse`) are kept under
-//! `prepared/`, with the same checksums. Entries are encoded on the loaders' threads and written
-//! on a thread of their own, around the page cache ([`Writer`]).
+//! `prepared/`, with the same checksums. Entries are written around the page cache
+//! (`crate::direct`): a run does not read back what it stores, and through the page cache the
+//! entries took ~2 CPU-s of kernel time at 10M lines on the bench VM.
 //!
 //! Hashing every export on every run read and hashed all of them (3 GB at 10M lines, a tenth of
 //! the CPU of a rerun; on a cold page cache, mostly disk time). So the cache also remembers each
@@ -48,29 +49,7 @@ pub trait Cached: Sized {
 
 pub struct Cache {
     dir: PathBuf,
-    writer: Writer,
 }
-
-/// Entries go to disk on a thread of their own, around the page cache (`crate::direct`): a run
-/// does not read back what it stores, and written through the page cache the entries took ~2
-/// CPU-s of kernel time at 10M lines on the bench VM (fresh pages of memory for every page
-/// written). Written directly from the loaders' threads, a slow disk would hold the loads up; the
-/// writer takes them while the loads go on. Dropping the cache waits for what is queued.
-struct Writer {
-    queue: Option<std::sync::mpsc::SyncSender<Pending>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// An entry's files, encoded, on their way to disk.
-struct Pending {
-    entry: PathBuf,
-    files: Vec<(&'static str, Vec<u8>)>,
-    /// Remove an existing (corrupt) entry first.
-    replace: bool,
-}
-
-/// Entries encoded and waiting for the writer at most (each a file's parse: a few MB).
-const QUEUED: usize = 4;
 
 /// What an entry says of itself; written last, so an entry without it is incomplete.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -178,31 +157,7 @@ impl Cache {
     }
 
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        let (queue, pending) = std::sync::mpsc::sync_channel::<Pending>(QUEUED);
-        let thread = std::thread::Builder::new().name("clv-cache-writer".into()).spawn(move || {
-            for p in pending {
-                p.write();
-            }
-        });
-        let writer = match thread {
-            Ok(t) => Writer { queue: Some(queue), thread: Some(t) },
-            Err(_) => Writer { queue: None, thread: None },
-        };
-        Cache { dir: dir.into(), writer }
-    }
-
-    /// Encodes `out` and hands its files to the writer (written here when it is gone).
-    fn store<T: Cached>(&self, entry: &Path, out: &T, replace: bool) -> Result<()> {
-        let pending = encode_entry(entry, out, replace)?;
-        match &self.writer.queue {
-            Some(q) => {
-                if let Err(std::sync::mpsc::SendError(p)) = q.send(pending) {
-                    p.write();
-                }
-            }
-            None => pending.write(),
-        }
-        Ok(())
+        Cache { dir: dir.into() }
     }
 
     /// The parse of the file at `path`: from the cache when a sound entry exists, else from
@@ -237,7 +192,7 @@ impl Cache {
             }
         };
         let out = parse(file)?;
-        if let Err(e) = self.store(&entry, &out, outcome == Outcome::Rebuilt) {
+        if let Err(e) = write_entry(&entry, &out, outcome == Outcome::Rebuilt) {
             tracing::warn!(file = %path.display(), "could not cache the parsed file: {e}");
         }
         Ok((out, outcome))
@@ -266,7 +221,7 @@ impl Cache {
     /// Stores a source's decisions under `key`, in place of a `Refused` entry if `replace`.
     /// Failing only costs the next run a preparation: it is logged.
     pub fn store_prepared<T: Cached>(&self, key: &str, out: &T, replace: bool) {
-        if let Err(e) = self.store(&self.dir.join(PREPARED).join(key), out, replace) {
+        if let Err(e) = write_entry(&self.dir.join(PREPARED).join(key), out, replace) {
             tracing::warn!("could not cache a source's decisions: {e}");
         }
     }
@@ -358,8 +313,20 @@ fn read_entry<T: Cached>(
     T::from_tables(meta.info, tables).map(Some)
 }
 
-/// Encodes `out`'s tables and the entry's `meta.json`, for [`Pending::write`].
-fn encode_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<Pending> {
+/// Writes the entry beside its final place and renames it in: a reader finds a whole entry or
+/// none. When two runs store the same entry the first stays (the bytes are the same); a corrupt
+/// entry (`replace`) is removed first.
+fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
+    let parent = entry.parent().expect("entries live in the cache directory");
+    std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+    }
+    let name = entry.file_name().expect("an entry name").to_string_lossy();
+    let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
     let parquet = |df: &DataFrame| -> Result<(Vec<u8>, crate::frame::StoredCategories)> {
         let (df, categories) = crate::frame::categories_to_codes(df.clone())?;
         Ok((encode::encode(&df)?, categories))
@@ -369,50 +336,14 @@ fn encode_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<Pendi
     let checksums = tables.iter().map(|t| checksum(t)).collect();
     let meta = Meta { info: out.info(), checksums, categories };
     let files = T::TABLES.iter().copied().zip(tables).chain([(META, serde_json::to_vec(&meta).expect("serializes"))]);
-    Ok(Pending { entry: entry.to_path_buf(), files: files.collect(), replace })
-}
-
-impl Pending {
-    /// Writes the entry beside its final place and renames it in: a reader finds a whole entry
-    /// or none. When two runs store the same entry the first stays (the bytes are the same); a
-    /// corrupt entry (`replace`) is removed first. Failing only costs the next run a parse: it
-    /// is logged.
-    fn write(self) {
-        if let Err(e) = self.try_write() {
-            tracing::warn!(entry = %self.entry.display(), "could not write the cache entry: {e}");
-        }
+    for (file, bytes) in files {
+        crate::direct::write(&tmp.join(file), &bytes).ctx(|| format!("writing {}", tmp.join(file).display()))?;
     }
-
-    fn try_write(&self) -> Result<()> {
-        let entry = &self.entry;
-        let parent = entry.parent().expect("entries live in the cache directory");
-        std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
-        }
-        let name = entry.file_name().expect("an entry name").to_string_lossy();
-        let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        for (file, bytes) in &self.files {
-            crate::direct::write(&tmp.join(file), bytes).ctx(|| format!("writing {}", tmp.join(file).display()))?;
-        }
-        if self.replace {
-            let _ = std::fs::remove_dir_all(entry);
-        }
-        if std::fs::rename(&tmp, entry).is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        Ok(())
+    if replace {
+        let _ = std::fs::remove_dir_all(entry);
     }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        drop(self.queue.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    if std::fs::rename(&tmp, entry).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
     }
+    Ok(())
 }
