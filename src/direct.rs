@@ -1,7 +1,8 @@
 //! Files written around the page cache (`O_DIRECT` on Linux). A run writes its outputs and its
-//! parse cache once and does not read them again; written through the page cache, every 4 KiB
-//! of them took a fresh page of memory first, and on the bench machine (a VM whose host takes
-//! back freed guest memory) a fresh page costs ~3 µs: writing was ~5% of a 10M-line run's CPU.
+//! parse cache once and reads little of them back (the flat `bi/` copies read the partitions'
+//! column chunks once); written through the page cache, every 4 KiB of them took a fresh page of
+//! memory first, and on the bench machine (a VM whose host takes back freed guest memory) a fresh
+//! page costs ~2-3 µs: writing was ~5% of a 10M-line run's CPU.
 //! Written directly, the bytes go from this process's buffer to the device. The whole blocks go
 //! directly, the last partial block through the page cache; where the file system refuses
 //! `O_DIRECT` (tmpfs, some network file systems) the file is written the ordinary way.
