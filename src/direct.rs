@@ -5,7 +5,7 @@
 //! page costs ~2-3 µs: writing was ~5% of a 10M-line run's CPU.
 //! Written directly, the bytes go from this process's buffer to the device. The whole blocks go
 //! directly, the last partial block through the page cache; where the file system refuses
-//! `O_DIRECT` (tmpfs, some network file systems) the file is written the ordinary way.
+//! `O_DIRECT` (at open or at a write) the file is written the ordinary way.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -47,10 +47,7 @@ impl DirectFile {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // Accepted at open, refused at a write (some file systems decide per write, and
                 // a short write leaves the rest unaligned): the rest goes the ordinary way.
-                Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
-                    set_direct(&self.file, false)?;
-                    self.direct = false;
-                }
+                Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => self.stop_direct()?,
                 Err(e) => return Err(e),
             }
         }
@@ -62,14 +59,17 @@ impl DirectFile {
     /// Writes the rest (the last partial block through the page cache) and returns the file.
     pub fn finish(mut self) -> io::Result<File> {
         self.write_blocks()?;
-        if self.len > 0 {
-            if self.direct {
-                set_direct(&self.file, false)?;
-                self.direct = false;
-            }
-            self.write_blocks()?;
+        if self.len > 0 && self.direct {
+            self.stop_direct()?;
         }
+        self.write_blocks()?;
         Ok(self.file)
+    }
+
+    /// Writes the ordinary way from here on (clears `O_DIRECT` on the open file).
+    fn stop_direct(&mut self) -> io::Result<()> {
+        self.direct = false;
+        clear_direct(&self.file)
     }
 }
 
@@ -118,7 +118,7 @@ fn open(path: &Path) -> io::Result<(File, bool)> {
 }
 
 #[cfg(target_os = "linux")]
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
+fn clear_direct(file: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
     // SAFETY: F_GETFL and F_SETFL read and set this open file's status flags; no pointers.
@@ -127,8 +127,7 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
         if flags < 0 {
             return Err(io::Error::last_os_error());
         }
-        let flags = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
-        if libc::fcntl(fd, libc::F_SETFL, flags) < 0 {
+        if libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) < 0 {
             return Err(io::Error::last_os_error());
         }
     }
@@ -136,7 +135,7 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_direct(_: &File, _: bool) -> io::Result<()> {
+fn clear_direct(_: &File) -> io::Result<()> {
     Ok(())
 }
 
