@@ -213,6 +213,31 @@ mod tests {
         }
     }
 
+    /// Customers who all share one dropout rate (whole days, as exports have them): the
+    /// likelihood keeps rising toward s, beta -> infinity along s / beta = mu, with no optimum.
+    /// The fit follows the ridge to the edge, says so, and keeps the rate.
+    #[test]
+    fn a_common_dropout_rate_runs_to_the_edge() {
+        let mut rng = crate::sample::Rng::new(11);
+        let mu = 0.004;
+        let (mut x, mut t_x, mut t) = (vec![], vec![], vec![]);
+        for _ in 0..3_000 {
+            let (lambda, life, age) = (rng.gamma(0.8, 1.0 / 100.0), rng.exp(mu), 100.0 + 600.0 * rng.f64());
+            let (mut n, mut last, mut clock) = (0.0, 0.0, rng.exp(lambda));
+            while clock < life.min(age) {
+                (n, last, clock) = (n + 1.0, clock, clock + rng.exp(lambda));
+            }
+            x.push(n);
+            t_x.push(last.floor());
+            t.push(age.floor());
+        }
+        let d = Rfm::compress(&x, &t_x, &t);
+        let bg = crate::models::bgnbd::fit(&d, &crate::models::bgnbd::starts(&d), None);
+        let fit = fit(&d, &[start(&d, &bg)], None);
+        assert!(fit.converged && fit.at_boundary == ["s", "beta"], "{fit:?}");
+        assert!((fit.get("s") / fit.get("beta") / mu - 1.0).abs() < 0.1, "{fit:?}");
+    }
+
     #[test]
     fn alive_for_certain_when_the_last_purchase_is_now() {
         assert!((p_alive(&CDNOW, 3.0, 20.0, 20.0) - 1.0).abs() < 1e-12);
