@@ -3,7 +3,7 @@
 //! text from the data is escaped.
 
 use super::charts::{self, escape};
-use super::markdown::{SourceFigures, money};
+use super::markdown::{SourceFigures, money, signed_pct};
 use crate::cac::Cac;
 use crate::clv::MarketResult;
 use crate::cohort::Cohorts;
@@ -238,7 +238,7 @@ fn holdout_section(b: &mut String, r: &MarketResult) {
                 format!("{p:.0}"),
                 format!("{:.0}", h.actual_purchases),
                 format!("{:.4}", x.purchases.mae),
-                format!("{:+.1}%", x.purchases.total_error_pct),
+                signed_pct(x.purchases.total_error_pct),
             ]
         })
         .collect();

@@ -139,6 +139,12 @@ pub fn money(v: f64) -> String {
     format!("{}{grouped}.{frac}", if v < 0.0 { "-" } else { "" })
 }
 
+/// A relative error in percent with its sign; "n/a" where it is undefined (nothing to compare
+/// with, e.g. a holdout without purchases).
+pub fn signed_pct(v: f64) -> String {
+    if v.is_finite() { format!("{v:+.1}%") } else { "n/a".into() }
+}
+
 /// Escapes text from the data for a Markdown table cell.
 fn cell(s: &str) -> String {
     s.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ").replace('<', "&lt;").replace('>', "&gt;")
@@ -274,8 +280,14 @@ pub fn model_section(r: &crate::clv::MarketResult, time_unit: &str, currency: &s
             let (p, v) = (row.purchases, row.revenue);
             let _ = writeln!(
                 md,
-                "| {} | {:.4} | {:.4} | {:.3} | {:+.1}% | {:.2} | {:+.1}% |",
-                row.model, p.mae, p.rmse, p.corr, p.total_error_pct, v.mae, v.total_error_pct
+                "| {} | {:.4} | {:.4} | {} | {} | {:.2} | {} |",
+                row.model,
+                p.mae,
+                p.rmse,
+                if p.corr.is_finite() { format!("{:.3}", p.corr) } else { "n/a".into() },
+                signed_pct(p.total_error_pct),
+                v.mae,
+                signed_pct(v.total_error_pct)
             );
         }
     }
@@ -359,6 +371,14 @@ pub fn cac_section(rows: &[&crate::cac::Cac], currency: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_undefined_relative_error_reads_n_a() {
+        assert_eq!(signed_pct(12.34), "+12.3%");
+        assert_eq!(signed_pct(-5.0), "-5.0%");
+        // A holdout without purchases: (predicted - 0) / 0.
+        assert_eq!(signed_pct(crate::clv::errors(&[0.5], &[0.0]).total_error_pct), "n/a");
+    }
 
     /// Order keys as unify gives them: one per distinct (source, order id), here spread out
     /// (67 apart) so that keys fall in different words of the bit set.
