@@ -20,20 +20,27 @@ const CHUNK: usize = 1 << 20;
 /// A new file written directly; [`DirectFile::finish`] writes what is left and returns the file.
 pub struct DirectFile {
     file: File,
-    /// `CHUNK + BLOCK` bytes, of which `CHUNK` from `start` are block-aligned.
+    /// `chunk + BLOCK` bytes, of which `chunk` from `start` are block-aligned.
     buf: Vec<u8>,
     start: usize,
     len: usize,
+    /// Bytes gathered before each direct write: [`CHUNK`], or less for a small file.
+    chunk: usize,
     direct: bool,
 }
 
 impl DirectFile {
     /// Creates (or truncates) `path`.
     pub fn create(path: &Path) -> io::Result<DirectFile> {
+        DirectFile::with_chunk(path, CHUNK)
+    }
+
+    /// `chunk`: a multiple of [`BLOCK`].
+    fn with_chunk(path: &Path, chunk: usize) -> io::Result<DirectFile> {
         let (file, direct) = open(path)?;
-        let buf = vec![0u8; CHUNK + BLOCK];
+        let buf = vec![0u8; chunk + BLOCK];
         let start = buf.as_ptr().align_offset(BLOCK);
-        Ok(DirectFile { file, buf, start, len: 0, direct })
+        Ok(DirectFile { file, buf, start, len: 0, chunk, direct })
     }
 
     /// Writes the whole blocks gathered so far, keeping the partial block's bytes.
@@ -75,10 +82,10 @@ impl DirectFile {
 
 impl Write for DirectFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.len);
+        let n = data.len().min(self.chunk - self.len);
         self.buf[self.start + self.len..self.start + self.len + n].copy_from_slice(&data[..n]);
         self.len += n;
-        if self.len == CHUNK {
+        if self.len == self.chunk {
             self.write_blocks()?;
         }
         Ok(n)
@@ -90,9 +97,13 @@ impl Write for DirectFile {
     }
 }
 
-/// Writes `bytes` to a new file at `path`, directly.
+/// Writes `bytes` to a new file at `path`, directly; less than a block the ordinary way (it
+/// would go through the page cache anyway).
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = DirectFile::create(path)?;
+    if bytes.len() < BLOCK {
+        return std::fs::write(path, bytes);
+    }
+    let mut f = DirectFile::with_chunk(path, bytes.len().next_multiple_of(BLOCK).min(CHUNK))?;
     f.write_all(bytes)?;
     f.finish().map(drop)
 }
@@ -167,9 +178,12 @@ mod tests {
                 assert!(std::fs::read(&path).unwrap() == bytes, "{n} bytes in pieces of {piece}");
             }
         }
-        let path = dir.path().join("whole");
-        write(&path, &pattern(CHUNK + 5)).unwrap();
-        assert!(std::fs::read(&path).unwrap() == pattern(CHUNK + 5));
+        // Whole buffers, each through a chunk sized to it.
+        for (k, &n) in sizes.iter().enumerate() {
+            let path = dir.path().join(format!("whole-{k}"));
+            write(&path, &pattern(n)).unwrap();
+            assert!(std::fs::read(&path).unwrap() == pattern(n), "{n} bytes at once");
+        }
     }
 
     /// On ext4 and XFS, which honour `O_DIRECT` (others may take the flag and still buffer, as

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use chrono::NaiveDate;
 use std::path::Path;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FxRates {
     base: String,
     /// currency -> (days since 1970-01-01, rate), sorted by day.
@@ -16,6 +16,8 @@ pub struct FxRates {
     /// one index per order line instead of a binary search. Currencies whose rates span more than
     /// [`DAILY_SPAN`] days are searched.
     daily: foldhash::HashMap<u32, (i32, Vec<f64>)>,
+    /// [`FxRates::digest`], computed once: it is part of every parse cache key, one per file.
+    digest: String,
 }
 
 /// A three-letter currency code as one integer, which compares and hashes in one step (comparing
@@ -61,7 +63,14 @@ pub fn month_first_day(month: i64) -> i32 {
 impl FxRates {
     /// Rates for the base currency only (no file configured).
     pub fn base_only(base: &str) -> Self {
-        FxRates { base: base.to_string(), rates: foldhash::HashMap::default(), daily: foldhash::HashMap::default() }
+        let mut fx = FxRates {
+            base: base.to_string(),
+            rates: foldhash::HashMap::default(),
+            daily: foldhash::HashMap::default(),
+            digest: String::new(),
+        };
+        fx.digest = fx.fingerprint();
+        fx
     }
 
     pub fn load(path: &Path, base: &str) -> Result<Self> {
@@ -91,11 +100,16 @@ impl FxRates {
                 fx.daily.insert(code(currency).expect("validated: three letters"), (first, days));
             }
         }
+        fx.digest = fx.fingerprint();
         Ok(fx)
     }
 
     /// A fingerprint of every rate, the same for the same rates however they were read.
-    pub fn digest(&self) -> String {
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    fn fingerprint(&self) -> String {
         let mut currencies: Vec<_> = self.rates.iter().collect();
         currencies.sort_by(|a, b| a.0.cmp(b.0));
         let text = format!("{}{currencies:?}", self.base);

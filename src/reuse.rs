@@ -13,7 +13,7 @@
 
 use crate::error::Result;
 use crate::fx::epoch_days;
-use crate::sources::cache::{self, Cache, Cached, Stored};
+use crate::sources::cache::{self, Cache, Cached};
 use crate::sources::{InputFile, LoadCtx, Loaded};
 use crate::unify::{self, Accounting, Decided, Prepared, Rules};
 use polars::prelude::*;
@@ -25,8 +25,6 @@ pub struct Slot {
     key: Option<String>,
     /// Each file's path and SHA-256, as the key has them.
     files: Vec<(String, String)>,
-    /// An entry that is there but does not serve this run is replaced.
-    replace: bool,
 }
 
 /// What the cache holds for the source a load stage reads.
@@ -53,14 +51,14 @@ pub fn lookup(cache: &Cache, ctx: &LoadCtx, rules: &Rules) -> Option<Lookup> {
     let (paths, buyers) = crate::sources::files_of(ctx.spec).ok()?;
     let remembered = |path: &std::path::PathBuf| Some((path.display().to_string(), cache.remembered_sha256(path)?));
     let Some(files) = paths.iter().chain(&buyers).map(remembered).collect::<Option<Vec<_>>>() else {
-        return Some(Lookup::Missing(Slot { key: None, files: Vec::new(), replace: false }));
+        return Some(Lookup::Missing(Slot { key: None, files: Vec::new() }));
     };
     let key = key(ctx, rules, &files);
     let as_of = epoch_days(rules.as_of()) as i64;
     Some(match cache.prepared::<Entry>(&key, |info| serves(info, as_of)) {
-        Stored::Found(entry) => Lookup::Found(Box::new(entry.into_found())),
-        Stored::Missing => Lookup::Missing(Slot { key: Some(key), files, replace: false }),
-        Stored::Refused => Lookup::Missing(Slot { key: Some(key), files, replace: true }),
+        Some(entry) => Lookup::Found(Box::new(entry.into_found())),
+        // An entry that is there but does not serve this run is replaced when the slot is stored.
+        None => Lookup::Missing(Slot { key: Some(key), files }),
     })
 }
 
@@ -90,7 +88,7 @@ pub fn apply(ctx: &LoadCtx, rules: &Rules, found: Found, loaded: &mut Loaded) ->
             tracing::warn!(stage = %ctx.spec.id, "earlier decisions unusable ({e}): preparing the source again");
             *loaded = crate::sources::load(ctx)?;
             let prepared = unify::prepare(rules, &ctx.spec.id, ctx.spec.kind, loaded)?;
-            Ok((prepared, Some(Slot { key: None, files: Vec::new(), replace: true })))
+            Ok((prepared, Some(Slot { key: None, files: Vec::new() })))
         }
     }
 }
@@ -98,14 +96,13 @@ pub fn apply(ctx: &LoadCtx, rules: &Rules, found: Found, loaded: &mut Loaded) ->
 /// What [`store`] makes of a prepared source, before it is written.
 pub struct ToStore {
     key: String,
-    replace: bool,
     entry: Entry,
 }
 
 impl ToStore {
     pub fn write(self, cache: &Cache) {
         let started = std::time::Instant::now();
-        cache.store_prepared(&self.key, &self.entry, self.replace);
+        cache.store_prepared(&self.key, &self.entry);
         let (ms, lines) = (started.elapsed().as_millis() as u64, self.entry.columns.height());
         tracing::debug!(ms, lines, "stored a source's decisions");
     }
@@ -158,7 +155,7 @@ pub fn store(
         columns: decided.columns,
         keys: frame_of(prepared.keys().clone().with_name(KEY.into()).into_column()),
     };
-    Ok(Some(ToStore { key, replace: slot.replace, entry }))
+    Ok(Some(ToStore { key, entry }))
 }
 
 const KEPT: &str = "kept";

@@ -4,11 +4,13 @@
 //! reported under, the load stage's settings, the pipeline's zone, the exchange rates
 //! (unconvertible rows are rejected while loading), the test-order patterns (matched while
 //! loading) and this program's version and source
-//! fingerprint (build.rs: a rebuilt parser never reads an older parser's entries). Each entry
-//! records a checksum of each of its Parquet files (XXH3-128: it guards against damage, not
-//! tampering, and SHA-256 over the entries was ~1% of a run); an entry that fails that check or
-//! does not read back is parsed again and rewritten, never trusted. Category columns are stored
-//! as integer codes with their categories in the entry's `meta.json`
+//! fingerprint (build.rs: a rebuilt parser never reads an older parser's entries). An entry is
+//! one file (see [`FORMAT`]; with a directory of files per entry, a full run over two years of
+//! daily exports spent more time creating files than parsing them) and records a checksum of
+//! itself (XXH3-128: it guards against damage, not tampering, and SHA-256 over the entries was
+//! ~1% of a run); an entry that fails that check or does not read back is parsed again and
+//! rewritten, never trusted. Category columns are stored
+//! as integer codes with their categories in the entry's header
 //! (`frame::categories_to_codes`): read as categories, every row's text was hashed again. How
 //! each column is encoded: `encode.rs`. The cache holds parsed personal data, as the exports do:
 //! it is created private to its owner. Whole sources' decisions (`crate::reuse`) are kept under
@@ -38,9 +40,9 @@ use std::time::{Duration, SystemTime};
 pub trait Cached: Sized {
     /// What the file is parsed as (order lines, buyers): part of the key.
     const KIND: &'static str;
-    /// The entry's Parquet files, in the order of [`Cached::tables`].
+    /// The names of the entry's Parquet tables (for messages), in the order of [`Cached::tables`].
     const TABLES: &'static [&'static str];
-    /// Kept in the entry's `meta.json`.
+    /// Kept in the entry's header.
     type Info: serde::Serialize + serde::de::DeserializeOwned;
     fn info(&self) -> Self::Info;
     fn tables(&self) -> Vec<&DataFrame>;
@@ -51,17 +53,21 @@ pub struct Cache {
     dir: PathBuf,
 }
 
-/// What an entry says of itself; written last, so an entry without it is incomplete.
+/// An entry's first line is this and the [`checksum`] of the rest; then one line of JSON, the
+/// entry's [`Meta`]; then its tables' Parquet bytes back to back. Written beside its place and
+/// renamed in, so a reader finds a whole entry or none.
+pub const FORMAT: &str = "clv parse cache entry 2";
+
+/// What an entry says of itself.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Meta<I> {
     info: I,
-    /// Of each of the entry's tables, in `Cached::TABLES` order ([`checksum`]).
-    checksums: Vec<String>,
+    /// Of each of the entry's tables, in `Cached::TABLES` order: its length in bytes.
+    lengths: Vec<usize>,
     /// Of each table, its category columns (stored as codes) and their categories by code.
     categories: Vec<crate::frame::StoredCategories>,
 }
 
-const META: &str = "meta.json";
 /// Where sources' decisions are kept (`crate::reuse`), apart from the parsed files.
 const PREPARED: &str = "prepared";
 
@@ -192,7 +198,7 @@ impl Cache {
             }
         };
         let out = parse(file)?;
-        if let Err(e) = write_entry(&entry, &out, outcome == Outcome::Rebuilt) {
+        if let Err(e) = write_entry(&entry, &out) {
             tracing::warn!(file = %path.display(), "could not cache the parsed file: {e}");
         }
         Ok((out, outcome))
@@ -204,24 +210,20 @@ impl Cache {
     }
 
     /// The source's decisions stored under `key` (`crate::reuse`), if the entry is sound and
-    /// `accept`s its info. An unsound entry is logged and taken as none.
-    pub fn prepared<T: Cached>(&self, key: &str, accept: impl FnOnce(&T::Info) -> bool) -> Stored<T> {
+    /// `accept`s its info. An unsound entry is logged and taken as none; storing the source's
+    /// decisions again replaces it.
+    pub fn prepared<T: Cached>(&self, key: &str, accept: impl FnOnce(&T::Info) -> bool) -> Option<T> {
         let entry = self.dir.join(PREPARED).join(key);
-        match read_entry(&entry, accept) {
-            Ok(Some(out)) => Stored::Found(out),
-            Ok(None) if entry.exists() => Stored::Refused,
-            Ok(None) => Stored::Missing,
-            Err(why) => {
-                tracing::warn!(entry = %entry.display(), "cache entry unusable ({why}): preparing the source again");
-                Stored::Refused
-            }
-        }
+        read_entry(&entry, accept).unwrap_or_else(|why| {
+            tracing::warn!(entry = %entry.display(), "cache entry unusable ({why}): preparing the source again");
+            None
+        })
     }
 
-    /// Stores a source's decisions under `key`, in place of a `Refused` entry if `replace`.
-    /// Failing only costs the next run a preparation: it is logged.
-    pub fn store_prepared<T: Cached>(&self, key: &str, out: &T, replace: bool) {
-        if let Err(e) = write_entry(&self.dir.join(PREPARED).join(key), out, replace) {
+    /// Stores a source's decisions under `key`, in place of any entry there. Failing only costs
+    /// the next run a preparation: it is logged.
+    pub fn store_prepared<T: Cached>(&self, key: &str, out: &T) {
+        if let Err(e) = write_entry(&self.dir.join(PREPARED).join(key), out) {
             tracing::warn!("could not cache a source's decisions: {e}");
         }
     }
@@ -242,8 +244,7 @@ impl Cache {
         let file = self.hash_file(path);
         let hashed = Hashed { path: path.to_path_buf(), stat, sha256: sha256.to_string() };
         let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
-        let written = std::fs::create_dir_all(file.parent().expect("in the hashes directory"))
-            .and_then(|()| std::fs::write(&tmp, serde_json::to_vec(&hashed).expect("serializes")))
+        let written = write_new(&tmp, &serde_json::to_vec(&hashed).expect("serializes"))
             .and_then(|()| std::fs::rename(&tmp, &file));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
@@ -257,7 +258,7 @@ impl Cache {
 pub fn key<T: Cached>(ctx: &LoadCtx, parts: &[&str]) -> String {
     let (spec, fx, tests) = (format!("{:?}", ctx.spec), ctx.fx.digest(), format!("{:?}", ctx.tests));
     let fixed = [env!("CARGO_PKG_VERSION"), env!("CLV_SOURCE_FINGERPRINT"), T::KIND];
-    let settings = [spec.as_str(), ctx.zone.name(), fx.as_str(), tests.as_str()];
+    let settings = [spec.as_str(), ctx.zone.name(), fx, tests.as_str()];
     let mut h = Sha256::new();
     for part in fixed.into_iter().chain(settings).chain(parts.iter().copied()) {
         h.update(part.as_bytes());
@@ -266,16 +267,12 @@ pub fn key<T: Cached>(ctx: &LoadCtx, parts: &[&str]) -> String {
     hex(&h.finalize())
 }
 
-/// What the cache holds of a source's decisions under a key.
-pub enum Stored<T> {
-    Found(T),
-    /// No entry.
-    Missing,
-    /// An entry that is unsound or not for this run: to be replaced.
-    Refused,
+/// `bytes` split after its first line (the newline dropped).
+fn line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    memchr::memchr(b'\n', bytes).map(|end| (&bytes[..end], &bytes[end + 1..]))
 }
 
-/// A table's checksum as its entry records it.
+/// The checksum an entry's first line records of the rest of it.
 fn checksum(bytes: &[u8]) -> String {
     format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
 }
@@ -286,64 +283,80 @@ fn read_entry<T: Cached>(
     entry: &Path,
     accept: impl FnOnce(&T::Info) -> bool,
 ) -> std::result::Result<Option<T>, String> {
-    let meta = match std::fs::read(entry.join(META)) {
-        Ok(m) => m,
+    let bytes = match std::fs::read(entry) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let meta: Meta<T::Info> = serde_json::from_slice(&meta).map_err(|e| format!("{META}: {e}"))?;
+    let (first, rest) = line(&bytes).ok_or("no first line")?;
+    let want = first.strip_prefix(FORMAT.as_bytes()).and_then(|c| c.strip_prefix(b" "));
+    if want != Some(checksum(rest).as_bytes()) {
+        return Err(match want {
+            Some(_) => "checksum mismatch".into(),
+            None => format!("not a `{FORMAT}` entry"),
+        });
+    }
+    let (header, mut body) = line(rest).ok_or("no header")?;
+    let meta: Meta<T::Info> = serde_json::from_slice(header).map_err(|e| format!("header: {e}"))?;
     if !accept(&meta.info) {
         return Ok(None);
     }
-    if meta.checksums.len() != T::TABLES.len() || meta.categories.len() != T::TABLES.len() {
-        return Err(format!("{META}: {} tables, expected {}", meta.checksums.len(), T::TABLES.len()));
+    let n = T::TABLES.len();
+    if meta.lengths.len() != n || meta.categories.len() != n || meta.lengths.iter().sum::<usize>() != body.len() {
+        return Err(format!("the header's tables ({:?} bytes) are not the entry's", meta.lengths));
     }
-    let tables = T::TABLES
-        .iter()
-        .zip(meta.checksums.iter().zip(&meta.categories))
-        .map(|(name, (want, categories))| {
-            let bytes = std::fs::read(entry.join(name)).map_err(|e| format!("{name}: {e}"))?;
-            if checksum(&bytes) != *want {
-                return Err(format!("{name}: checksum mismatch"));
-            }
-            let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish().map_err(|e| format!("{name}: {e}"))?;
-            crate::frame::codes_to_categories(df, categories).map_err(|e| format!("{name}: {e}"))
-        })
-        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let mut tables = Vec::with_capacity(n);
+    for ((name, &len), categories) in T::TABLES.iter().zip(&meta.lengths).zip(&meta.categories) {
+        let (table, after) = body.split_at(len);
+        body = after;
+        let df = ParquetReader::new(std::io::Cursor::new(table)).finish().map_err(|e| format!("{name}: {e}"))?;
+        tables.push(crate::frame::codes_to_categories(df, categories).map_err(|e| format!("{name}: {e}"))?);
+    }
     T::from_tables(meta.info, tables).map(Some)
 }
 
-/// Writes the entry beside its final place and renames it in: a reader finds a whole entry or
-/// none. When two runs store the same entry the first stays (the bytes are the same); a corrupt
-/// entry (`replace`) is removed first.
-fn write_entry<T: Cached>(entry: &Path, out: &T, replace: bool) -> Result<()> {
-    let parent = entry.parent().expect("entries live in the cache directory");
-    std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
-    }
-    let name = entry.file_name().expect("an entry name").to_string_lossy();
-    let tmp = parent.join(format!(".tmp-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+/// Writes the entry beside its final place and renames it in, replacing any entry there (a
+/// corrupt one, or the same bytes from a concurrent run).
+fn write_entry<T: Cached>(entry: &Path, out: &T) -> Result<()> {
     let parquet = |df: &DataFrame| -> Result<(Vec<u8>, crate::frame::StoredCategories)> {
         let (df, categories) = crate::frame::categories_to_codes(df.clone())?;
         Ok((encode::encode(&df)?, categories))
     };
     let (tables, categories): (Vec<_>, Vec<_>) =
         out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?.into_iter().unzip();
-    let checksums = tables.iter().map(|t| checksum(t)).collect();
-    let meta = Meta { info: out.info(), checksums, categories };
-    let files = T::TABLES.iter().copied().zip(tables).chain([(META, serde_json::to_vec(&meta).expect("serializes"))]);
-    for (file, bytes) in files {
-        crate::direct::write(&tmp.join(file), &bytes).ctx(|| format!("writing {}", tmp.join(file).display()))?;
+    let meta = Meta { info: out.info(), lengths: tables.iter().map(Vec::len).collect(), categories };
+    let mut rest = serde_json::to_vec(&meta).expect("serializes");
+    rest.push(b'\n');
+    tables.iter().for_each(|t| rest.extend_from_slice(t));
+    let first = format!("{FORMAT} {}\n", checksum(&rest));
+    let bytes = [first.as_bytes(), &rest].concat();
+    let name = entry.file_name().expect("an entry name").to_string_lossy();
+    let tmp = entry.with_file_name(format!(".tmp-{name}-{}", std::process::id()));
+    let written = write_new(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, entry));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    if replace {
-        let _ = std::fs::remove_dir_all(entry);
+    written.ctx(|| format!("writing {}", entry.display()))
+}
+
+/// Writes a new file at `path` (around the page cache). The cache's directories are made by the
+/// first write that finds them missing.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    match crate::direct::write(path, bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            private_dirs(path.parent().expect("cache files live in a directory"))?;
+            crate::direct::write(path, bytes)
+        }
+        done => done,
     }
-    if std::fs::rename(&tmp, entry).is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    Ok(())
+}
+
+/// Makes `dir` and its missing parents, each private to the owner: the cache holds parsed
+/// personal data.
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }

@@ -271,8 +271,8 @@ pub fn email_key(raw: &str) -> Option<String> {
 fn normalised_email(mut prefix: String, raw: &str) -> Option<String> {
     let (start, t) = (prefix.len(), raw.trim());
     if t.is_ascii() {
-        prefix.reserve(t.len());
-        prefix.extend(t.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        prefix.push_str(t);
+        prefix[start..].make_ascii_lowercase();
     } else {
         prefix.push_str(&t.to_lowercase());
     }

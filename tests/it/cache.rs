@@ -136,13 +136,9 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     let entry = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| std::fs::read_to_string(p.join("meta.json")).is_ok_and(|m| m.contains("orders_export_3.csv")))
+        .find(|p| p.is_file() && entry_parts(p).0["info"].to_string().contains("orders_export_3.csv"))
         .unwrap();
-    let lines = entry.join("lines.parquet");
-    let mut bytes = std::fs::read(&lines).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&lines, bytes).unwrap();
+    flip_a_byte_of_the_first_table(&entry);
     let repaired = run(&p, &out("repaired"), Some(&cache));
     assert_eq!(
         repaired,
@@ -150,6 +146,12 @@ fn a_rerun_parses_only_new_or_changed_files_and_publishes_the_same_bytes() {
     );
     assert_eq!(snapshot(&out("repaired")), snapshot(&out("daily_uncached")));
     assert_eq!(run(&p, &out("after_repair"), Some(&cache))[1], "shopify {\"from cache\": 3}");
+    // So is an entry whose header was damaged, even where it still reads as JSON: a category.
+    let bytes = std::fs::read(&entry).unwrap();
+    let at = bytes.windows(4).position(|w| w == b"\"US\"").expect("a country category in the header");
+    std::fs::write(&entry, [&bytes[..at + 1], b"UK", &bytes[at + 3..]].concat()).unwrap();
+    assert_eq!(run(&p, &out("header"), Some(&cache))[1], "shopify {\"from cache\": 2, \"rebuilt\": 1}");
+    assert_eq!(snapshot(&out("header")), snapshot(&out("daily_uncached")));
 
     // Changed loader settings re-parse that stage's files, and only those.
     let text = std::fs::read_to_string(&p).unwrap();
@@ -266,11 +268,7 @@ fn an_unchanged_source_takes_its_earlier_decisions_and_publishes_the_same_bytes(
 
     // A damaged entry is not trusted: the source is decided afresh, the output is the same.
     for entry in std::fs::read_dir(cache.join("prepared")).unwrap() {
-        let lines = entry.unwrap().path().join("lines.parquet");
-        let mut bytes = std::fs::read(&lines).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        std::fs::write(&lines, bytes).unwrap();
+        flip_a_byte_of_the_first_table(&entry.unwrap().path());
     }
     assert!(reused(&p, &out("damaged"), &cache, &[]).is_empty());
     same("damaged", "new_file_uncached");
@@ -326,15 +324,53 @@ fn decisions_that_do_not_fit_the_lines_are_made_afresh_and_replaced() {
 /// Rewrites a decisions entry's kept-line flags one line short, with a checksum that matches.
 fn one_line_short(entry: &Path) {
     use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
-    let kept = entry.join("kept.parquet");
-    let all = ParquetReader::new(std::fs::File::open(&kept).unwrap()).finish().unwrap();
+    let (header, mut tables) = entry_parts(entry);
+    assert_eq!(tables.len(), 3, "kept, lines, keys");
+    let all = ParquetReader::new(std::io::Cursor::new(&tables[0])).finish().unwrap();
     let mut short = all.slice(0, all.height() - 1);
-    let mut bytes = Vec::new();
-    ParquetWriter::new(&mut bytes).finish(&mut short).unwrap();
-    std::fs::write(&kept, &bytes).unwrap();
-    let meta = entry.join("meta.json");
-    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
-    assert_eq!(m["checksums"].as_array().map(Vec::len), Some(3), "kept, lines, keys");
-    m["checksums"][0] = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes)).into();
-    std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+    tables[0].clear();
+    ParquetWriter::new(&mut tables[0]).finish(&mut short).unwrap();
+    write_entry_parts(entry, header, &tables);
+}
+
+/// A cache entry's header (JSON) and tables, as `clv::sources::cache::FORMAT` lays them out.
+fn entry_parts(entry: &Path) -> (serde_json::Value, Vec<Vec<u8>>) {
+    let bytes = std::fs::read(entry).unwrap();
+    let mut lines = bytes.splitn(3, |&b| b == b'\n');
+    let first = String::from_utf8(lines.next().unwrap().to_vec()).unwrap();
+    assert!(first.starts_with(clv::sources::cache::FORMAT), "{first}");
+    let header: serde_json::Value = serde_json::from_slice(lines.next().unwrap()).unwrap();
+    let mut body = lines.next().unwrap();
+    let tables = header["lengths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|len| {
+            let (table, rest) = body.split_at(len.as_u64().unwrap() as usize);
+            body = rest;
+            table.to_vec()
+        })
+        .collect();
+    assert!(body.is_empty());
+    (header, tables)
+}
+
+/// Writes an entry of `header` and `tables` with lengths and a checksum that match.
+fn write_entry_parts(entry: &Path, mut header: serde_json::Value, tables: &[Vec<u8>]) {
+    header["lengths"] = tables.iter().map(Vec::len).collect::<Vec<_>>().into();
+    let mut rest = serde_json::to_vec(&header).unwrap();
+    rest.push(b'\n');
+    tables.iter().for_each(|t| rest.extend_from_slice(t));
+    let first = format!("{} {:032x}\n", clv::sources::cache::FORMAT, xxhash_rust::xxh3::xxh3_128(&rest));
+    std::fs::write(entry, [first.as_bytes(), &rest].concat()).unwrap();
+}
+
+/// Damages an entry: one byte in the middle of its first table.
+fn flip_a_byte_of_the_first_table(entry: &Path) {
+    let bytes = std::fs::read(entry).unwrap();
+    let (_, tables) = entry_parts(entry);
+    let at = bytes.len() - tables.iter().map(Vec::len).sum::<usize>() + tables[0].len() / 2;
+    let mut damaged = bytes;
+    damaged[at] ^= 0xff;
+    std::fs::write(entry, damaged).unwrap();
 }
