@@ -697,7 +697,7 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
     }
     let fx_reason =
         frame::text_day_number_to_str(col(CURRENCY), col(ORDER_DATE), col(NET), move |c, d, n| fx.problem(c, d, n));
-    let mut df = frame::collect(
+    let mut df = frame::collect_rowwise(
         with_date.with_column(coalesce(&[col(REASON), fx_reason]).alias(REASON)),
         &format!("lines of {}", raw.shown),
     )?;

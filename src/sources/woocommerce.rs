@@ -240,7 +240,7 @@ fn webtoffee(ctx: &LoadCtx, raw: super::RawFile, items: Vec<String>, ts: parse::
 
     // The order's text fields, per row, then on each of its lines.
     let o = order_fields(ctx);
-    let per_row = frame::collect(
+    let per_row = frame::collect_rowwise(
         raw.frame.clone().lazy().select([
             col(aux::LINE),
             col(super::REC),
