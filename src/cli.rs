@@ -60,6 +60,11 @@ pub enum Command {
         /// Parse every file; neither read nor write the cache (wins over --cache-dir).
         #[arg(long)]
         no_cache: bool,
+        /// After a successful run, remove what no run has used for this many days: entries of
+        /// other clv versions or settings, of exports since deleted.
+        #[arg(long, env = "CLV_CACHE_KEEP_DAYS", value_name = "DAYS", default_value_t = 30,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        cache_keep_days: u32,
         /// Soft memory target, e.g. 2.75GiB or 4096MiB: below it freed memory is kept for reuse
         /// (each page handed back to the kernel costs a page fault to take again), above it it is
         /// handed back [default: 2.75GiB, or half of the machine's or cgroup's memory if less]. It

@@ -89,10 +89,22 @@ fn purge_after(ms: i64) {
 
 fn execute(command: Command) -> clv::error::Result<()> {
     match command {
-        Command::Run { pipeline, out, as_of, markets, threads: _, cache_dir, no_cache, memory_target: _ } => {
+        Command::Run {
+            pipeline,
+            out,
+            as_of,
+            markets,
+            threads: _,
+            cache_dir,
+            no_cache,
+            cache_keep_days,
+            memory_target: _,
+        } => {
             let p = clv::config::load(&pipeline)?;
             let cache = if no_cache { None } else { cache_dir.or_else(clv::sources::cache::Cache::default_dir) };
-            let summary = clv::pipeline::run(&p, &clv::pipeline::RunOptions { out, as_of, markets, cache })?;
+            let cache_keep = Some(std::time::Duration::from_secs(u64::from(cache_keep_days) * 24 * 3600));
+            let summary =
+                clv::pipeline::run(&p, &clv::pipeline::RunOptions { out, as_of, markets, cache, cache_keep })?;
             println!(
                 "run {} as of {}: published {} file(s) for market(s) {} under {}",
                 summary.run_id,

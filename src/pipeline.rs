@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub markets: Vec<String>,
     /// Keep parsed export files here between runs (see `sources::cache`); `None`: parse all.
     pub cache: Option<PathBuf>,
+    /// After a successful run, remove from the cache what no run has used for this long
+    /// (`Cache::prune`); `None`: keep everything.
+    pub cache_keep: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]
@@ -237,6 +240,17 @@ pub fn run(p: &Pipeline, opts: &RunOptions) -> Result<RunSummary> {
     let outputs = publish(p, &out, as_of, staged, opts.markets.is_empty(), &unified, &analyses, &loaded, &timings)?;
     timings.insert("publish".into(), publish_ms + started.elapsed().as_millis());
     tracing::info!(run_id = %run_id, out = %out.display(), ms = timings["publish"], "published");
+    if let (Some(cache), Some(keep)) = (&cache, opts.cache_keep) {
+        let (files, bytes) = cache.prune(keep);
+        if files > 0 {
+            tracing::info!(
+                files,
+                bytes,
+                days = keep.as_secs() / 86_400,
+                "removed from the parse cache what no run used"
+            );
+        }
+    }
     Ok(RunSummary { run_id, out, as_of, markets, outputs })
 }
 

@@ -25,6 +25,10 @@
 //! back, so a file whose stat is unchanged has the bytes it was hashed with and is not read
 //! again. A file changed in the same clock tick as its hashing could look unchanged: a hash is
 //! only remembered for a file untouched for [`SETTLED`] before it was read.
+//!
+//! Keys hold clv's version and the settings, so every upgrade or settings change leaves a set of
+//! entries no run reads again: a file read is marked used ([`MARK_EVERY`]) and [`Cache::prune`]
+//! removes what stayed unmarked for long.
 
 mod encode;
 
@@ -235,7 +239,7 @@ impl Cache {
 
     /// The SHA-256 remembered for `path` if its stat is still `stat`.
     fn remembered(&self, path: &Path, stat: &Stat) -> Option<String> {
-        let hashed: Hashed = serde_json::from_slice(&std::fs::read(self.hash_file(path)).ok()?).ok()?;
+        let hashed: Hashed = serde_json::from_slice(&read_used(&self.hash_file(path)).ok()?).ok()?;
         (hashed.stat == *stat).then_some(hashed.sha256)
     }
 
@@ -251,6 +255,65 @@ impl Cache {
             tracing::debug!(file = %path.display(), "could not remember the file's hash: {e}");
         }
     }
+
+    /// Removes what no run has used for `keep` (entries of other clv versions or settings, of
+    /// exports since deleted, hashes of files gone, leftovers of interrupted writes) and says how
+    /// many files and bytes went. Only names the cache writes are touched (a key in hex, or a
+    /// temporary file made from one): a cache directory pointed at a shared place loses nothing
+    /// else.
+    pub fn prune(&self, keep: Duration) -> (usize, u64) {
+        let Some(cutoff) = SystemTime::now().checked_sub(keep) else { return (0, 0) };
+        let mut removed = (0, 0);
+        for dir in [self.dir.clone(), self.dir.join(PREPARED), self.dir.join(HASHES)] {
+            let Ok(listing) = std::fs::read_dir(&dir) else { continue };
+            for item in listing.flatten() {
+                let (path, name) = (item.path(), item.file_name());
+                let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+                if !ours(&name.to_string_lossy()) || meta.modified().map_or(true, |m| m >= cutoff) {
+                    continue;
+                }
+                let bytes = match meta.is_dir() {
+                    // An entry of the format before this one: a directory of files.
+                    true => std::fs::read_dir(&path)
+                        .map(|l| l.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum())
+                        .unwrap_or(0),
+                    false => meta.len(),
+                };
+                let gone = match meta.is_dir() {
+                    true => std::fs::remove_dir_all(&path),
+                    false => std::fs::remove_file(&path),
+                };
+                if gone.is_ok() {
+                    removed = (removed.0 + 1, removed.1 + bytes);
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// A file the cache uses is marked so (its mtime set to now) when its mark is older than this:
+/// once a day, not on every run. [`Cache::prune`] goes by the marks.
+const MARK_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// The bytes of the cache's file at `path`, marking it used.
+fn read_used(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    if meta.modified().ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > MARK_EVERY) {
+        let _ = file.set_modified(SystemTime::now());
+    }
+    Ok(bytes)
+}
+
+/// Whether a name in the cache is one the cache writes: a key (64 hex digits), possibly with an
+/// extension, or a temporary file made from one.
+fn ours(name: &str) -> bool {
+    let key = name.strip_prefix(".tmp-").unwrap_or(name);
+    key.len() >= 64 && key.as_bytes()[..64].iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
 /// The key of a `T` entry: the load's settings and `parts` (a file's hash and path, or a whole
@@ -283,7 +346,7 @@ fn read_entry<T: Cached>(
     entry: &Path,
     accept: impl FnOnce(&T::Info) -> bool,
 ) -> std::result::Result<Option<T>, String> {
-    let bytes = match std::fs::read(entry) {
+    let bytes = match read_used(entry) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
@@ -359,4 +422,58 @@ fn private_dirs(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// A file at `path` with `len` bytes, last modified `age` ago.
+    fn file(path: &Path, len: usize, age: Duration) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, vec![b'x'; len]).unwrap();
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn pruning_removes_only_the_caches_own_files_unused_for_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (key, other) = ("a".repeat(64), format!("{}0", "b".repeat(63)));
+        file(&root.join(&key), 100, 40 * DAY);
+        file(&root.join(&other), 7, DAY);
+        file(&root.join(format!(".tmp-{key}-42")), 10, 40 * DAY);
+        file(&root.join(HASHES).join(&key), 20, 40 * DAY);
+        file(&root.join(HASHES).join(format!("{other}.tmp-42")), 3, 40 * DAY);
+        file(&root.join(PREPARED).join(&other), 5, 40 * DAY);
+        // An entry of the earlier format: a directory of files, made 40 days ago.
+        let old_entry = root.join("c".repeat(64));
+        file(&old_entry.join("meta.json"), 30, 40 * DAY);
+        std::fs::File::open(&old_entry).unwrap().set_modified(SystemTime::now() - 40 * DAY).unwrap();
+        // Not the cache's: kept however old.
+        file(&root.join("notes.txt"), 1, 400 * DAY);
+        file(&root.join("x".repeat(64)), 1, 400 * DAY);
+
+        assert_eq!(Cache::new(root).prune(30 * DAY), (6, 100 + 10 + 20 + 3 + 5 + 30));
+        let mut left: Vec<String> =
+            std::fs::read_dir(root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [other, "hashes".into(), "notes.txt".into(), "prepared".into(), "x".repeat(64)]);
+    }
+
+    #[test]
+    fn a_file_read_is_marked_used_once_its_mark_is_a_day_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fresh, stale) = (dir.path().join("fresh"), dir.path().join("stale"));
+        file(&fresh, 5, Duration::from_secs(3600));
+        file(&stale, 5, 3 * DAY);
+        let age = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap().elapsed().unwrap();
+        assert_eq!(read_used(&stale).unwrap(), b"xxxxx");
+        read_used(&fresh).unwrap();
+        assert!(age(&stale) < Duration::from_secs(60), "marked");
+        assert!(age(&fresh) > Duration::from_secs(3000), "left alone: marked within the day");
+    }
 }

@@ -374,3 +374,35 @@ fn flip_a_byte_of_the_first_table(entry: &Path) {
     damaged[at] ^= 0xff;
     std::fs::write(entry, damaged).unwrap();
 }
+
+/// After a successful run the cache loses what no run has used for `--cache-keep-days` (30 by
+/// default): what this run used stays, marked used; a stale entry and a leftover of the earlier
+/// format go; a file that is not the cache's stays however old.
+#[test]
+fn a_run_removes_what_no_run_used_for_the_days_kept() {
+    let (dir, _data, p, cache) = scratch();
+    let out = |name: &str| dir.path().join(name);
+    run(&p, &out("cold"), Some(&cache));
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+    let (stale, earlier_format, foreign) =
+        (cache.join("d".repeat(64)), cache.join("e".repeat(64)), cache.join("README"));
+    std::fs::write(&stale, "an entry of another clv version").unwrap();
+    std::fs::create_dir(&earlier_format).unwrap();
+    std::fs::write(earlier_format.join("meta.json"), "{}").unwrap();
+    std::fs::write(&foreign, "not the cache's").unwrap();
+    let mut files = vec![];
+    for sub in ["", "hashes", "prepared"] {
+        files.extend(std::fs::read_dir(cache.join(sub)).unwrap().map(|e| e.unwrap().path()));
+    }
+    for f in &files {
+        std::fs::File::open(f).unwrap().set_modified(long_ago).unwrap();
+    }
+    let warm = run(&p, &out("warm"), Some(&cache));
+    assert!(warm.iter().all(|l| !l.contains("parsed")), "{warm:?}");
+    assert!(!stale.exists() && !earlier_format.exists() && foreign.exists());
+    // What the warm run used is still there: the next run too finds every file in the cache.
+    let again = logged(&p, &out("again"), Some(&cache));
+    assert!(again.iter().all(|(_, outcomes, read)| *read == 0 && !outcomes.contains("parsed")), "{again:?}");
+    run(&p, &out("uncached"), None);
+    assert_eq!(snapshot(&out("again")), snapshot(&out("uncached")));
+}
