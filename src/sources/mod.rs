@@ -118,8 +118,8 @@ fn load_files(ctx: &LoadCtx, with_buyers: bool) -> Result<Loaded> {
     }
     tracing::info!(stage = %ctx.spec.id, files = paths.len() + buyers.len(), read, "files: {outcomes:?}");
     let mut loaded = Loaded {
-        lines: stack(outs.iter().map(|o| o.lines.clone()).collect(), line_schema())?,
-        rejects: stack(outs.iter().map(|o| o.rejects.clone()).collect(), reject_schema())?,
+        lines: stack(outs.iter_mut().map(|o| std::mem::take(&mut o.lines)).collect(), line_schema())?,
+        rejects: stack(outs.iter_mut().map(|o| std::mem::take(&mut o.rejects)).collect(), reject_schema())?,
         files: outs.iter().map(|o| o.input.clone()).collect(),
         rows_read: outs.iter().map(|o| o.input.rows).sum(),
         notes: Vec::new(),
@@ -519,13 +519,44 @@ fn empty(schema: &[(&'static str, DataType)]) -> Result<DataFrame> {
     frame::frame(schema.iter().map(|(n, t)| Column::new_empty((*n).into(), t)).collect())
 }
 
+/// Rows below which consecutive files' frames are merged into one chunk when stacked: daily
+/// exports made thousands of chunks of a few hundred rows, and every later pass paid per chunk.
+/// A file this large stays as it was read (no copy).
+const CHUNK_ROWS: usize = 1 << 16;
+
+/// The files' frames one under the other, small ones merged into chunks of [`CHUNK_ROWS`].
 fn stack(frames: Vec<DataFrame>, schema: Vec<(&'static str, DataType)>) -> Result<DataFrame> {
-    let mut it = frames.into_iter();
-    let Some(mut acc) = it.next() else { return empty(&schema) };
-    for f in it {
-        acc.vstack_mut(&f).ctx(|| "stacking files")?;
+    let (mut parts, mut small, mut small_rows) = (Vec::new(), Vec::new(), 0);
+    for f in frames {
+        if f.height() >= CHUNK_ROWS {
+            parts.extend(one_chunk(std::mem::take(&mut small))?);
+            parts.push(f);
+            continue;
+        }
+        small_rows += f.height();
+        small.push(f);
+        if small_rows >= CHUNK_ROWS {
+            parts.extend(one_chunk(std::mem::take(&mut small))?);
+            small_rows = 0;
+        }
     }
-    Ok(acc)
+    parts.extend(one_chunk(small)?);
+    on_top(parts)?.map_or_else(|| empty(&schema), Ok)
+}
+
+/// Frames one under the other; `None` for none.
+fn on_top(frames: Vec<DataFrame>) -> Result<Option<DataFrame>> {
+    let mut frames = frames.into_iter();
+    let Some(mut all) = frames.next() else { return Ok(None) };
+    for f in frames {
+        all.vstack_mut_owned(f).ctx(|| "stacking files")?;
+    }
+    Ok(Some(all))
+}
+
+/// Frames one under the other, in one chunk.
+fn one_chunk(frames: Vec<DataFrame>) -> Result<Option<DataFrame>> {
+    Ok(on_top(frames)?.map(|mut all| std::mem::take(all.rechunk_mut())))
 }
 
 /// Reason when `raw` is present but `parsed` is null: "unparseable <label> '<raw>'".
@@ -736,6 +767,28 @@ pub fn finish(ctx: &LoadCtx, raw: RawFile, lf: LazyFrame, e: LineExprs) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Daily files' small frames are merged into chunks of about CHUNK_ROWS; a large file's
+    /// frame is stacked as it was; the rows keep their order.
+    #[test]
+    fn stacking_merges_small_files_into_chunks_and_keeps_large_ones() {
+        let frame = |from: u32, rows: usize| df!("n" => (from..from + rows as u32).collect::<Vec<_>>()).unwrap();
+        let schema = vec![("n", DataType::UInt32)];
+        let small = 1000;
+        let mut frames: Vec<DataFrame> = (0..300).map(|i| frame(i * small as u32, small)).collect();
+        let big_from = 300 * small as u32;
+        let mut big = frame(big_from, CHUNK_ROWS);
+        big.vstack_mut_owned(frame(big_from + CHUNK_ROWS as u32, 10)).unwrap();
+        frames.push(big);
+        frames.push(frame(big_from + CHUNK_ROWS as u32 + 10, 5));
+        let all = stack(frames, schema.clone()).unwrap();
+        let n: Vec<u32> = all.column("n").unwrap().u32().unwrap().into_no_null_iter().collect();
+        assert_eq!(n, (0..big_from + CHUNK_ROWS as u32 + 15).collect::<Vec<_>>());
+        // 300,000 small rows in 5 chunks of 66,000 (the last one short), the big frame's 2, the tail's 1.
+        let chunks = all.column("n").unwrap().as_materialized_series().n_chunks();
+        assert_eq!(chunks, 300 * small / (CHUNK_ROWS.div_ceil(small) * small) + 1 + 2 + 1);
+        assert_eq!(stack(vec![], schema).unwrap().height(), 0);
+    }
 
     #[test]
     fn lines_are_numbered_within_their_order_in_file_order() {
