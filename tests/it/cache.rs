@@ -3,7 +3,7 @@
 //! re-parse; a corrupted entry is rebuilt. A source none of whose files changed takes an earlier
 //! run's decisions, with the same output.
 
-use crate::support::snapshot;
+use crate::support::{run_cached, snapshot};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,16 +42,7 @@ fn run(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<String> {
 
 /// Runs and returns, per load stage: its id, the account of its files and how many were read.
 fn logged(p: &Path, out: &Path, cache: Option<&Path>) -> Vec<(String, String, usize)> {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_clv"));
-    c.args(["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    match cache {
-        Some(dir) => c.args(["--cache-dir", dir.to_str().unwrap()]),
-        None => c.arg("--no-cache"),
-    };
-    let o = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
-    stderr
+    run_cached(p, out, cache)
         .lines()
         .filter(|l| l.contains("files: {"))
         .map(|l| {

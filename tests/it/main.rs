@@ -6,6 +6,7 @@ mod bad_input;
 mod bi_contract;
 mod cache;
 mod config_errors;
+mod daily_files;
 mod end_to_end;
 mod fuzz_regressions;
 mod html_report;

@@ -18,6 +18,21 @@ pub fn run_nightly(out: &Path, extra: &[&str]) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// `clv run` of the pipeline at `p` into `out`, the parse cache in `cache` (`None`:
+/// `--no-cache`); must succeed. Returns its log (stderr).
+pub fn run_cached(p: &Path, out: &Path, cache: Option<&Path>) -> String {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_clv"));
+    c.arg("run").arg(p).arg("--out").arg(out);
+    match cache {
+        Some(dir) => c.arg("--cache-dir").arg(dir),
+        None => c.arg("--no-cache"),
+    };
+    let o = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    stderr
+}
+
 /// A pipeline around one load stage (given as YAML flow mapping text), parsed for real.
 pub fn pipeline_with(load: &str) -> Pipeline {
     let yaml = format!(
