@@ -97,14 +97,15 @@ impl Write for DirectFile {
     }
 }
 
-/// Writes `bytes` to a new file at `path`, directly; less than a block the ordinary way (it
-/// would go through the page cache anyway).
-pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if bytes.len() < BLOCK {
-        return std::fs::write(path, bytes);
+/// Writes `pieces` one after the other to a new file at `path`, directly; less than a block
+/// the ordinary way (it would go through the page cache anyway).
+pub fn write(path: &Path, pieces: &[&[u8]]) -> io::Result<()> {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    if len < BLOCK {
+        return std::fs::write(path, pieces.concat());
     }
-    let mut f = DirectFile::with_chunk(path, bytes.len().next_multiple_of(BLOCK).min(CHUNK))?;
-    f.write_all(bytes)?;
+    let mut f = DirectFile::with_chunk(path, len.next_multiple_of(BLOCK).min(CHUNK))?;
+    pieces.iter().try_for_each(|p| f.write_all(p))?;
     f.finish().map(drop)
 }
 
@@ -178,11 +179,15 @@ mod tests {
                 assert!(std::fs::read(&path).unwrap() == bytes, "{n} bytes in pieces of {piece}");
             }
         }
-        // Whole buffers, each through a chunk sized to it.
+        // Whole buffers, each through a chunk sized to it, in one piece or three.
         for (k, &n) in sizes.iter().enumerate() {
-            let path = dir.path().join(format!("whole-{k}"));
-            write(&path, &pattern(n)).unwrap();
-            assert!(std::fs::read(&path).unwrap() == pattern(n), "{n} bytes at once");
+            let (bytes, path) = (pattern(n), dir.path().join(format!("whole-{k}")));
+            write(&path, &[&bytes]).unwrap();
+            assert!(std::fs::read(&path).unwrap() == bytes, "{n} bytes at once");
+            let (a, rest) = bytes.split_at(n / 3);
+            let (b, c) = rest.split_at(rest.len() / 2);
+            write(&path, &[a, b, c]).unwrap();
+            assert!(std::fs::read(&path).unwrap() == bytes, "{n} bytes in three pieces");
         }
     }
 

@@ -248,7 +248,7 @@ impl Cache {
         let file = self.hash_file(path);
         let hashed = Hashed { path: path.to_path_buf(), stat, sha256: sha256.to_string() };
         let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
-        let written = write_new(&tmp, &serde_json::to_vec(&hashed).expect("serializes"))
+        let written = write_new(&tmp, &[&serde_json::to_vec(&hashed).expect("serializes")])
             .and_then(|()| std::fs::rename(&tmp, &file));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
@@ -335,9 +335,11 @@ fn line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     memchr::memchr(b'\n', bytes).map(|end| (&bytes[..end], &bytes[end + 1..]))
 }
 
-/// The checksum an entry's first line records of the rest of it.
-fn checksum(bytes: &[u8]) -> String {
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes))
+/// The checksum an entry's first line records of the rest of it (given in pieces).
+fn checksum(pieces: &[&[u8]]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    pieces.iter().for_each(|p| h.update(p));
+    format!("{:032x}", h.digest128())
 }
 
 /// `Ok(None)`: no entry, or one whose info `accept` refuses. `Err`: an entry that must not be
@@ -353,7 +355,7 @@ fn read_entry<T: Cached>(
     };
     let (first, rest) = line(&bytes).ok_or("no first line")?;
     let want = first.strip_prefix(FORMAT.as_bytes()).and_then(|c| c.strip_prefix(b" "));
-    if want != Some(checksum(rest).as_bytes()) {
+    if want != Some(checksum(&[rest]).as_bytes()) {
         return Err(match want {
             Some(_) => "checksum mismatch".into(),
             None => format!("not a `{FORMAT}` entry"),
@@ -388,27 +390,30 @@ fn write_entry<T: Cached>(entry: &Path, out: &T) -> Result<()> {
     let (tables, categories): (Vec<_>, Vec<_>) =
         out.tables().into_iter().map(parquet).collect::<Result<Vec<_>>>()?.into_iter().unzip();
     let meta = Meta { info: out.info(), lengths: tables.iter().map(Vec::len).collect(), categories };
-    let mut rest = serde_json::to_vec(&meta).expect("serializes");
-    rest.push(b'\n');
-    tables.iter().for_each(|t| rest.extend_from_slice(t));
-    let first = format!("{FORMAT} {}\n", checksum(&rest));
-    let bytes = [first.as_bytes(), &rest].concat();
+    let mut header = serde_json::to_vec(&meta).expect("serializes");
+    header.push(b'\n');
+    // Written in pieces: the tables are most of an entry, and copying them together would take
+    // fresh memory for every entry.
+    let mut pieces: Vec<&[u8]> = vec![&header];
+    pieces.extend(tables.iter().map(Vec::as_slice));
+    let first = format!("{FORMAT} {}\n", checksum(&pieces));
+    pieces.insert(0, first.as_bytes());
     let name = entry.file_name().expect("an entry name").to_string_lossy();
     let tmp = entry.with_file_name(format!(".tmp-{name}-{}", std::process::id()));
-    let written = write_new(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, entry));
+    let written = write_new(&tmp, &pieces).and_then(|()| std::fs::rename(&tmp, entry));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written.ctx(|| format!("writing {}", entry.display()))
 }
 
-/// Writes a new file at `path` (around the page cache). The cache's directories are made by the
-/// first write that finds them missing.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    match crate::direct::write(path, bytes) {
+/// Writes `pieces` to a new file at `path` (around the page cache). The cache's directories are
+/// made by the first write that finds them missing.
+fn write_new(path: &Path, pieces: &[&[u8]]) -> std::io::Result<()> {
+    match crate::direct::write(path, pieces) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             private_dirs(path.parent().expect("cache files live in a directory"))?;
-            crate::direct::write(path, bytes)
+            crate::direct::write(path, pieces)
         }
         done => done,
     }
