@@ -148,6 +148,13 @@ def main():
         records, all_records, size = count_lines(data)
         print(f"== {lines:,} lines requested: {records:,} order lines ({all_records:,} records with the "
               f"shipments report), {size / 1e6:.0f} MB", flush=True)
+        # Output roots, parse caches and their copies take up to ~1.25x the input at once (10M:
+        # ~4 GB for 3.2 GB of exports); a disk that fills kills a run midway.
+        free = shutil.disk_usage(work).free
+        if free < 1.25 * size:
+            shutil.rmtree(work, ignore_errors=True)
+            sys.exit(f"bench: {lines:,} lines need ~{1.25 * size / 1e9:.1f} GB free for the runs' outputs and "
+                     f"caches, {free / 1e9:.1f} GB are; RESULTS.md keeps the sizes measured before")
         runs = {"clv": [], "floor": [], "python": []}
         out, ref_out = os.path.join(work, "out"), os.path.join(work, "ref")
         contestants = {
