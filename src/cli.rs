@@ -91,8 +91,11 @@ pub enum Command {
         lines: Option<usize>,
         /// One order export per platform and month, as a seller downloading monthly reports has,
         /// instead of one file per pull.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "daily")]
         monthly: bool,
+        /// One order export per platform and day, as a scheduled daily report makes.
+        #[arg(long)]
+        daily: bool,
         /// Random seed: the same seed writes the same files.
         #[arg(long, default_value_t = 1)]
         seed: u64,

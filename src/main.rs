@@ -126,9 +126,17 @@ fn execute(command: Command) -> clv::error::Result<()> {
             }
             if problems.is_empty() { Ok(()) } else { Err(clv::error::Error::Config(problems)) }
         }
-        Command::Sample { out, customers, lines, seed, monthly } => {
+        Command::Sample { out, customers, lines, seed, monthly, daily } => {
             let customers = lines.map_or(customers, clv::sample::customers_for_lines);
-            let written = clv::sample::write(&out, customers, seed, monthly)?;
+            use clv::sample::Files;
+            let files_by = if daily {
+                Files::Daily
+            } else if monthly {
+                Files::Monthly
+            } else {
+                Files::Pull
+            };
+            let written = clv::sample::write(&out, customers, seed, files_by)?;
             for f in written {
                 println!("wrote {}", f.display());
             }

@@ -226,9 +226,21 @@ pub fn customers_for_lines(lines: usize) -> usize {
     ((lines as f64 / LINES_PER_CUSTOMER).round() as usize).max(1)
 }
 
-/// Writes the sample files under `out` (monthly: one order export per platform and month);
-/// returns their paths.
-pub fn write(out: &Path, customers: usize, seed: u64, monthly: bool) -> Result<Vec<PathBuf>> {
+/// How the order exports are cut into files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    /// One file per pull, as a seller who downloads everything now and then has.
+    Pull,
+    /// One file per platform and month of the orders (`<stem>_<YYYY-MM>.<ext>`).
+    Monthly,
+    /// One file per platform and day of the orders (`<stem>_<YYYY-MM-DD>.<ext>`), as a scheduled
+    /// daily report makes.
+    Daily,
+}
+
+/// Writes the sample files under `out`, the order exports cut as `files` says; returns their
+/// paths.
+pub fn write(out: &Path, customers: usize, seed: u64, files_by: Files) -> Result<Vec<PathBuf>> {
     let mut rng = Rng::new(seed);
     let (people, purchases) = simulate(customers, &mut rng);
     let mut files = Vec::new();
@@ -240,24 +252,27 @@ pub fn write(out: &Path, customers: usize, seed: u64, monthly: bool) -> Result<V
         Ok(())
     };
     let amazon: Vec<&Purchase> = purchases.iter().filter(|p| p.platform == Platform::Amazon).collect();
-    let (a1, a2, ship) = amazon_files(&amazon, &people, monthly, &mut rng);
+    let (a1, a2, ship) = amazon_files(&amazon, &people, files_by, &mut rng);
     for (name, text) in a1.files("orders", "txt") {
-        // The full pull's name is the day it was taken; monthly reports are named by month.
-        let name = if monthly { name } else { "orders_2025-12-01.txt".into() };
+        // The full pull's name is the day it was taken; monthly and daily reports are named by theirs.
+        let name = if files_by == Files::Pull { "orders_2025-12-01.txt".into() } else { name };
         put(&format!("amazon/{name}"), text)?;
     }
-    put("amazon/orders_2025-12-31.txt", a2)?;
+    // The second, overlapping pull: beside daily reports its name says what it is (the last
+    // daily report has its date).
+    let repull = if files_by == Files::Daily { "orders_2025-12-31_pull.txt" } else { "orders_2025-12-31.txt" };
+    put(&format!("amazon/{repull}"), a2)?;
     put("amazon/shipments_2025.txt", ship)?;
     let shopify: Vec<&Purchase> = purchases.iter().filter(|p| p.platform == Platform::Shopify).collect();
-    let (s1, s2) = shopify_files(&shopify, &amazon, &people, monthly, &mut rng);
+    let (s1, s2) = shopify_files(&shopify, &amazon, &people, files_by, &mut rng);
     for (name, text) in s1.files("orders_export", "csv") {
-        let name = if monthly { name } else { "orders_export_1.csv".into() };
+        let name = if files_by == Files::Pull { "orders_export_1.csv".into() } else { name };
         put(&format!("shopify/{name}"), text)?;
     }
     put("shopify/orders_export_2.csv", s2)?;
     let shop: Vec<&Purchase> = purchases.iter().filter(|p| p.platform == Platform::Shop).collect();
-    for (name, text) in webtoffee_file(&shop, &people, monthly, &mut rng).files("webtoffee_orders", "csv") {
-        let name = if monthly { name } else { "webtoffee_orders_2025.csv".into() };
+    for (name, text) in webtoffee_file(&shop, &people, files_by, &mut rng).files("webtoffee_orders", "csv") {
+        let name = if files_by == Files::Pull { "webtoffee_orders_2025.csv".into() } else { name };
         put(&format!("shop/{name}"), text)?;
     }
     put("fx_rates.csv", fx_file(&mut rng))?;
@@ -265,25 +280,30 @@ pub fn write(out: &Path, customers: usize, seed: u64, monthly: bool) -> Result<V
     Ok(files)
 }
 
-/// An export's data rows: all in one file, or one file per month of the orders they hold, as a
-/// seller who downloads a report every month has (what incremental nightly runs see).
+/// An export's data rows: all in one file, or one file per month or day of the orders they
+/// hold, as a seller who downloads a report every month or day has (what incremental nightly
+/// runs see).
 struct Parts {
     header: String,
-    monthly: bool,
+    files_by: Files,
     parts: std::collections::BTreeMap<String, String>,
 }
 
 impl Parts {
-    fn new(header: String, monthly: bool) -> Self {
-        Parts { header, monthly, parts: Default::default() }
+    fn new(header: String, files_by: Files) -> Self {
+        Parts { header, files_by, parts: Default::default() }
     }
 
     fn push(&mut self, date: NaiveDate, row: &str) {
-        let key = if self.monthly { date.format("%Y-%m").to_string() } else { String::new() };
+        let key = match self.files_by {
+            Files::Pull => String::new(),
+            Files::Monthly => date.format("%Y-%m").to_string(),
+            Files::Daily => date.format("%Y-%m-%d").to_string(),
+        };
         self.parts.entry(key).or_insert_with(|| self.header.clone()).push_str(row);
     }
 
-    /// `(name, text)` per file: `<stem>.<ext>`, or `<stem>_<YYYY-MM>.<ext>` when monthly.
+    /// `(name, text)` per file: `<stem>.<ext>`, or `<stem>_<month or day>.<ext>`.
     fn files(self, stem: &str, ext: &str) -> Vec<(String, String)> {
         if self.parts.is_empty() {
             return vec![(format!("{stem}.{ext}"), self.header)];
@@ -331,11 +351,11 @@ fn iso(t: NaiveDateTime) -> String {
 }
 
 /// Two overlapping All Orders pulls (header variants A and C) and one Fulfilled Shipments report.
-fn amazon_files(orders: &[&Purchase], people: &[Customer], monthly: bool, rng: &mut Rng) -> (Parts, String, String) {
+fn amazon_files(orders: &[&Purchase], people: &[Customer], files_by: Files, rng: &mut Rng) -> (Parts, String, String) {
     let end = day(END).and_hms_opt(23, 59, 59).expect("valid");
     let cut1 = day(END) - Duration::days(30);
     let from2 = day(END) - Duration::days(60);
-    let mut f1 = Parts::new(format!("{AMAZON_A}\r\n"), monthly);
+    let mut f1 = Parts::new(format!("{AMAZON_A}\r\n"), files_by);
     let mut f2 = format!("{AMAZON_A}\tis-iba\r\n");
     let mut ship = format!("{AMAZON_SHIPMENTS}\n");
     for (n, p) in orders.iter().enumerate() {
@@ -456,7 +476,7 @@ fn shopify_files(
     orders: &[&Purchase],
     amazon: &[&Purchase],
     people: &[Customer],
-    monthly: bool,
+    files_by: Files,
     rng: &mut Rng,
 ) -> (Parts, String) {
     let zone: Tz = chrono_tz::America::New_York;
@@ -534,7 +554,7 @@ fn shopify_files(
         let email = format!("{}@marketplace.amazon.com", people[p.customer].relay.split('@').next().unwrap_or("x"));
         emit(p, &email, "amazon", "Amazon", rng);
     }
-    let mut f1 = Parts::new(format!("{SHOPIFY_HEADER}\n"), monthly);
+    let mut f1 = Parts::new(format!("{SHOPIFY_HEADER}\n"), files_by);
     let mut f2 = format!("{SHOPIFY_HEADER}\r\n");
     rows.sort_by_key(|r| r.0);
     // Orders of one Name must stay together: rows were pushed order by order; a stable sort by
@@ -553,14 +573,14 @@ fn shopify_files(
 
 const WEBTOFFEE_BASE: &str = "order_id,order_number,order_date,paid_date,status,shipping_total,shipping_tax_total,fee_total,fee_tax_total,tax_total,cart_discount,order_discount,discount_total,order_total,order_subtotal,order_key,order_currency,payment_method,payment_method_title,transaction_id,customer_ip_address,customer_user_agent,shipping_method,customer_id,customer_user,customer_email,billing_first_name,billing_last_name,billing_company,billing_email,billing_phone,billing_address_1,billing_address_2,billing_postcode,billing_city,billing_state,billing_country,shipping_first_name,shipping_last_name,shipping_company,shipping_phone,shipping_address_1,shipping_address_2,shipping_postcode,shipping_city,shipping_state,shipping_country,customer_note,wt_import_key,tax_items,shipping_items,fee_items,coupon_items,refund_items,order_notes,download_permissions";
 
-fn webtoffee_file(orders: &[&Purchase], people: &[Customer], monthly: bool, rng: &mut Rng) -> Parts {
+fn webtoffee_file(orders: &[&Purchase], people: &[Customer], files_by: Files, rng: &mut Rng) -> Parts {
     let zone: Tz = chrono_tz::Europe::Berlin;
     let base: Vec<&str> = WEBTOFFEE_BASE.split(',').collect();
     let max_items = orders.iter().map(|p| p.items.len()).max().unwrap_or(1);
     let mut header: Vec<String> = base.iter().map(|s| s.to_string()).collect();
     header.extend((1..=max_items).map(|k| format!("line_item_{k}")));
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut out = Parts::new(header.iter().map(|h| quote(h)).collect::<Vec<_>>().join(",") + "\n", monthly);
+    let mut out = Parts::new(header.iter().map(|h| quote(h)).collect::<Vec<_>>().join(",") + "\n", files_by);
     for (n, p) in orders.iter().enumerate() {
         let c = &people[p.customer];
         let local = zone.from_utc_datetime(&p.at).naive_local();
@@ -642,11 +662,54 @@ mod tests {
     fn same_seed_same_files() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let fa = write(a.path(), 30, 9, false).unwrap();
-        write(b.path(), 30, 9, false).unwrap();
+        let fa = write(a.path(), 30, 9, Files::Pull).unwrap();
+        write(b.path(), 30, 9, Files::Pull).unwrap();
         for f in fa {
             let rel = f.strip_prefix(a.path()).unwrap();
             assert_eq!(std::fs::read(&f).unwrap(), std::fs::read(b.path().join(rel)).unwrap(), "{}", rel.display());
+        }
+    }
+
+    /// Daily files hold the monthly files' rows, each file one day's orders (by the date its
+    /// name gives), each with the header.
+    #[test]
+    fn daily_files_cut_the_same_rows_by_day() {
+        let (monthly, daily) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // The overlapping Amazon pull is its own file in both layouts: left out.
+        let rows = |files: &[PathBuf], dir: &str, stem: &str, repull: &str| -> (usize, Vec<String>) {
+            let mut all = Vec::new();
+            let mut count = 0;
+            for f in files.iter().filter(|f| f.parent().unwrap().ends_with(dir)) {
+                let name = f.file_name().unwrap().to_str().unwrap();
+                if !name.starts_with(stem) || name == repull {
+                    continue;
+                }
+                let text = std::fs::read_to_string(f).unwrap();
+                let mut lines = text.lines();
+                assert!(lines.next().unwrap().starts_with(if dir == "amazon" { "amazon-order-id" } else { "" }));
+                count += 1;
+                all.extend(lines.map(str::to_string));
+            }
+            all.sort();
+            (count, all)
+        };
+        let m = write(monthly.path(), 200, 5, Files::Monthly).unwrap();
+        let d = write(daily.path(), 200, 5, Files::Daily).unwrap();
+        let (months, monthly_rows) = rows(&m, "amazon", "orders_", "orders_2025-12-31.txt");
+        let (days, daily_rows) = rows(&d, "amazon", "orders_", "orders_2025-12-31_pull.txt");
+        assert!(days > 4 * months && daily_rows == monthly_rows && !daily_rows.is_empty(), "{months} {days}");
+        let (_, monthly_rows) = rows(&m, "shopify", "orders_export_", "orders_export_2.csv");
+        let (_, daily_rows) = rows(&d, "shopify", "orders_export_", "orders_export_2.csv");
+        assert!(daily_rows == monthly_rows);
+        for f in d.iter().filter(|f| f.parent().unwrap().ends_with("amazon")) {
+            let name = f.file_name().unwrap().to_str().unwrap();
+            let Some(day) = name.strip_prefix("orders_").and_then(|n| n.strip_suffix(".txt")).filter(|n| n.len() == 10)
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(f).unwrap();
+            // purchase-date, third column: the file's day (the sample's times are UTC).
+            assert!(text.lines().skip(1).all(|l| l.split('\t').nth(2).unwrap().starts_with(day)), "{name}");
         }
     }
 }
