@@ -43,6 +43,19 @@ fn truncated_last_line_is_a_reject_with_its_line() {
     assert_eq!(strings(&l.rejects, schema::rejects::REASON), [Some("expected 4 fields, found 3".to_string())]);
 }
 
+/// A file that rejects nothing takes a shortcut past the rejects' selection: its empty rejects
+/// stack with another file's.
+#[test]
+fn files_with_and_without_rejects_load_together() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), "order,customer,date,amount\nA1,a@x.io,2024-01-05,10.00\n").unwrap();
+    std::fs::write(dir.path().join("b.csv"), "order,customer,date,amount\nB1,b@x.io,2024-01-06,5.00\nB2,c@x.io\n")
+        .unwrap();
+    let l = load(&csv_stage(&format!("{}/*.csv", dir.path().display()), ", max_reject_rate: 1.0"));
+    assert_eq!((l.lines.height(), l.rejects.height()), (2, 1));
+    assert_eq!(strings(&l.rejects, schema::rejects::REASON), [Some("expected 4 fields, found 2".to_string())]);
+}
+
 #[test]
 fn wrong_delimiter_lists_what_was_expected_and_found() {
     let (_dir, path) = temp_file("semi.csv", b"order;customer;date;amount\nA1;a@x.io;2024-01-05;10.00\n");
