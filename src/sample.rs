@@ -238,7 +238,7 @@ pub enum Files {
     Daily,
 }
 
-/// Writes the sample files under `out`, the order exports cut as `files` says; returns their
+/// Writes the sample files under `out`, the order exports cut as `files_by` says; returns their
 /// paths.
 pub fn write(out: &Path, customers: usize, seed: u64, files_by: Files) -> Result<Vec<PathBuf>> {
     let mut rng = Rng::new(seed);

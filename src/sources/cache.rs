@@ -14,7 +14,7 @@
 //! (`frame::categories_to_codes`): read as categories, every row's text was hashed again. How
 //! each column is encoded: `encode.rs`. The cache holds parsed personal data, as the exports do:
 //! it is created private to its owner. Whole sources' decisions (`crate::reuse`) are kept under
-//! `prepared/`, with the same checksums. Entries are written around the page cache
+//! `prepared/`, in the same format. Entries are written around the page cache
 //! (`crate::direct`): a run does not read back what it stores, and through the page cache the
 //! entries took ~2 CPU-s of kernel time at 10M lines on the bench VM.
 //!
@@ -272,16 +272,15 @@ impl Cache {
                 if !ours(&name.to_string_lossy()) || meta.modified().map_or(true, |m| m >= cutoff) {
                     continue;
                 }
-                let bytes = match meta.is_dir() {
+                let (bytes, gone) = match meta.is_dir() {
                     // An entry of the format before this one: a directory of files.
-                    true => std::fs::read_dir(&path)
-                        .map(|l| l.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum())
-                        .unwrap_or(0),
-                    false => meta.len(),
-                };
-                let gone = match meta.is_dir() {
-                    true => std::fs::remove_dir_all(&path),
-                    false => std::fs::remove_file(&path),
+                    true => (
+                        std::fs::read_dir(&path)
+                            .map(|l| l.flatten().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum())
+                            .unwrap_or(0),
+                        std::fs::remove_dir_all(&path),
+                    ),
+                    false => (meta.len(), std::fs::remove_file(&path)),
                 };
                 if gone.is_ok() {
                     removed = (removed.0 + 1, removed.1 + bytes);
