@@ -340,7 +340,9 @@ impl Staged {
             let file = part.drop_many([schema::MARKET, schema::aux::ORDER_KEY, schema::aux::CUSTOMER]);
             let entry = PathBuf::from(format!("orders/market={market}"));
             let rel = entry.join("part-0.parquet");
-            let rows = parquet::write(&file, &publisher.stage(entry, &rel)?, &schema::MONEY_COLUMNS, &meta)?;
+            // Sorted by customer: each customer's id is one run of lines.
+            let runs = [schema::CUSTOMER_ID];
+            let rows = parquet::write(&file, &publisher.stage(entry, &rel)?, &schema::MONEY_COLUMNS, &runs, &meta)?;
             Ok((market.clone(), manifest::Output { path: rel.display().to_string(), rows }))
         };
         // The largest partitions first: each is encoded on one thread, and a large one taken last
@@ -528,7 +530,7 @@ fn publish_market(c: &MarketCtx, market: &String) -> Result<(Vec<manifest::Outpu
     let put = |table: &str, name: &str, df: &DataFrame, money: &[&str]| -> Result<manifest::Output> {
         let entry = PathBuf::from(format!("{table}/market={market}"));
         let rel = entry.join(name);
-        let rows = parquet::write(df, &publisher.stage(entry, &rel)?, money, meta)?;
+        let rows = parquet::write(df, &publisher.stage(entry, &rel)?, money, &[], meta)?;
         Ok(manifest::Output { path: rel.display().to_string(), rows })
     };
     outputs.push(c.staged_orders[market].clone());
@@ -677,7 +679,7 @@ fn publish(
         let entry = PathBuf::from(format!("rejects/source={id}"));
         let rel = entry.join("part-0.parquet");
         let path = publisher.stage(entry, &rel)?;
-        let rows = parquet::write(&l.rejects, &path, &[], &meta)?;
+        let rows = parquet::write(&l.rejects, &path, &[], &[], &meta)?;
         outputs.push(manifest::Output { path: rel.display().to_string(), rows });
     }
     tracing::debug!(ms = started.elapsed().as_millis(), "published the market partitions and reports");

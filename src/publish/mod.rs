@@ -5,6 +5,7 @@
 //! `manifest.json` and `_SUCCESS` last. A run that dies before the journal leaves the previous
 //! output as it was; after it, the next run on those markets rolls the publication forward.
 
+pub mod coded;
 pub mod flat;
 pub mod lock;
 pub mod manifest;
