@@ -184,6 +184,10 @@ pub fn writer(schema: arrow::datatypes::SchemaRef, path: &Path, meta: &Meta) -> 
     for id in [crate::schema::CUSTOMER_ID, crate::schema::ORDER_ID] {
         props = props.set_column_dictionary_enabled(id.into(), false);
     }
+    // Instants too (one per order): the orders' `ordered_at` wrote 30% faster and 7% smaller plain.
+    for field in schema.fields().iter().filter(|f| matches!(f.data_type(), DataType::Timestamp(..))) {
+        props = props.set_column_dictionary_enabled(field.name().as_str().into(), false);
+    }
     let file = DirectFile::create(path).ctx(|| format!("creating {}", path.display()))?;
     // Readers take the types from the Parquet schema: the Arrow types handed to the writer
     // (string views, dictionaries, 64-bit decimals) are how Polars holds the data, not the contract.
