@@ -111,6 +111,15 @@ impl Coded {
         Ok(())
     }
 
+    /// Appends `rows` rows of one value.
+    pub fn push_repeated(&mut self, text: &[u8], rows: usize) -> Result<()> {
+        let code = self.code(text);
+        for _ in 0..rows {
+            self.push_row(Some(code))?;
+        }
+        Ok(())
+    }
+
     /// Appends a slice of a text column whose equal values come in runs (an orders partition's
     /// customer ids): a row equal to the row before (the same view, or the same text) takes its
     /// code; a run whose text is greater than every one before is a new value; any other run's

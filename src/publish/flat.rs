@@ -7,16 +7,15 @@
 //! The orders table is built beside the analyses ([`Orders`]), the rest at publication.
 
 use super::Publisher;
+use super::coded::Coded;
 use super::lock::Locks;
 use super::parquet::{self, Meta};
 use crate::error::{Context, Result};
-use ::parquet::arrow::arrow_writer::compute_leaves;
 use ::parquet::arrow::parquet_to_arrow_schema;
 use ::parquet::column::writer::ColumnCloseResult;
 use ::parquet::file::properties::ReaderProperties;
 use ::parquet::file::reader::FileReader;
 use ::parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
-use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -192,9 +191,9 @@ fn flat_table(
     let rel = format!("bi/{table}.parquet");
     let path = staging.join(&rel);
     let fail = |what: &str| format!("{what} {}", path.display());
-    let (mut writer, columns) =
+    let (mut writer, _) =
         parquet::writer(schema.clone(), &path, meta)?.into_serialized_writer().ctx(|| fail("starting"))?;
-    let (mut rows, mut groups) = (0, 0);
+    let mut rows = 0;
     for part in &parts {
         for g in 0..part.reader.num_row_groups() {
             let group = part.reader.get_row_group(g).ctx(|| fail("reading a partition for"))?;
@@ -202,14 +201,13 @@ fn flat_table(
             if n == 0 {
                 continue;
             }
+            // The key is one value throughout: a dictionary chunk of one entry.
+            let key_column = Coded::new(writer.schema_descr().column(0), writer.properties())
+                .and_then(|mut c| c.push_repeated(part.value.as_bytes(), n as usize).map(|()| c))
+                .and_then(|c| c.finish(writer.properties()))
+                .ctx(|| fail("encoding"))?;
             let mut out = writer.next_row_group().ctx(|| fail("starting a row group of"))?;
-            let mut key_column = columns.create_column_writers(groups).ctx(|| fail("encoding"))?.swap_remove(0);
-            groups += 1;
-            let values: ArrayRef = Arc::new(StringArray::from(vec![part.value.as_str(); n as usize]));
-            for leaf in compute_leaves(schema.field(0), &values).ctx(|| fail("encoding"))? {
-                key_column.write(&leaf).ctx(|| fail("encoding"))?;
-            }
-            key_column.close().and_then(|c| c.append_to_row_group(&mut out)).ctx(|| fail("writing"))?;
+            out.append_column(&key_column.0, key_column.1).ctx(|| fail("writing"))?;
             let index = part.reader.metadata().page_index_for_row_group(g);
             for (j, chunk) in group.metadata().columns().iter().enumerate() {
                 let copied = ColumnCloseResult {
