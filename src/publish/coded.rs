@@ -147,7 +147,7 @@ impl Coded {
     /// Encodes the rows of the page being filled. Each page states its indices' bit width: the
     /// dictionary may still grow.
     fn end_page(&mut self) -> Result<()> {
-        let rows = std::mem::take(&mut self.page);
+        let rows = std::mem::replace(&mut self.page, Vec::with_capacity(self.page_rows));
         let page = self.pages.len() as u32;
         let bit_width = bit_width(self.values.len().saturating_sub(1) as u64);
         let mut indices = RleEncoder::new_from_buf(bit_width, vec![bit_width]);
