@@ -69,7 +69,8 @@ struct RowGroups<W: std::io::Write + Send> {
 
 enum ColumnWriter {
     Arrow(Box<ArrowColumnWriter>),
-    Coded(coded::Coded),
+    Categories(coded::Coded),
+    Runs(coded::Coded),
 }
 
 #[derive(Clone, Copy)]
@@ -109,21 +110,22 @@ impl<W: std::io::Write + Send> RowGroups<W> {
                 let writers = self.factory.create_column_writers(self.file.flushed_row_groups().len())?;
                 let props = self.file.properties().clone();
                 let columns = writers.into_iter().zip(&self.coded).enumerate().map(|(i, (writer, coding))| {
+                    let coder = || coded::Coded::new(self.file.schema_descr().column(i), &props);
                     Ok(match coding {
-                        Some(_) => ColumnWriter::Coded(coded::Coded::new(self.file.schema_descr().column(i), &props)?),
+                        Some(Coding::Categories) => ColumnWriter::Categories(coder()?),
+                        Some(Coding::Runs) => ColumnWriter::Runs(coder()?),
                         None => ColumnWriter::Arrow(Box::new(writer)),
                     })
                 });
                 self.group = Some(columns.collect::<parquet::errors::Result<_>>()?);
             }
             let group = self.group.as_mut().expect("started above");
-            let columns = group.iter_mut().zip(&self.coded).zip(self.schema.fields()).zip(part.columns());
-            for (((column, coding), field), array) in columns {
+            for ((column, field), array) in group.iter_mut().zip(self.schema.fields()).zip(part.columns()) {
                 match column {
-                    ColumnWriter::Coded(coded) => match coding {
-                        Some(Coding::Runs) => coded.push_runs(array.as_any().downcast_ref().expect("text views"))?,
-                        _ => coded.push(array.as_any().downcast_ref().expect("a category column"))?,
-                    },
+                    ColumnWriter::Categories(coded) => {
+                        coded.push(array.as_any().downcast_ref().expect("categories"))?
+                    }
+                    ColumnWriter::Runs(coded) => coded.push_runs(array.as_any().downcast_ref().expect("text views"))?,
                     ColumnWriter::Arrow(writer) => {
                         for leaf in compute_leaves(field, array)? {
                             writer.write(&leaf)?;
@@ -146,7 +148,7 @@ impl<W: std::io::Write + Send> RowGroups<W> {
         for column in group {
             match column {
                 ColumnWriter::Arrow(writer) => writer.close()?.append_to_row_group(&mut out)?,
-                ColumnWriter::Coded(coded) => {
+                ColumnWriter::Categories(coded) | ColumnWriter::Runs(coded) => {
                     let (bytes, close) = coded.finish(&props)?;
                     out.append_column(&bytes, close)?;
                 }
